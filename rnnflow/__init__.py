@@ -1,0 +1,20 @@
+from ._losses import AbstractLoss as AbstractLoss
+from ._losses import extrapolation_error as extrapolation_error
+from ._losses import ImpulseLoss as ImpulseLoss
+from ._losses import SequenceLoss as SequenceLoss
+from ._models import AbstractLinearRNN as AbstractLinearRNN
+from ._models import AbstractRNN as AbstractRNN
+from ._models import DenseRNN as DenseRNN
+from ._models import DiagonalRNN as DiagonalRNN
+from ._models import make_model as make_model
+from ._models import MODELS as MODELS
+from ._models import RNNParams as RNNParams
+from ._models import SymmetricRNN as SymmetricRNN
+from ._models import TanhRNN as TanhRNN
+from ._scan import associative_scan as associative_scan
+from ._scan import sequential_scan as sequential_scan
+from ._teachers import modes_teacher as modes_teacher
+from ._teachers import random_teacher as random_teacher
+from ._teachers import Teacher as Teacher
+
+__version__ = "0.1.0"

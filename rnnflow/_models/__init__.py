@@ -1,0 +1,9 @@
+from .base import AbstractLinearRNN as AbstractLinearRNN
+from .base import AbstractRNN as AbstractRNN
+from .base import RNNParams as RNNParams
+from .dense import DenseRNN as DenseRNN
+from .diagonal import DiagonalRNN as DiagonalRNN
+from .named import MODELS as MODELS
+from .named import make_model as make_model
+from .symmetric import SymmetricRNN as SymmetricRNN
+from .tanh import TanhRNN as TanhRNN

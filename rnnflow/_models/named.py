@@ -1,0 +1,26 @@
+"""Models by name, for configs and the command line."""
+
+from .._checks import check_choice
+from .base import AbstractRNN
+from .dense import DenseRNN
+from .diagonal import DiagonalRNN
+from .symmetric import SymmetricRNN
+from .tanh import TanhRNN
+
+MODELS: dict[str, type[AbstractRNN]] = {
+    "dense": DenseRNN,
+    "symmetric": SymmetricRNN,
+    "diagonal": DiagonalRNN,
+    "tanh": TanhRNN,
+}
+
+
+def make_model(name: str, state_dim: int, **kwargs) -> AbstractRNN:
+    """The model called `name` (one of `"dense"`, `"symmetric"`, `"diagonal"`, `"tanh"`).
+
+    ```python
+    model = make_model("diagonal", 40)  # == DiagonalRNN(40)
+    ```
+    """
+    check_choice("parameterization", name, tuple(MODELS))
+    return MODELS[name](state_dim, **kwargs)
