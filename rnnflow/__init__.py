@@ -2,6 +2,10 @@ from ._losses import AbstractLoss as AbstractLoss
 from ._losses import extrapolation_error as extrapolation_error
 from ._losses import ImpulseLoss as ImpulseLoss
 from ._losses import SequenceLoss as SequenceLoss
+from ._methods import AbstractMethod as AbstractMethod
+from ._methods import GradientDescent as GradientDescent
+from ._methods import GradientFlow as GradientFlow
+from ._methods import ModifiedFlow as ModifiedFlow
 from ._models import AbstractLinearRNN as AbstractLinearRNN
 from ._models import AbstractRNN as AbstractRNN
 from ._models import DenseRNN as DenseRNN
@@ -17,4 +21,13 @@ from ._teachers import modes_teacher as modes_teacher
 from ._teachers import random_teacher as random_teacher
 from ._teachers import Teacher as Teacher
 
+from ._train import init_seeds as init_seeds
+from ._train import train as train
+from ._train import train_seeds as train_seeds
+from ._trajectory import Result as Result
+from ._trajectory import Save as Save
+from ._trajectory import Stop as Stop
+from ._trajectory import Trajectory as Trajectory
+
 __version__ = "0.1.0"
+

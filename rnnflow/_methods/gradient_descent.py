@@ -1,0 +1,113 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .._checks import check_positive_int, check_real
+from .._trajectory import Result, Save, Trajectory
+from .base import AbstractMethod
+
+
+def _where(pred, new, old):
+    return jax.tree.map(lambda n, o: jnp.where(pred, n, o), new, old)
+
+
+class GradientDescent(AbstractMethod):
+    """Discrete gradient descent (or any optax optimizer), run inside `lax.scan`.
+
+    **Arguments:**
+
+    - `lr`: the step size η. It also sets the time axis: step $n$ is time $nη$, so that
+      gradient descent is the explicit Euler discretisation of the gradient flow.
+    - `num_steps`: how many steps to take; the run ends at `t1 = lr * num_steps`.
+    - `optimizer`: any `optax.GradientTransformation` (momentum, adam, schedules, ...).
+      Default `optax.sgd(lr)`, plain gradient descent.
+
+    Only the save times cost memory: between saves the loop keeps just the parameters and
+    optimizer state. A seed that converges or diverges (see [`rnnflow.Stop`][]) stops
+    updating, while the others go on.
+
+    ```python
+    method = GradientDescent(lr=0.01, num_steps=10_000)
+    method = GradientDescent(lr=0.01, num_steps=10_000, optimizer=optax.adam(0.01))
+    ```
+    """
+
+    lr: float = eqx.field(static=True)
+    num_steps: int = eqx.field(static=True)
+    optimizer: optax.GradientTransformation = eqx.field(static=True)
+
+    def __init__(self, lr: float, num_steps: int, optimizer=None):
+        check_real("lr", lr, positive=True)
+        self.lr = float(lr)
+        self.num_steps = check_positive_int("num_steps", num_steps)
+        if optimizer is None:
+            optimizer = optax.sgd(self.lr)
+        if not isinstance(optimizer, optax.GradientTransformation):
+            raise TypeError(
+                "`optimizer` must be an optax.GradientTransformation (e.g. optax.sgd(lr), "
+                f"optax.adam(lr)); got {type(optimizer).__name__}."
+            )
+        self.optimizer = optimizer
+
+    @property
+    def t1(self) -> float:
+        return self.lr * self.num_steps
+
+    def save_steps(self, save: Save) -> np.ndarray:
+        """The step indices saved at: the nearest step to each save time, or every `every`."""
+        if save.every is not None:
+            steps = np.arange(0, self.num_steps + 1, save.every)
+            if steps[-1] != self.num_steps:
+                steps = np.append(steps, self.num_steps)
+            return steps
+        return np.rint(save.times(self.t1) / self.lr).astype(np.int64)
+
+    def save_times(self, save: Save) -> np.ndarray:
+        return self.save_steps(save) * self.lr
+
+    def run(self, objective, params, *, save, stop, metrics) -> Trajectory:
+        steps = self.save_steps(save)
+        # Steps to take before each save (the first save is after steps[0] steps), then the
+        # rest of the run up to t1, whose metrics are dropped: a run always ends at t1.
+        counts = np.diff(steps, prepend=0)
+        tail = self.num_steps - int(steps[-1])
+        counts = jnp.asarray(np.append(counts, tail) if tail else counts, dtype=jnp.int32)
+        value_and_grad = jax.value_and_grad(objective)
+        opt = self.optimizer
+        below = -np.inf if stop.loss_below is None else stop.loss_below
+
+        def step(_, state):
+            params, opt_state, result, n = state
+            value, grad = value_and_grad(params)
+            running = result == Result.finished
+            diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
+            result = jnp.where(running & diverged, Result.diverged, result)
+            result = jnp.where(running & ~diverged & (value < below), Result.converged, result)
+            go = result == Result.finished
+            updates, new_opt_state = opt.update(grad, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            params = _where(go, new_params, params)
+            opt_state = _where(go, new_opt_state, opt_state)
+            return params, opt_state, result, n + go.astype(n.dtype)
+
+        def segment(state, count):
+            state = jax.lax.fori_loop(0, count, step, state)
+            params, _, _, n = state
+            out = metrics(n * self.lr, params)
+            return state, (out, params if save.params else None)
+
+        init = (params, opt.init(params), jnp.asarray(Result.finished), jnp.asarray(0))
+        (final, _, result, n), saved = jax.lax.scan(segment, init, counts)
+        saved, saved_params = jax.tree.map(lambda x: x[: len(steps)], saved)
+        return Trajectory(
+            ts=jnp.asarray(steps * self.lr),
+            metrics=saved,
+            params=saved_params,
+            final=final,
+            t_stop=n * self.lr,
+            result=result,
+            num_steps=n,
+            num_grad_evals=jnp.asarray(self.num_steps),
+        )

@@ -1,0 +1,168 @@
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._checks import check_positive_int, check_real
+from .._trajectory import Result, Save, Trajectory
+from .base import AbstractMethod
+
+
+class GradientFlow(AbstractMethod):
+    """Gradient flow $\\dot θ = -\\nabla L(θ)$, solved by `diffrax.diffeqsolve`.
+
+    **Arguments:**
+
+    - `t1`: the end time.
+    - `solver`: any diffrax ODE solver. Default `diffrax.Tsit5()` (adaptive, explicit). The
+      flow turns stiff near convergence; an implicit solver such as `diffrax.Kvaerno5()`
+      takes far fewer (but dearer) steps there.
+    - `stepsize_controller`: default `diffrax.PIDController(rtol=1e-6, atol=1e-9)`.
+      A `diffrax.ConstantStepSize()` needs `dt0`.
+    - `dt0`: the initial step; `None` lets an adaptive controller choose it.
+    - `max_steps`: the most solver steps per seed (default 100 000); a seed that needs more
+      ends with `Result.max_steps_reached` and keeps what it had.
+    - `progress_meter`: a diffrax progress meter, e.g. `diffrax.TextProgressMeter()`.
+
+    ```python
+    method = GradientFlow(t1=2000.0)
+    method = GradientFlow(t1=2000.0, solver=diffrax.Kvaerno5())
+    ```
+    """
+
+    t1: float = eqx.field(static=True)
+    solver: diffrax.AbstractSolver = eqx.field(static=True)
+    stepsize_controller: diffrax.AbstractStepSizeController = eqx.field(static=True)
+    dt0: float | None = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    progress_meter: diffrax.AbstractProgressMeter = eqx.field(static=True)
+
+    def __init__(
+        self,
+        t1: float,
+        *,
+        solver: diffrax.AbstractSolver | None = None,
+        stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+        dt0: float | None = None,
+        max_steps: int = 100_000,
+        progress_meter: diffrax.AbstractProgressMeter | None = None,
+    ):
+        check_real("t1", t1, positive=True)
+        self.t1 = float(t1)
+        solver = diffrax.Tsit5() if solver is None else solver
+        if not isinstance(solver, diffrax.AbstractSolver) or solver.term_structure not in (
+            diffrax.AbstractTerm,
+            diffrax.ODETerm,
+        ):
+            raise TypeError(
+                "`solver` must be a diffrax ODE solver (e.g. diffrax.Tsit5(), diffrax.Kvaerno5(),"
+                f" diffrax.Euler()); got {type(solver).__name__}."
+            )
+        if stepsize_controller is None:
+            stepsize_controller = diffrax.PIDController(rtol=1e-6, atol=1e-9)
+        if not isinstance(stepsize_controller, diffrax.AbstractStepSizeController):
+            raise TypeError(
+                "`stepsize_controller` must be a diffrax step-size controller; "
+                f"got {type(stepsize_controller).__name__}."
+            )
+        if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
+            raise ValueError("a constant step size needs `dt0`.")
+        if dt0 is not None:
+            check_real("dt0", dt0, positive=True)
+            dt0 = float(dt0)
+        self.solver = solver
+        self.stepsize_controller = stepsize_controller
+        self.dt0 = dt0
+        self.max_steps = check_positive_int("max_steps", max_steps)
+        self.progress_meter = (
+            diffrax.NoProgressMeter() if progress_meter is None else progress_meter
+        )
+
+    def save_times(self, save: Save) -> np.ndarray:
+        if save.every is not None:
+            raise ValueError(
+                "`Save.every` counts optimizer steps; a gradient flow has none. "
+                "Give `Save.ts` or `Save.num` instead."
+            )
+        return save.times(self.t1)
+
+    def potential(self, objective):
+        """The function whose negative gradient is the vector field: here the loss itself."""
+        return objective
+
+    def run(self, objective, params, *, save, stop, metrics) -> Trajectory:
+        ts = self.save_times(save)
+        grad = jax.grad(self.potential(objective))
+        term = diffrax.ODETerm(lambda t, y, args: jax.tree.map(jnp.negative, grad(y)))
+
+        def save_fn(t, y, args):
+            return metrics(t, y), (y if save.params else None)
+
+        saveat = diffrax.SaveAt(
+            subs=[diffrax.SubSaveAt(ts=ts, fn=save_fn), diffrax.SubSaveAt(t1=True)]
+        )
+        conds = {
+            "diverged": lambda t, y, args, **kw: (
+                ~jnp.isfinite(v := objective(y)) | (v > stop.loss_above)
+            )
+        }
+        if stop.loss_below is not None:
+            conds["converged"] = lambda t, y, args, **kw: objective(y) < stop.loss_below
+        sol = diffrax.diffeqsolve(
+            term,
+            self.solver,
+            t0=0.0,
+            t1=self.t1,
+            dt0=self.dt0,
+            y0=params,
+            saveat=saveat,
+            stepsize_controller=self.stepsize_controller,
+            event=diffrax.Event(conds),
+            max_steps=self.max_steps,
+            throw=False,
+            progress_meter=self.progress_meter,
+        )
+        (saved, saved_params), final = sol.ys
+        final = jax.tree.map(lambda x: x[0], final)
+        t_stop = sol.ts[1][0]
+        # Save times after an early stop are not reached; diffrax fills them with inf.
+        # Hold the state the seed stopped in, as gradient descent does.
+        reached = sol.ts[0] <= t_stop
+        last = save_fn(t_stop, final, None)
+        fill = lambda s, f: jnp.where(reached.reshape((-1,) + (1,) * f.ndim), s, f[None])
+        saved, saved_params = jax.tree.map(fill, (saved, saved_params), last)
+
+        result = jnp.asarray(Result.solver_failed)
+        result = jnp.where(sol.result == diffrax.RESULTS.successful, Result.finished, result)
+        result = jnp.where(
+            sol.result == diffrax.RESULTS.max_steps_reached, Result.max_steps_reached, result
+        )
+        event = sol.result == diffrax.RESULTS.event_occurred
+        result = jnp.where(event & sol.event_mask["diverged"], Result.diverged, result)
+        if "converged" in conds:
+            result = jnp.where(event & sol.event_mask["converged"], Result.converged, result)
+        stages = _gradient_evals_per_step(self.solver)
+        return Trajectory(
+            ts=jnp.asarray(ts),
+            metrics=saved,
+            params=saved_params,
+            final=final,
+            t_stop=t_stop,
+            result=result,
+            num_steps=sol.stats["num_steps"],
+            num_grad_evals=(
+                sol.stats["num_steps"] * stages if stages is not None else jnp.asarray(-1)
+            ),
+        )
+
+
+def _gradient_evals_per_step(solver) -> int | None:
+    # Explicit Runge-Kutta solvers evaluate the vector field once per stage (FSAL tableaux
+    # reuse the last stage, saving one). Implicit solvers depend on their Newton iterations,
+    # which diffrax does not report: -1 then.
+    tableau = getattr(solver, "tableau", None)
+    if isinstance(solver, diffrax.AbstractImplicitSolver) or tableau is None:
+        return 1 if isinstance(solver, diffrax.Euler) else None
+    stages = len(tableau.c) + 1
+    return stages - 1 if tableau.fsal else stages

@@ -1,0 +1,199 @@
+"""`train`: one seed, one method, one `Trajectory`; `train_seeds`: the same over many seeds."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+from ._checks import check_positive_int
+from ._losses import AbstractLoss
+from ._methods import AbstractMethod
+from ._models import AbstractRNN, RNNParams
+from ._trajectory import Save, Stop, Trajectory, metric_fn
+
+
+def _check(model, loss, method, save, stop, params) -> None:
+    if not isinstance(model, AbstractRNN):
+        raise TypeError(f"`model` must be an rnnflow model; got {type(model).__name__}.")
+    if not callable(loss):
+        raise TypeError(f"`loss` must be callable as loss(model, params); got {type(loss).__name__}.")
+    if isinstance(loss, AbstractLoss):
+        loss.check_model(model)
+    if not isinstance(method, AbstractMethod):
+        raise TypeError(
+            "`method` must be GradientDescent, GradientFlow or ModifiedFlow; "
+            f"got {type(method).__name__}."
+        )
+    if not isinstance(save, Save):
+        raise TypeError(f"`save` must be an rnnflow.Save; got {type(save).__name__}.")
+    if not isinstance(stop, Stop):
+        raise TypeError(f"`stop` must be an rnnflow.Stop; got {type(stop).__name__}.")
+    model.check_params(params)
+    method.save_times(save)  # raises on save times outside [0, t1]
+    # Shapes only: traced abstractly, nothing is compiled.
+    out = jax.eval_shape(loss, model, params)
+    if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
+        raise ValueError(
+            f"`loss(model, params)` must return a real scalar; got {getattr(out, 'shape', out)}."
+        )
+
+
+def _train(model, loss, method, params, save, stop) -> Trajectory:
+    return method.run(
+        lambda p: loss(model, p), params, save=save, stop=stop, metrics=metric_fn(save, model, loss)
+    )
+
+
+_train_jit = eqx.filter_jit(_train)
+
+
+def train(
+    model: AbstractRNN,
+    loss,
+    method: AbstractMethod,
+    params: RNNParams,
+    *,
+    save: Save = Save(),
+    stop: Stop = Stop(),
+) -> Trajectory:
+    """Train one seed of `model` on `loss` with `method`, from `params`.
+
+    **Arguments:**
+
+    - `model`: an rnnflow model, e.g. [`rnnflow.DiagonalRNN`][].
+    - `loss`: `loss(model, params) -> scalar`, e.g. [`rnnflow.ImpulseLoss`][].
+    - `method`: [`rnnflow.GradientDescent`][], [`rnnflow.GradientFlow`][] or
+      [`rnnflow.ModifiedFlow`][].
+    - `params`: the initial [`rnnflow.RNNParams`][] (unbatched).
+    - `save`: what to record and when ([`rnnflow.Save`][]).
+    - `stop`: early stopping on convergence or divergence ([`rnnflow.Stop`][]).
+
+    **Returns:**
+
+    A [`rnnflow.Trajectory`][]. Compiled once per model, method, save and stop: new
+    parameters or teacher values of the same shapes do not recompile. Vmapping `train`
+    over `params` gives a batched trajectory; [`rnnflow.train_seeds`][] does that with
+    chunking and sharding.
+
+    ```python
+    model = DiagonalRNN(40)
+    loss = ImpulseLoss(modes_teacher([0.9], [1.0]), train_len=5)
+    params = model.init(key=jax.random.key(0), scale=1e-3)
+    traj = train(model, loss, GradientDescent(lr=0.01, num_steps=20_000), params)
+    traj.metrics["loss"][-1]
+    ```
+    """
+    _check(model, loss, method, save, stop, params)
+    return _train_jit(model, loss, method, params, save, stop)
+
+
+def init_seeds(
+    model: AbstractRNN, keys, *, scale: float, balanced: bool = False, dtype=None
+) -> RNNParams:
+    """`model.init` for each key in `keys` (shape `(seeds,)`): parameters with a seed axis.
+
+    ```python
+    params = init_seeds(model, jax.random.split(jax.random.key(0), 1000), scale=1e-3)
+    ```
+    """
+    keys = jnp.asarray(keys)
+    if keys.ndim != 1 or not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        raise ValueError(
+            f"`keys` must be a 1-d array of PRNG keys (jax.random.split(key, n)); got {keys.shape}."
+        )
+    # Validate the arguments once, eagerly, before vmapping.
+    jax.eval_shape(lambda k: model.init(key=k, scale=scale, balanced=balanced, dtype=dtype), keys[0])
+    return jax.vmap(lambda k: model.init(key=k, scale=scale, balanced=balanced, dtype=dtype))(keys)
+
+
+def _train_padded(model, loss, method, params, save, stop, chunk, devices, progress):
+    """Train a seed axis padded to len(devices) × n_chunks × chunk."""
+
+    def local(loss, params):
+        n = jax.tree.leaves(params)[0].shape[0]
+        chunks = jax.tree.map(lambda x: x.reshape((n // chunk, chunk) + x.shape[1:]), params)
+        one = jax.vmap(lambda p: _train(model, loss, method, p, save, stop))
+
+        def body(i, p):
+            traj = one(p)
+            if progress:
+                jax.debug.callback(
+                    lambda i: print(f"rnnflow: chunk {int(i) + 1}/{n // chunk} done", flush=True),
+                    i,
+                )
+            return i + 1, traj
+
+        _, trajs = jax.lax.scan(body, 0, chunks)
+        return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), trajs)
+
+    if len(devices) > 1:
+        mesh = Mesh(np.asarray(devices), ("seeds",))
+        local = jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(PartitionSpec(), PartitionSpec("seeds")),
+            out_specs=PartitionSpec("seeds"),
+            check_vma=False,
+        )
+    return local(loss, params)
+
+
+_train_padded_jit = eqx.filter_jit(_train_padded)
+
+
+def train_seeds(
+    model: AbstractRNN,
+    loss,
+    method: AbstractMethod,
+    params: RNNParams,
+    *,
+    save: Save = Save(),
+    stop: Stop = Stop(),
+    chunk_size: int | None = None,
+    devices=None,
+    progress: bool = False,
+) -> Trajectory:
+    """[`rnnflow.train`][] over a leading seed axis of `params`, chunked and sharded.
+
+    **Arguments:** those of [`rnnflow.train`][], with `params` batched (see
+    [`rnnflow.init_seeds`][]), and
+
+    - `chunk_size`: seeds vmapped at once on each device; memory grows with it, not with
+      the number of seeds. Default: all of a device's seeds at once.
+    - `devices`: the devices to shard the seed axis over (default: `jax.devices()` when it
+      holds more than one; seeds are padded to a multiple of the device count). Multi-host:
+      call `jax.distributed.initialize()` first, then pass `jax.devices()`.
+    - `progress`: print a line as each chunk finishes.
+
+    **Returns:**
+
+    A [`rnnflow.Trajectory`][] whose fields have a leading seed axis. Each seed is computed
+    independently: a diverging seed is marked in `result` and leaves every other seed's
+    values untouched, and results do not depend on `chunk_size` or the device count.
+
+    ```python
+    keys = jax.random.split(jax.random.key(0), 1000)
+    traj = train_seeds(model, loss, method, init_seeds(model, keys, scale=1e-3), chunk_size=250)
+    traj.summary()  # {'finished': 1000}
+    ```
+    """
+    leaves = jax.tree.leaves(params)
+    if not isinstance(params, RNNParams) or not leaves or leaves[0].ndim < 1:
+        raise ValueError("`params` must be RNNParams with a leading seed axis (see init_seeds).")
+    num_seeds = leaves[0].shape[0]
+    _check(model, loss, method, save, stop, jax.tree.map(lambda x: x[0], params))
+    devices = tuple(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("`devices` must name at least one device.")
+    per_device = math.ceil(num_seeds / len(devices))
+    chunk = per_device if chunk_size is None else min(check_positive_int("chunk_size", chunk_size), per_device)
+    per_device = math.ceil(per_device / chunk) * chunk
+    pad = per_device * len(devices) - num_seeds
+    if pad:
+        # Padding seeds repeat the last seed; they are computed and dropped.
+        params = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), params)
+    traj = _train_padded_jit(model, loss, method, params, save, stop, chunk, devices, progress)
+    return jax.tree.map(lambda x: x[:num_seeds], traj) if pad else traj
