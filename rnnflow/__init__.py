@@ -1,3 +1,7 @@
+from ._diagnostics import effective_dim as effective_dim
+from ._diagnostics import hankel_singular_values as hankel_singular_values
+from ._diagnostics import learned_measure as learned_measure
+from ._diagnostics import spectrum_distance as spectrum_distance
 from ._losses import AbstractLoss as AbstractLoss
 from ._losses import extrapolation_error as extrapolation_error
 from ._losses import ImpulseLoss as ImpulseLoss
@@ -28,6 +32,8 @@ from ._trajectory import Result as Result
 from ._trajectory import Save as Save
 from ._trajectory import Stop as Stop
 from ._trajectory import Trajectory as Trajectory
+from .experiments import load_results as load_results
+from .experiments import run_experiment as run_experiment
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,57 @@
+"""Pieces the experiments share: named teachers, methods from configs, robust statistics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._methods import GradientDescent, GradientFlow
+from .._teachers import Teacher, modes_teacher
+from .._trajectory import Result
+
+# Named teachers (eigenvalues, weights): short memory, long memory (eigenvalue 1),
+# two modes of opposite sign (one oscillating), and three modes of distinct weights.
+TEACHERS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "short": ((0.9,), (1.0,)),
+    "long": ((1.0,), (1.0,)),
+    "two_modes": ((0.9, -0.6), (1.0, 0.5)),
+    "three_modes": ((0.95, 0.6, -0.5), (1.0, 0.4, 0.15)),
+}
+
+
+def teacher(name: str) -> Teacher:
+    eigenvalues, weights = TEACHERS[name]
+    return modes_teacher(eigenvalues, weights)
+
+
+def method(kind: str, *, lr: float, t1: float, rtol: float = 1e-6, max_steps: int = 200_000):
+    """Gradient descent with step `lr`, or gradient flow, both to time `t1`."""
+    if kind == "gd":
+        return GradientDescent(lr, int(round(t1 / lr)))
+    import diffrax
+
+    controller = diffrax.PIDController(rtol=rtol, atol=rtol * 1e-3)
+    return GradientFlow(t1, stepsize_controller=controller, max_steps=max_steps)
+
+
+def seed_keys(seed: int, num: int):
+    """`num` independent keys from the root seed, and their raw data for the results file."""
+    keys = jax.random.split(jax.random.key(seed), num)
+    return keys, np.asarray(jax.random.key_data(keys))
+
+
+def masked(values, result) -> np.ndarray:
+    """`values` as float64 numpy with failed seeds (diverged, solver failures) set to NaN, so
+    that summaries exclude them; they are counted separately from `result`."""
+    values = np.asarray(values, dtype=np.float64)
+    ok = np.asarray(result) <= Result.converged
+    ok = ok.reshape(ok.shape + (1,) * (values.ndim - ok.ndim))
+    return np.where(ok, values, np.nan)
+
+
+def median(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmedian(values)) if np.any(np.isfinite(values)) else float("nan")
+
+
+def final_metrics(traj) -> dict[str, jnp.ndarray]:
+    return {name: v[..., -1] for name, v in traj.metrics.items()}

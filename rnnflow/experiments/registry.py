@@ -1,0 +1,13 @@
+"""The named experiments, by name."""
+
+from . import init_scale
+from .base import Experiment
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (init_scale.EXPERIMENT,)}
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called `name`; a `ValueError` lists the known names otherwise."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known experiments: {sorted(EXPERIMENTS)}.")
+    return EXPERIMENTS[name]
