@@ -20,6 +20,7 @@ from ._models import RNNParams as RNNParams
 from ._models import SymmetricRNN as SymmetricRNN
 from ._models import TanhRNN as TanhRNN
 from ._scan import associative_scan as associative_scan
+from ._scan import linear_recurrence as linear_recurrence
 from ._scan import sequential_scan as sequential_scan
 from ._teachers import modes_teacher as modes_teacher
 from ._teachers import random_teacher as random_teacher

@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-Scan = Literal["sequential", "associative"]
-SCANS: tuple[str, ...] = ("sequential", "associative")
+Scan = Literal["auto", "sequential", "associative"]
+SCANS: tuple[str, ...] = ("auto", "sequential", "associative")
 
 
 def _check(a: Array, u: Array) -> None:
@@ -71,7 +71,14 @@ def sequential_scan(
     ```
     """
     _check(a, u)
+    return _sequential(a, u)
 
+
+# The checks above run in Python; the recurrence itself is one jitted program, so an eager call
+# (e.g. a teacher's targets computed when a loss is built) compiles once per shape instead of
+# dispatching, and compiling, each primitive of the scan separately.
+@jax.jit
+def _sequential(a, u):
     def step(s, u_t):
         s = _apply(a, s) + u_t
         return s, s
@@ -103,6 +110,11 @@ def associative_scan(
     ```
     """
     _check(a, u)
+    return _associative(a, u)
+
+
+@jax.jit  # see `_sequential`
+def _associative(a, u):
     a_t = jnp.broadcast_to(a, (u.shape[0],) + a.shape)
     _, states = jax.lax.associative_scan(_compose, (a_t, u))
     return states
@@ -111,7 +123,18 @@ def associative_scan(
 def linear_recurrence(
     a: Float[Array, "d"] | Float[Array, "d d"], u: Float[Array, "T d"], *, scan: Scan
 ) -> Float[Array, "T d"]:
-    """[`rnnflow.sequential_scan`][] or [`rnnflow.associative_scan`][], chosen by name."""
+    """[`rnnflow.sequential_scan`][] or [`rnnflow.associative_scan`][], chosen by name.
+
+    `"auto"` picks by structure and backend: the associative scan for diagonal $A$ (its
+    elementwise operator costs no more work than the sequential step), and for dense $A$
+    the sequential scan on the CPU or for short sequences (T ≤ 32), where the associative
+    scan's $d^3$ matrix products cost more than its shorter depth saves. On a 2-core CPU,
+    gradient descent on a dense d = 20 student at k = 5 ran 5× faster sequentially;
+    `benchmarks/scan.py` measures the crossover.
+    """
+    if scan == "auto":
+        parallel = a.ndim == 1 or (jax.default_backend() != "cpu" and u.shape[0] > 32)
+        scan = "associative" if parallel else "sequential"
     if scan == "sequential":
         return sequential_scan(a, u)
     if scan == "associative":

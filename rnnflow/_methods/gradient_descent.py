@@ -78,13 +78,15 @@ class GradientDescent(AbstractMethod):
         opt = self.optimizer
         below = -np.inf if stop.loss_below is None else stop.loss_below
 
-        def step(_, state):
-            params, opt_state, result, n = state
+        def step(state):
+            # Only called while the seed runs (see `cond`): it checks the loss at the current
+            # parameters, and steps only if the seed neither diverged nor converged there.
+            params, opt_state, _, n = state
             value, grad = value_and_grad(params)
-            running = result == Result.finished
             diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
-            result = jnp.where(running & diverged, Result.diverged, result)
-            result = jnp.where(running & ~diverged & (value < below), Result.converged, result)
+            result = jnp.where(
+                diverged, Result.diverged, jnp.where(value < below, Result.converged, Result.finished)
+            )
             go = result == Result.finished
             updates, new_opt_state = opt.update(grad, opt_state, params)
             new_params = optax.apply_updates(params, updates)
@@ -93,13 +95,29 @@ class GradientDescent(AbstractMethod):
             return params, opt_state, result, n + go.astype(n.dtype)
 
         def segment(state, count):
-            state = jax.lax.fori_loop(0, count, step, state)
+            # A while loop, not a fori loop: a seed that has stopped takes no more steps, and
+            # under vmap the batch leaves the loop as soon as every seed has stopped.
+            def cond(carry):
+                i, (_, _, result, _) = carry
+                return (i < count) & (result == Result.finished)
+
+            _, state = jax.lax.while_loop(cond, lambda c: (c[0] + 1, step(c[1])), (0, state))
             params, _, _, n = state
             out = metrics(n * self.lr, params)
             return state, (out, params if save.params else None)
 
         init = (params, opt.init(params), jnp.asarray(Result.finished), jnp.asarray(0))
         (final, _, result, n), saved = jax.lax.scan(segment, init, counts)
+        grad_evals = n + (result != Result.finished)
+        # A step checks the loss where it starts, so the state the last step lands in is
+        # checked here (a loss value, no gradient): a blow-up on the final step is a
+        # divergence, not a finished run, as the gradient flow's event (checked after every
+        # step) would report it.
+        value = objective(final)
+        diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
+        ended = jnp.where(value < below, Result.converged, Result.finished)
+        ended = jnp.where(diverged, Result.diverged, ended)
+        result = jnp.where(result == Result.finished, ended, result)
         saved, saved_params = jax.tree.map(lambda x: x[: len(steps)], saved)
         return Trajectory(
             ts=jnp.asarray(steps * self.lr),
@@ -109,5 +127,5 @@ class GradientDescent(AbstractMethod):
             t_stop=n * self.lr,
             result=result,
             num_steps=n,
-            num_grad_evals=jnp.asarray(self.num_steps),
+            num_grad_evals=grad_evals,
         )

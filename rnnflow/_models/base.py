@@ -178,10 +178,11 @@ class AbstractRNN(eqx.Module):
 class AbstractLinearRNN(AbstractRNN):
     """A linear RNN; the recurrence runs through a sequential or associative scan.
 
-    - `scan`: `"associative"` (default; parallel over time) or `"sequential"`.
+    - `scan`: `"sequential"`, `"associative"` (parallel over time), or `"auto"` (default:
+      chosen by structure, sequence length and backend; see [`rnnflow.linear_recurrence`][]).
     """
 
-    scan: Scan = eqx.field(static=True, default="associative", kw_only=True)
+    scan: Scan = eqx.field(static=True, default="auto", kw_only=True)
 
     def __check_init__(self):
         check_choice("scan", self.scan, SCANS)

@@ -41,8 +41,8 @@ class InitScaleConfig(ExperimentConfig):
     train_len: int = 5
     horizon: int = 50
     method: Literal["gd", "gf"] = "gd"
-    lr: float = 0.02
-    t1: float = 4000.0
+    lr: float = 0.01
+    t1: float = 6000.0
     loss_below: float = 1e-12
 
     def check(self):
@@ -71,9 +71,9 @@ SMALL = InitScaleConfig(
     parameterizations=("diagonal", "dense"),
     teachers=("short",),
     state_dim=20,
-    scales=(1e-3, 1e-2, 0.1, 0.2),
-    lr=0.05,
-    t1=1500.0,
+    scales=(1e-2, 0.05, 0.2),
+    t1=1000.0,
+    loss_below=1e-9,
 )
 
 
@@ -167,8 +167,8 @@ def plot(arrays, summary, config: InitScaleConfig, file) -> None:
                 ax.set_xlabel("init scale σ")
     axes[0, 0].legend()
     fig.suptitle(
-        f"Init-scale sweep (d={config.state_dim}, k={config.train_len}, q={config.horizon}, "
-        f"{config.method.upper()}, median and IQR over {config.seeds} seeds)"
+        f"Init-scale sweep: d={config.state_dim}, k={config.train_len}, q={config.horizon},\n"
+        f"{config.method.upper()}, median and IQR over {config.seeds} seeds"
     )
     fig.tight_layout()
     fig.savefig(file, format="png", dpi=110)
