@@ -1,0 +1,17 @@
+import os
+
+# Four virtual CPU devices, so that sharding over the seed axis is tested without a GPU.
+# XLA reads this flag once, when the backend starts: it must be set before jax is imported.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+# Exact facts (scan equality, conservation laws, convergence orders) are tested in float64.
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
