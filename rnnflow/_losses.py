@@ -104,10 +104,11 @@ class SequenceLoss(AbstractLoss):
                 f"`xs` must have shape (N, train_len, in_dim) = (N, k, {in_dim}) with N, k ≥ 1;"
                 f" got {getattr(xs, 'shape', type(xs).__name__)}."
             )
+        # Checked before the teacher runs on `xs`: bad input fails before any compilation.
+        self.supervise = check_choice("supervise", supervise, ("last", "all"))
         self.teacher = teacher
         self.xs = jnp.asarray(xs)
         self.ys = jax.vmap(teacher)(self.xs)
-        self.supervise = check_choice("supervise", supervise, ("last", "all"))
 
     @property
     def train_len(self) -> int:

@@ -15,12 +15,12 @@ MODELS: dict[str, type[AbstractRNN]] = {
 }
 
 
-def make_model(name: str, state_dim: int, **kwargs) -> AbstractRNN:
-    """The model called `name` (one of `"dense"`, `"symmetric"`, `"diagonal"`, `"tanh"`).
+def make_model(parameterization: str, state_dim: int, **kwargs) -> AbstractRNN:
+    """The model called `parameterization` (one of `"dense"`, `"symmetric"`, `"diagonal"`, `"tanh"`).
 
     ```python
     model = make_model("diagonal", 40)  # == DiagonalRNN(40)
     ```
     """
-    check_choice("parameterization", name, tuple(MODELS))
-    return MODELS[name](state_dim, **kwargs)
+    check_choice("parameterization", parameterization, tuple(MODELS))
+    return MODELS[parameterization](state_dim, **kwargs)
