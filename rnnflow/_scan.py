@@ -120,21 +120,33 @@ def _associative(a, u):
     return states
 
 
+def resolve_scan(scan: Scan, a: Array, length: int) -> str:
+    """The scan that `scan` names for this `a` and sequence length (`"auto"` resolved)."""
+    if scan != "auto":
+        return scan
+    short = length <= 32
+    if jax.default_backend() == "cpu":
+        parallel = a.ndim == 1 and short
+    else:
+        parallel = a.ndim == 1 or not short
+    return "associative" if parallel else "sequential"
+
+
 def linear_recurrence(
     a: Float[Array, "d"] | Float[Array, "d d"], u: Float[Array, "T d"], *, scan: Scan
 ) -> Float[Array, "T d"]:
     """[`rnnflow.sequential_scan`][] or [`rnnflow.associative_scan`][], chosen by name.
 
-    `"auto"` picks by structure and backend: the associative scan for diagonal $A$ (its
-    elementwise operator costs no more work than the sequential step), and for dense $A$
-    the sequential scan on the CPU or for short sequences (T ≤ 32), where the associative
-    scan's $d^3$ matrix products cost more than its shorter depth saves. On a 2-core CPU,
-    gradient descent on a dense d = 20 student at k = 5 ran 5× faster sequentially;
-    `benchmarks/scan.py` measures the crossover.
+    `"auto"` picks by backend, structure and length, from `benchmarks/scan.py` and
+    `benchmarks/gd_throughput.py`. On accelerators the associative scan (depth log T)
+    wins except for dense $A$ on short sequences (T ≤ 32), where its $d^3$ products cost
+    more than the depth saves. On the CPU there is no parallelism to buy with extra work,
+    so the sequential scan wins once T is long (2-core CPU, batch 64, T = 100: 2.2× for
+    diagonal d = 256, 3× for dense d = 16); only for short diagonal recurrences (T ≤ 32,
+    the impulse loss at small k) does the associative scan's shorter loop win (4× for
+    gradient descent at d = 20, k = 5).
     """
-    if scan == "auto":
-        parallel = a.ndim == 1 or (jax.default_backend() != "cpu" and u.shape[0] > 32)
-        scan = "associative" if parallel else "sequential"
+    scan = resolve_scan(scan, a, u.shape[0])
     if scan == "sequential":
         return sequential_scan(a, u)
     if scan == "associative":

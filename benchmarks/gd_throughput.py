@@ -1,0 +1,140 @@
+"""Gradient-descent throughput (seed-steps per second) on the impulse loss.
+
+Measures `rnnflow.train_seeds` with `GradientDescent` (plain SGD) against, in the same
+process, on the same device and from the same initial parameters:
+
+- `torch-batched`: the same maths in PyTorch with the seeds as a batch dimension (eager,
+  `torch.optim.SGD`), which is what one would write by hand;
+- `torch-loop`: a per-seed PyTorch training loop (timed on a few seeds, reported per seed);
+- `jax-loop`: `rnnflow.train` called seed after seed (one compiled step loop, no vmap).
+
+Compile time (first call minus second) is reported apart from run time. Every baseline is
+checked to reach the same final loss as rnnflow before its time is reported.
+
+    python benchmarks/gd_throughput.py [--quick] [--seeds 10 100 1000] [--steps 2000]
+"""
+
+import argparse
+import json
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import rnnflow as rf
+
+CASES = {"diagonal": dict(d=100, k=10), "dense": dict(d=32, k=10)}
+LR = 0.01
+SCALE = 0.1
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(out)
+    return out, time.perf_counter() - start
+
+
+def rnnflow_run(model, loss, params, steps):
+    method = rf.GradientDescent(LR, steps)
+    run = lambda: rf.train_seeds(model, loss, method, params, save=rf.Save(num=2))
+    _, first = _timed(run)
+    traj, second = _timed(run)
+    return traj, second, first - second
+
+
+def torch_batched(kind, params, target, steps, torch):
+    a, b, c = (torch.tensor(np.asarray(x), requires_grad=True) for x in params)
+    target = torch.tensor(np.asarray(target))
+    opt = torch.optim.SGD([a, b, c], lr=LR)
+
+    def loss_fn():
+        # Running products A^i B: the same O(k) work as rnnflow's scan.
+        m, total = b, 0.0
+        for i in range(target.shape[0]):
+            h = (c * m).sum(-1)
+            total = total + ((h - target[i]) ** 2)
+            m = a * m if kind == "diagonal" else torch.bmm(a, m[..., None])[..., 0]
+        return total  # (seeds,)
+
+    start = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn().sum().backward()  # seeds are independent: the sum gives each its own gradient
+        opt.step()
+    elapsed = time.perf_counter() - start
+    with torch.no_grad():
+        return loss_fn().numpy(), elapsed
+
+
+def squeeze(kind, params):
+    # (seeds, d[, d]), (seeds, d), (seeds, d) for single input and output.
+    return params.a, params.b[..., 0], params.c[:, 0, :]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes, under a minute on a CPU")
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--json", help="write results to this file")
+    args = p.parse_args()
+    seeds = args.seeds or ([100] if args.quick else [10, 100, 1000])
+    steps = args.steps or (500 if args.quick else 2000)
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    device = jax.devices()[0]
+    print(f"device: {device.device_kind} ({jax.default_backend()}), {platform.processor() or platform.machine()}")
+    print(f"torch {torch.__version__} threads={torch.get_num_threads()}, jax {jax.__version__}, steps={steps}")
+    teacher = rf.modes_teacher([0.9, -0.5], [1.0, 0.5])
+    rows = []
+    for kind, case in CASES.items():
+        model = rf.make_model(kind, case["d"])
+        loss = rf.ImpulseLoss(teacher, case["k"])
+        target = np.asarray(loss.target[:, 0, 0], dtype=np.float32)
+        for s in seeds:
+            keys = jax.random.split(jax.random.key(0), s)
+            params = rf.init_seeds(model, keys, scale=SCALE / np.sqrt(case["d"]))
+            traj, run_s, compile_s = rnnflow_run(model, loss, params, steps)
+            ours = np.asarray(traj.metrics["loss"][:, -1])
+            tb_loss, tb_s = torch_batched(kind, squeeze(kind, params), target, steps, torch)
+            np.testing.assert_allclose(tb_loss, ours, rtol=2e-3, atol=1e-6)
+            n_loop = min(s, 3)
+            one = jax.tree.map(lambda x: x[:n_loop], params)
+            t0 = time.perf_counter()
+            for i in range(n_loop):
+                torch_batched(kind, squeeze(kind, jax.tree.map(lambda x: x[i : i + 1], one)),
+                              target, steps, torch)
+            tl_s = (time.perf_counter() - t0) / n_loop * s
+            method = rf.GradientDescent(LR, steps)
+            first = jax.tree.map(lambda x: x[0], params)
+            rf.train(model, loss, method, first, save=rf.Save(num=2))  # compile
+            t0 = time.perf_counter()
+            for i in range(n_loop):
+                jax.block_until_ready(
+                    rf.train(model, loss, method, jax.tree.map(lambda x: x[i], params),
+                             save=rf.Save(num=2))
+                )
+            jl_s = (time.perf_counter() - t0) / n_loop * s
+            rate = s * steps / run_s
+            row = dict(
+                case=kind, d=case["d"], k=case["k"], seeds=s, steps=steps,
+                rnnflow_seed_steps_per_s=rate, rnnflow_compile_s=compile_s,
+                vs_torch_batched=tb_s / run_s, vs_torch_loop=tl_s / run_s, vs_jax_loop=jl_s / run_s,
+            )
+            rows.append(row)
+            print(
+                f"{kind:>8} d={case['d']:<3} S={s:<6} rnnflow {rate:9.3g} seed-steps/s "
+                f"(compile {compile_s:4.1f}s) | speed-up vs torch-batched {row['vs_torch_batched']:6.1f}x"
+                f", torch-loop {row['vs_torch_loop']:7.1f}x, jax-loop {row['vs_jax_loop']:6.1f}x"
+            )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(device=str(device), rows=rows), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

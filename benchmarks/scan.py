@@ -1,0 +1,63 @@
+"""Sequential (`lax.scan`) against associative (`lax.associative_scan`) linear recurrences.
+
+Forward + backward (the gradient of a sum of squared states) of s_t = A s_{t-1} + u_t for a
+batch of sequences, diagonal A (d = 256) and dense A (d = 16), over sequence lengths T.
+Both scans run in the same process on the same inputs; the ratio is sequential time over
+associative time (> 1: the associative scan is faster). Also prints which one `scan="auto"`
+picks, so the default can be checked against the measurement.
+
+    python benchmarks/scan.py [--quick] [--batch 64] [--lengths 100 1000 10000]
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
+import rnnflow as rf
+from rnnflow._scan import resolve_scan
+
+
+def _time(fn, *args, repeat=5):
+    jax.block_until_ready(fn(*args))  # compile
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _loss_grad(scan):
+    def loss(a, u):
+        return jnp.sum(jax.vmap(scan, in_axes=(None, 0))(a, u) ** 2)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lengths", type=int, nargs="+")
+    args = p.parse_args()
+    lengths = args.lengths or ([100, 1000] if args.quick else [100, 1000, 10_000, 100_000])
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), batch {args.batch}")
+    key = jax.random.key(0)
+    seq, assoc = _loss_grad(rf.sequential_scan), _loss_grad(rf.associative_scan)
+    for name, a in {
+        "diagonal d=256": 0.99 * jax.random.uniform(key, (256,)),
+        "dense d=16": 0.9 * jnp.linalg.qr(jax.random.normal(key, (16, 16)))[0],
+    }.items():
+        for T in lengths:
+            u = jax.random.normal(key, (args.batch, T, a.shape[0]))
+            ts, ta = _time(seq, a, u), _time(assoc, a, u)
+            print(
+                f"{name:<15} T={T:<7} sequential {ts * 1e3:9.2f} ms  associative {ta * 1e3:9.2f} ms"
+                f"  ratio {ts / ta:6.2f}  auto -> {resolve_scan('auto', a, T)}"
+            )
+
+
+if __name__ == "__main__":
+    main()
