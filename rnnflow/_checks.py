@@ -19,8 +19,11 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
-def check_real(name: str, value, *, positive: bool = False, nonnegative: bool = False):
-    """Check a real scalar; traced values pass (their value is not known until run time)."""
+def check_real(
+    name: str, value, *, positive: bool = False, nonnegative: bool = False, finite: bool = True
+):
+    """Check a real scalar (finite unless `finite=False`); traced values pass (their value is
+    not known until run time)."""
     if not _is_concrete(value):
         return value
     arr = np.asarray(value)
@@ -29,6 +32,8 @@ def check_real(name: str, value, *, positive: bool = False, nonnegative: bool = 
     x = float(arr)
     if math.isnan(x):
         raise ValueError(f"`{name}` must not be NaN.")
+    if finite and math.isinf(x):
+        raise ValueError(f"`{name}` must be finite; got {x}.")
     if positive and not x > 0:
         raise ValueError(f"`{name}` must be positive; got {x}.")
     if nonnegative and not x >= 0:

@@ -109,6 +109,14 @@ def init_seeds(
     return jax.vmap(lambda k: model.init(key=k, scale=scale, balanced=balanced, dtype=dtype))(keys)
 
 
+def _fits(model, params) -> bool:
+    try:
+        model.check_params(params)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _train_padded(model, loss, method, params, save, stop, chunk, devices, progress):
     """Train a seed axis padded to len(devices) × n_chunks × chunk."""
 
@@ -183,7 +191,19 @@ def train_seeds(
     leaves = jax.tree.leaves(params)
     if not isinstance(params, RNNParams) or not leaves or leaves[0].ndim < 1:
         raise ValueError("`params` must be RNNParams with a leading seed axis (see init_seeds).")
+    if isinstance(model, AbstractRNN) and _fits(model, params):
+        # Otherwise the first axis would be taken for seeds, and the error would be a
+        # confusing shape mismatch of one parameter.
+        raise ValueError(
+            "`params` are one seed's parameters (no leading seed axis): use `train`, or "
+            "stack seeds (see init_seeds)."
+        )
     num_seeds = leaves[0].shape[0]
+    seeds = [getattr(x, "shape", (None,))[:1] for x in leaves]
+    if any(s != (num_seeds,) for s in seeds):
+        raise ValueError(
+            f"every field of `params` must have the same leading seed axis; got {seeds}."
+        )
     _check(model, loss, method, save, stop, jax.tree.map(lambda x: x[0], params))
     devices = tuple(jax.devices() if devices is None else devices)
     if not devices:

@@ -146,7 +146,7 @@ class Stop(eqx.Module):
     def __check_init__(self):
         if self.loss_below is not None:
             check_real("Stop.loss_below", self.loss_below, positive=True)
-        check_real("Stop.loss_above", self.loss_above, positive=True)
+        check_real("Stop.loss_above", self.loss_above, positive=True, finite=False)
 
 
 class Trajectory(eqx.Module):

@@ -142,7 +142,6 @@ class GradientFlow(AbstractMethod):
         result = jnp.where(event & sol.event_mask["diverged"], Result.diverged, result)
         if "converged" in conds:
             result = jnp.where(event & sol.event_mask["converged"], Result.converged, result)
-        stages = _gradient_evals_per_step(self.solver)
         return Trajectory(
             ts=jnp.asarray(ts),
             metrics=saved,
@@ -151,18 +150,18 @@ class GradientFlow(AbstractMethod):
             t_stop=t_stop,
             result=result,
             num_steps=sol.stats["num_steps"],
-            num_grad_evals=(
-                sol.stats["num_steps"] * stages if stages is not None else jnp.asarray(-1)
-            ),
+            num_grad_evals=_gradient_evals(self.solver, sol.stats["num_steps"]),
         )
 
 
-def _gradient_evals_per_step(solver) -> int | None:
-    # Explicit Runge-Kutta solvers evaluate the vector field once per stage (FSAL tableaux
-    # reuse the last stage, saving one). Implicit solvers depend on their Newton iterations,
-    # which diffrax does not report: -1 then.
+def _gradient_evals(solver, num_steps):
+    # Explicit Runge-Kutta solvers evaluate the vector field once per stage, on accepted and
+    # rejected steps alike. FSAL tableaux reuse the last stage of a step as the first of the
+    # next, saving one per step, except on the first step (if any), which has no previous one.
+    # Implicit solvers depend on their Newton iterations, which diffrax does not report:
+    # -1 then.
     tableau = getattr(solver, "tableau", None)
     if isinstance(solver, diffrax.AbstractImplicitSolver) or tableau is None:
-        return 1 if isinstance(solver, diffrax.Euler) else None
+        return num_steps if isinstance(solver, diffrax.Euler) else jnp.asarray(-1)
     stages = len(tableau.c) + 1
-    return stages - 1 if tableau.fsal else stages
+    return num_steps * (stages - 1) + (num_steps > 0) if tableau.fsal else num_steps * stages

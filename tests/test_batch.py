@@ -1,0 +1,232 @@
+"""Many seeds at once: `train_seeds` == a loop of `train` == `vmap(train)`, whatever the chunk
+size or device count; a failing seed is a value that leaves the others alone; and a second
+call with new numbers of the same shapes does not retrace.
+
+The seed axis is vmapped, so each seed's arithmetic is its own; but XLA vectorises a batch
+of width w differently from one of width w' (and from no batch), which can change the last
+bits of reductions. Results are therefore compared bitwise where the batch width is the
+same, and to a tight tolerance (`_assert_same(..., exact=False)`) where it is not.
+"""
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnnflow as rf
+
+TEACHER = rf.modes_teacher([0.8, -0.5], [1.0, 0.5])
+LOSS = rf.ImpulseLoss(TEACHER, train_len=4)
+MODEL = rf.DiagonalRNN(4, scan="sequential")  # compiles faster than the associative scan
+NUM_SEEDS = 7  # not a multiple of the 4 devices, nor of the chunk sizes below: padding
+SAVE = rf.Save(
+    num=6,
+    params=True,
+    metrics={"loss": lambda t, p: LOSS(MODEL, p), "q": lambda t, p: MODEL.imbalance(p)},
+)
+GD = rf.GradientDescent(lr=0.05, num_steps=100)
+GF = rf.GradientFlow(t1=5.0)
+# Initial losses of the seeds are 2.6-4.4; seed 0 scaled by 4 starts at 122 and makes
+# gradient descent at lr = 0.05 blow up (loss 2.6e10, past Stop.loss_above, after one step).
+BAD_FACTOR = 4.0
+GF_STOP = rf.Stop(loss_above=50.0)
+
+
+def _seeds(n=NUM_SEEDS, key=jax.random.key(1)):
+    return rf.init_seeds(MODEL, jax.random.split(key, n), scale=0.3)
+
+
+def _seed(params, i):
+    return jax.tree.map(lambda x: x[i], params)
+
+
+def _stack(trajs):
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trajs)
+
+
+def _assert_same(x, y, *, exact):
+    lx, tx = jax.tree.flatten(x)
+    ly, ty = jax.tree.flatten(y)
+    assert tx == ty
+    for a, b in zip(lx, ly):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape
+        if exact or not np.issubdtype(a.dtype, np.floating):
+            # Integers (result codes, step counts) must always agree.
+            np.testing.assert_array_equal(a, b)
+        else:
+            # Rounding of differently vectorised reductions, carried through ≤ 100 steps of
+            # a well-conditioned map. Measured: bitwise equal with these metrics, ≤ 4e-16
+            # with the default ones (on values of order 1e-5 to 1). Another seed's values,
+            # or a step more or less, would differ by ≳ 1e-3.
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@functools.cache
+def _loop(method, stop=rf.Stop()):
+    """The ground truth: one `train` call per seed (one compilation, run NUM_SEEDS times)."""
+    params = _seeds()
+    return _stack(
+        [
+            rf.train(MODEL, LOSS, method, _seed(params, i), save=SAVE, stop=stop)
+            for i in range(NUM_SEEDS)
+        ]
+    )
+
+
+# -- train_seeds == loop == vmap ------------------------------------------------------------
+
+
+def test_train_seeds_equals_loop_and_vmap():
+    params = _seeds()
+    batched = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE)
+    assert batched.result.shape == (NUM_SEEDS,)
+    assert batched.params.a.shape == (NUM_SEEDS, 6, 4)
+    _assert_same(batched, _loop(GD), exact=False)
+    # The seeds really differ, so a mix-up of seeds would be caught.
+    assert np.ptp(batched.metrics["loss"][:, -1]) > 1e-3
+    vmapped = jax.vmap(lambda p: rf.train(MODEL, LOSS, GD, p, save=SAVE))(params)
+    _assert_same(vmapped, batched, exact=False)
+
+
+def test_results_do_not_depend_on_chunks_or_devices():
+    assert len(jax.devices()) == 4  # tests/conftest.py: four virtual CPU devices
+    params = _seeds()
+    one = jax.devices()[:1]
+    # Default: sharded over the 4 devices, 2 seeds per device (7 padded to 8).
+    sharded = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE)
+    # The same batch width (2) on one device, in 4 chunks: bitwise the same, since only
+    # the placement changed.
+    _assert_same(
+        rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE, devices=one, chunk_size=2),
+        sharded,
+        exact=True,
+    )
+    # Other widths on one device: chunks of 3 (7 padded to 9) and of 5 (padded to 10).
+    for chunk_size in (3, 5):
+        traj = rf.train_seeds(
+            MODEL, LOSS, GD, params, save=SAVE, devices=one, chunk_size=chunk_size
+        )
+        _assert_same(traj, sharded, exact=False)
+        _assert_same(traj, _loop(GD), exact=False)
+
+
+def test_gradient_flow_train_seeds_equals_loop():
+    batched = rf.train_seeds(MODEL, LOSS, GF, _seeds(), save=SAVE, stop=GF_STOP)
+    loop = _loop(GF, GF_STOP)
+    # Adaptive steps: every seed takes its own number (46-52 here), the same as alone.
+    np.testing.assert_array_equal(batched.num_steps, loop.num_steps)
+    assert np.ptp(np.asarray(batched.num_steps)) > 0
+    _assert_same(batched, loop, exact=False)
+    assert batched.summary() == {"finished": NUM_SEEDS}
+
+
+# -- failures are per-seed values -----------------------------------------------------------
+
+
+def _with_bad_seed(params):
+    return jax.tree.map(lambda x: x.at[0].multiply(BAD_FACTOR), params)
+
+
+@pytest.mark.parametrize("method", ["gd", "gf"])
+def test_a_diverging_seed_leaves_the_others_alone(method):
+    method, stop = (GD, rf.Stop()) if method == "gd" else (GF, GF_STOP)
+    params = _seeds()
+    bad = rf.train_seeds(MODEL, LOSS, method, _with_bad_seed(params), save=SAVE, stop=stop)
+    good = rf.train_seeds(MODEL, LOSS, method, params, save=SAVE, stop=stop)
+
+    assert bad.result[0] == rf.Result.diverged and not bool(bad.ok[0])
+    assert float(bad.t_stop[0]) < method.t1
+    assert bad.summary() == {"finished": NUM_SEEDS - 1, "diverged": 1}
+    messages = bad.messages()
+    assert len(messages) == NUM_SEEDS
+    assert messages[0] == rf.Result.diverged.message and "smaller learning rate" in messages[0]
+    assert messages[1:] == [rf.Result.finished.message] * (NUM_SEEDS - 1)
+    if method is GD:
+        # Gradient descent really blew up: over Stop.loss_above (1e10) after one step.
+        assert 0 < float(bad.t_stop[0]) < 1.0
+        assert float(bad.metrics["loss"][0, -1]) > 1e10
+    else:
+        # A gradient flow only decreases the loss, so its divergence is the threshold: the
+        # bad seed starts above Stop.loss_above (122 > 50) and is stopped at t = 0.
+        assert float(bad.t_stop[0]) == 0.0
+        assert int(bad.num_steps[0]) == 0
+    # The stopped seed holds the state it stopped in at every later save.
+    np.testing.assert_array_equal(bad.params.a[0, -1], bad.final.a[0])
+    # Every other seed: bitwise what it is when seed 0 is a normal seed (the same batch
+    # width, so the same vectorisation), and what it is trained alone.
+    _assert_same(_seed_slice(bad), _seed_slice(good), exact=True)
+    _assert_same(_seed_slice(bad), _seed_slice(_loop(method, stop)), exact=False)
+
+
+def _seed_slice(traj):
+    return jax.tree.map(lambda x: np.asarray(x)[1:], traj)
+
+
+def test_max_steps_reached_is_a_value():
+    max_steps = 5
+    method = rf.GradientFlow(t1=5.0, max_steps=max_steps)
+    traj = rf.train_seeds(MODEL, LOSS, method, _seeds(), save=SAVE)  # no exception
+    assert traj.summary() == {"max_steps_reached": NUM_SEEDS}
+    np.testing.assert_array_equal(traj.result, rf.Result.max_steps_reached)
+    np.testing.assert_array_equal(traj.num_steps, max_steps)
+    assert not np.any(np.asarray(traj.ok))
+    t_stop = np.asarray(traj.t_stop)
+    assert np.all((0 < t_stop) & (t_stop < method.t1))
+    assert "max_steps" in traj.messages()[0]
+    # Saves after the seed stopped hold its last state (not diffrax's inf padding).
+    assert np.all(np.isfinite(np.asarray(traj.metrics["loss"])))
+    np.testing.assert_array_equal(traj.params.a[:, -1], traj.final.a)
+    # An unbatched trajectory reports one line.
+    single = jax.tree.map(lambda x: x[0], traj)
+    assert single.summary() == {"max_steps_reached": 1} and len(single.messages()) == 1
+
+
+# -- no recompilation -----------------------------------------------------------------------
+
+_TRACES = [0]
+
+
+class _TraceCountingLoss(rf.AbstractLoss):
+    """The impulse loss, counting how often its Python body runs, i.e. how often it is traced
+    (compiled code does not run Python)."""
+
+    teacher: rf.Teacher
+    train_len: int = eqx.field(static=True)
+
+    def __call__(self, model, params):
+        _TRACES[0] += 1
+        h = model.impulse_response(params, self.train_len)
+        return jnp.sum((h - self.teacher.impulse_response(self.train_len)) ** 2)
+
+
+def _traces(fn):
+    before = _TRACES[0]
+    jax.block_until_ready(fn())
+    return _TRACES[0] - before
+
+
+def test_second_call_does_not_retrace():
+    method = rf.GradientDescent(lr=0.05, num_steps=20)
+    save = rf.Save(num=3, metrics={})
+    loss = _TraceCountingLoss(TEACHER, 4)
+    # New numbers of the same shapes: other seeds, and another teacher.
+    other_loss = _TraceCountingLoss(rf.modes_teacher([0.3, 0.9], [2.0, 0.1]), 4)
+    params = _seeds(4)
+    other = _seeds(4, jax.random.key(7))
+    # Each call runs the loss once in Python for its argument check (jax.eval_shape); a
+    # trace of the training loop runs it again (the objective, the final stop check): 3
+    # calls in all today. A second call may only do the check.
+    first = _traces(lambda: rf.train(MODEL, loss, method, _seed(params, 0), save=save))
+    assert first >= 2
+    assert _traces(lambda: rf.train(MODEL, other_loss, method, _seed(other, 1), save=save)) <= 1
+    first = _traces(lambda: rf.train_seeds(MODEL, loss, method, params, save=save))
+    assert first >= 2
+    assert _traces(lambda: rf.train_seeds(MODEL, other_loss, method, other, save=save)) <= 1
+    # The count does see a retrace: a model of another size has other shapes.
+    big = rf.DiagonalRNN(5, scan="sequential")
+    big_params = big.init(key=jax.random.key(3), scale=0.3)
+    assert _traces(lambda: rf.train(big, loss, method, big_params, save=save)) >= 2

@@ -1,0 +1,297 @@
+"""Bad input to the training engine gets a clear `ValueError`/`TypeError` naming the field,
+raised in Python before anything is compiled (DESIGN §3).
+
+"Before compilation" is checked directly: the compiled entry points of `train` and
+`train_seeds` are replaced by a tripwire for these tests, and a valid call shows that the
+tripwire is reached.
+"""
+
+import re
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import rnnflow as rf
+import rnnflow._train
+
+TEACHER = rf.modes_teacher([0.8, -0.5], [1.0, 0.5])
+LOSS = rf.ImpulseLoss(TEACHER, train_len=4)
+MODEL = rf.DiagonalRNN(4)
+PARAMS = MODEL.init(key=jax.random.key(0), scale=0.3)
+SEEDS = rf.init_seeds(MODEL, jax.random.split(jax.random.key(0), 3), scale=0.3)
+GD = rf.GradientDescent(lr=0.1, num_steps=10)  # t1 = 1
+GF = rf.GradientFlow(t1=1.0)
+NAN = float("nan")
+INF = float("inf")
+
+
+class _TorchLikeSGD:
+    """What a PyTorch optimizer looks like from outside: step() and zero_grad(), no optax."""
+
+    def step(self):
+        pass
+
+    def zero_grad(self):
+        pass
+
+
+def _raises(error, text):
+    return pytest.raises(error, match=re.escape(text))
+
+
+# -- constructors -----------------------------------------------------------------------------
+
+CONSTRUCTORS = [
+    # GradientDescent
+    (lambda: rf.GradientDescent(lr=0, num_steps=10), ValueError, "`lr` must be positive"),
+    (lambda: rf.GradientDescent(lr=-1, num_steps=10), ValueError, "`lr` must be positive"),
+    (lambda: rf.GradientDescent(lr=NAN, num_steps=10), ValueError, "`lr` must not be NaN"),
+    (lambda: rf.GradientDescent(lr=INF, num_steps=10), ValueError, "`lr` must be finite"),
+    (lambda: rf.GradientDescent(lr="0.1", num_steps=10), TypeError, "`lr` must be a real scalar"),
+    (
+        lambda: rf.GradientDescent(lr=0.1, num_steps=0),
+        ValueError,
+        "`num_steps` must be a positive integer",
+    ),
+    (lambda: rf.GradientDescent(lr=0.1, num_steps=-5), ValueError, "`num_steps`"),
+    (
+        lambda: rf.GradientDescent(lr=0.1, num_steps=1.5),
+        TypeError,
+        "`num_steps` must be a positive integer",
+    ),
+    (lambda: rf.GradientDescent(lr=0.1, num_steps=True), TypeError, "`num_steps`"),
+    (
+        lambda: rf.GradientDescent(lr=0.1, num_steps=10, optimizer="sgd"),
+        TypeError,
+        "`optimizer` must be an optax",
+    ),
+    (
+        lambda: rf.GradientDescent(lr=0.1, num_steps=10, optimizer=_TorchLikeSGD()),
+        TypeError,
+        "`optimizer`",
+    ),
+    # GradientFlow
+    (lambda: rf.GradientFlow(t1=0), ValueError, "`t1` must be positive"),
+    (lambda: rf.GradientFlow(t1=-1), ValueError, "`t1` must be positive"),
+    (lambda: rf.GradientFlow(t1=NAN), ValueError, "`t1` must not be NaN"),
+    (lambda: rf.GradientFlow(t1=INF), ValueError, "`t1` must be finite"),
+    # An SDE solver (its terms are a drift and a diffusion), and a name instead of a solver.
+    (
+        lambda: rf.GradientFlow(t1=1.0, solver=diffrax.EulerHeun()),
+        TypeError,
+        "`solver` must be a diffrax ODE solver",
+    ),
+    (lambda: rf.GradientFlow(t1=1.0, solver="tsit5"), TypeError, "`solver`"),
+    (
+        lambda: rf.GradientFlow(t1=1.0, stepsize_controller="pid"),
+        TypeError,
+        "`stepsize_controller`",
+    ),
+    (
+        lambda: rf.GradientFlow(t1=1.0, max_steps=0),
+        ValueError,
+        "`max_steps` must be a positive integer",
+    ),
+    (lambda: rf.GradientFlow(t1=1.0, max_steps=10.0), TypeError, "`max_steps`"),
+    (
+        lambda: rf.GradientFlow(
+            t1=1.0, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize()
+        ),
+        ValueError,
+        "`dt0`",
+    ),
+    (lambda: rf.GradientFlow(t1=1.0, dt0=-0.1), ValueError, "`dt0` must be positive"),
+    (lambda: rf.GradientFlow(t1=1.0, dt0=INF), ValueError, "`dt0` must be finite"),
+    # ModifiedFlow
+    (lambda: rf.ModifiedFlow(lr=0, t1=1.0), ValueError, "`lr` must be positive"),
+    (lambda: rf.ModifiedFlow(lr=0.1, t1=-1.0), ValueError, "`t1` must be positive"),
+    (lambda: rf.ModifiedFlow(lr=0.1, t1=1.0, max_steps=0), ValueError, "`max_steps`"),
+    # Save
+    (lambda: rf.Save(ts=[2.0, 1.0]), ValueError, "`Save.ts` must be finite and non-decreasing"),
+    (lambda: rf.Save(ts=[0.0, NAN]), ValueError, "`Save.ts` must be finite"),
+    (lambda: rf.Save(ts=[]), ValueError, "`Save.ts` must be a non-empty 1-d array"),
+    (lambda: rf.Save(ts=[[0.0, 1.0]]), ValueError, "`Save.ts` must be a non-empty 1-d array"),
+    (lambda: rf.Save(num=0), ValueError, "`Save.num` must be a positive integer"),
+    (lambda: rf.Save(num=2.5), TypeError, "`Save.num`"),
+    (lambda: rf.Save(spacing="cubic"), ValueError, "`Save.spacing` must be one of"),
+    (lambda: rf.Save(spacing="log", decades=0), ValueError, "`Save.decades` must be positive"),
+    (lambda: rf.Save(spacing="log", decades=INF), ValueError, "`Save.decades` must be finite"),
+    (lambda: rf.Save(every=0), ValueError, "`Save.every` must be a positive integer"),
+    (lambda: rf.Save(ts=[0.0, 1.0], every=2), ValueError, "`Save.ts` or `Save.every`, not both"),
+    (lambda: rf.Save(metrics={"loss": 3.0}), TypeError, "`Save.metrics` must map names"),
+    (lambda: rf.Save(metrics=[lambda t, p: t]), TypeError, "`Save.metrics`"),
+    # Stop
+    (lambda: rf.Stop(loss_below=-1.0), ValueError, "`Stop.loss_below` must be positive"),
+    (lambda: rf.Stop(loss_below=0.0), ValueError, "`Stop.loss_below` must be positive"),
+    (lambda: rf.Stop(loss_below=NAN), ValueError, "`Stop.loss_below` must not be NaN"),
+    (lambda: rf.Stop(loss_above=0.0), ValueError, "`Stop.loss_above` must be positive"),
+]
+
+
+@pytest.mark.parametrize("make, error, text", CONSTRUCTORS, ids=[c[2] for c in CONSTRUCTORS])
+def test_bad_constructor_arguments(make, error, text):
+    with _raises(error, text):
+        make()
+
+
+# -- train and train_seeds --------------------------------------------------------------------
+
+
+class _Tripwire(Exception):
+    pass
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    """Replace the compiled training programs: reaching them means the checks let it through."""
+
+    def tripwire(*args, **kwargs):
+        raise _Tripwire("the compiled training program was reached")
+
+    monkeypatch.setattr(rnnflow._train, "_train_jit", tripwire)
+    monkeypatch.setattr(rnnflow._train, "_train_padded_jit", tripwire)
+
+
+def _vector_loss(model, params):
+    return model.impulse_response(params, 4).ravel()
+
+
+def _int_loss(model, params):
+    return jnp.int32(1)
+
+
+MIMO = rf.DiagonalRNN(4, in_dim=2)
+MIMO_PARAMS = MIMO.init(key=jax.random.key(0), scale=0.3)
+DENSE = rf.DenseRNN(3)
+DENSE_SEEDS = rf.init_seeds(DENSE, jax.random.split(jax.random.key(0), 3), scale=0.3)
+DENSE_LOSS = rf.ImpulseLoss(TEACHER, train_len=4)
+
+TRAIN_CALLS = [
+    # Save times outside [0, t1], for both kinds of method.
+    (
+        lambda: rf.train(MODEL, LOSS, GD, PARAMS, save=rf.Save(ts=[-1.0, 1.0])),
+        ValueError,
+        "must lie in [0, t1]",
+    ),
+    (
+        lambda: rf.train(MODEL, LOSS, GD, PARAMS, save=rf.Save(ts=[0.0, 2.0])),
+        ValueError,
+        "must lie in [0, t1]",
+    ),
+    (
+        lambda: rf.train(MODEL, LOSS, GF, PARAMS, save=rf.Save(ts=[0.0, 1.5])),
+        ValueError,
+        "`Save.ts` must lie in",
+    ),
+    # Save.every counts optimizer steps; a flow has none.
+    (lambda: rf.train(MODEL, LOSS, GF, PARAMS, save=rf.Save(every=2)), ValueError, "`Save.every`"),
+    # The loss must be a real scalar.
+    (
+        lambda: rf.train(MODEL, _vector_loss, GD, PARAMS),
+        ValueError,
+        "must return a real scalar; got (4,)",
+    ),
+    (lambda: rf.train(MODEL, _int_loss, GD, PARAMS), ValueError, "must return a real scalar"),
+    (lambda: rf.train(MODEL, 3.0, GD, PARAMS), TypeError, "`loss` must be callable"),
+    # The wrong kind of object in each place.
+    (lambda: rf.train("diagonal", LOSS, GD, PARAMS), TypeError, "`model` must be an rnnflow model"),
+    (
+        lambda: rf.train(MODEL, LOSS, optax.sgd(0.1), PARAMS),
+        TypeError,
+        "`method` must be GradientDescent",
+    ),
+    (
+        lambda: rf.train(MODEL, LOSS, GD, PARAMS, save={"num": 3}),
+        TypeError,
+        "`save` must be an rnnflow.Save",
+    ),
+    (
+        lambda: rf.train(MODEL, LOSS, GD, PARAMS, stop=1e-4),
+        TypeError,
+        "`stop` must be an rnnflow.Stop",
+    ),
+    # Model and teacher disagree on input/output dimensions.
+    (
+        lambda: rf.train(MIMO, LOSS, GD, MIMO_PARAMS),
+        ValueError,
+        "(in_dim, out_dim) = (2, 1) but the teacher has (1, 1)",
+    ),
+    # Parameters that do not fit the model.
+    (
+        lambda: rf.train(MODEL, LOSS, GD, rf.RNNParams(jnp.zeros(5), PARAMS.b, PARAMS.c)),
+        ValueError,
+        "`params.a` must have shape (4,)",
+    ),
+    (
+        lambda: rf.train(MODEL, LOSS, GD, rf.RNNParams(PARAMS.a, PARAMS.b.T, PARAMS.c)),
+        ValueError,
+        "`params.b` must have shape (4, 1)",
+    ),
+    (
+        lambda: rf.train(MODEL, LOSS, GD, (PARAMS.a, PARAMS.b, PARAMS.c)),
+        TypeError,
+        "`params` must be an RNNParams",
+    ),
+    (
+        lambda: rf.train(MODEL, LOSS, GD, SEEDS),
+        ValueError,
+        "`params.a` must have shape (4,); got (3, 4)",
+    ),
+    # train_seeds: parameters without a seed axis, diagonal and dense.
+    (lambda: rf.train_seeds(MODEL, LOSS, GD, PARAMS), ValueError, "no leading seed axis"),
+    (
+        lambda: rf.train_seeds(DENSE, DENSE_LOSS, GD, jax.tree.map(lambda x: x[0], DENSE_SEEDS)),
+        ValueError,
+        "no leading seed axis",
+    ),
+    (lambda: rf.train_seeds(MODEL, LOSS, GD, jnp.zeros((3, 4))), ValueError, "leading seed axis"),
+    # ... fields with different seed counts, or the wrong shape per seed.
+    (
+        lambda: rf.train_seeds(MODEL, LOSS, GD, rf.RNNParams(SEEDS.a[:2], SEEDS.b, SEEDS.c)),
+        ValueError,
+        "the same leading seed axis",
+    ),
+    (
+        lambda: rf.train_seeds(MODEL, LOSS, GD, rf.RNNParams(SEEDS.a, SEEDS.b[:, :3], SEEDS.c)),
+        ValueError,
+        "`params.b` must have shape (4, 1)",
+    ),
+    (
+        lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, chunk_size=0),
+        ValueError,
+        "`chunk_size` must be a positive integer",
+    ),
+    (lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, chunk_size=2.0), TypeError, "`chunk_size`"),
+    (
+        lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, devices=[]),
+        ValueError,
+        "`devices` must name at least one",
+    ),
+    (
+        lambda: rf.train_seeds(MODEL, _vector_loss, GD, SEEDS),
+        ValueError,
+        "must return a real scalar",
+    ),
+    (
+        lambda: rf.train_seeds(MODEL, LOSS, GF, SEEDS, save=rf.Save(ts=[0.0, 3.0])),
+        ValueError,
+        "must lie in",
+    ),
+]
+
+
+@pytest.mark.parametrize("call, error, text", TRAIN_CALLS, ids=[c[2] for c in TRAIN_CALLS])
+def test_bad_training_calls_fail_before_compiling(no_compile, call, error, text):
+    with _raises(error, text):
+        call()
+
+
+def test_tripwire_is_reached_by_valid_calls(no_compile):
+    # Without this, the test above would pass even if the checks ran after compiling.
+    with pytest.raises(_Tripwire):
+        rf.train(MODEL, LOSS, GD, PARAMS)
+    with pytest.raises(_Tripwire):
+        rf.train_seeds(MODEL, LOSS, GF, SEEDS)
