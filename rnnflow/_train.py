@@ -1,6 +1,10 @@
 """`train`: one seed, one method, one `Trajectory`; `train_seeds`: the same over many seeds."""
 
+import hashlib
 import math
+import os
+import tempfile
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -117,39 +121,80 @@ def _fits(model, params) -> bool:
     return True
 
 
-def _train_padded(model, loss, method, params, save, stop, chunk, devices, progress):
-    """Train a seed axis padded to len(devices) × n_chunks × chunk."""
+def _train_block(model, loss, method, params, save, stop, devices):
+    """Train one block of seeds: vmapped, and sharded over `devices` when there are several."""
+    one = jax.vmap(lambda loss, p: _train(model, loss, method, p, save, stop), in_axes=(None, 0))
+    if len(devices) == 1:
+        return one(loss, params)
+    sharded = jax.shard_map(
+        one,
+        mesh=Mesh(np.asarray(devices), ("seeds",)),
+        in_specs=(PartitionSpec(), PartitionSpec("seeds")),
+        out_specs=PartitionSpec("seeds"),
+        check_vma=False,
+    )
+    return sharded(loss, params)
 
-    def local(loss, params):
-        n = jax.tree.leaves(params)[0].shape[0]
-        chunks = jax.tree.map(lambda x: x.reshape((n // chunk, chunk) + x.shape[1:]), params)
-        one = jax.vmap(lambda p: _train(model, loss, method, p, save, stop))
 
-        def body(i, p):
-            traj = one(p)
-            if progress:
-                jax.debug.callback(
-                    lambda i: print(f"rnnflow: chunk {int(i) + 1}/{n // chunk} done", flush=True),
-                    i,
+_train_block_jit = eqx.filter_jit(_train_block)
+
+
+def _fingerprint(*trees) -> str:
+    """A hash of the arrays (values, shapes, dtypes) and static structure of `trees`."""
+    h = hashlib.sha256()
+    for tree in trees:
+        leaves, treedef = jax.tree.flatten(tree)
+        h.update(str(treedef).encode())
+        for x in leaves:
+            if eqx.is_array(x):
+                x = np.asarray(x)
+                h.update(f"{x.shape}{x.dtype}".encode())
+                h.update(np.ascontiguousarray(x).tobytes())
+            else:
+                h.update(repr(x).encode())
+    return h.hexdigest()
+
+
+class _Checkpoints:
+    """One `.npz` per finished block of seeds, written atomically, so that a killed run
+    resumes where it stopped. Each file records a fingerprint of what produced it (the
+    block's initial parameters, the loss's arrays, the save times and the method's type and
+    end time); a file from any other run is an error, never silently reused."""
+
+    def __init__(self, folder, what: str):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.what = what
+
+    def path(self, i: int) -> Path:
+        return self.folder / f"seeds-block-{i:05d}.npz"
+
+    def load(self, i: int, fingerprint: str, treedef):
+        path = self.path(i)
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            if str(data["fingerprint"]) != fingerprint:
+                raise FileExistsError(
+                    f"{path} was written by a different run (other parameters, loss, method "
+                    f"or save times than {self.what}); use another checkpoint folder."
                 )
-            return i + 1, traj
+            leaves = [data[f"leaf{j}"] for j in range(treedef.num_leaves)]
+        return jax.tree.unflatten(treedef, leaves)
 
-        _, trajs = jax.lax.scan(body, 0, chunks)
-        return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), trajs)
-
-    if len(devices) > 1:
-        mesh = Mesh(np.asarray(devices), ("seeds",))
-        local = jax.shard_map(
-            local,
-            mesh=mesh,
-            in_specs=(PartitionSpec(), PartitionSpec("seeds")),
-            out_specs=PartitionSpec("seeds"),
-            check_vma=False,
-        )
-    return local(loss, params)
-
-
-_train_padded_jit = eqx.filter_jit(_train_padded)
+    def store(self, i: int, fingerprint: str, traj) -> None:
+        leaves = {f"leaf{j}": np.asarray(x) for j, x in enumerate(jax.tree.leaves(traj))}
+        path = self.path(i)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, fingerprint=np.asarray(fingerprint), **leaves)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def train_seeds(
@@ -163,6 +208,7 @@ def train_seeds(
     chunk_size: int | None = None,
     devices=None,
     progress: bool = False,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Trajectory:
     """[`rnnflow.train`][] over a leading seed axis of `params`, chunked and sharded.
 
@@ -175,6 +221,9 @@ def train_seeds(
       holds more than one; seeds are padded to a multiple of the device count). Multi-host:
       call `jax.distributed.initialize()` first, then pass `jax.devices()`.
     - `progress`: print a line as each chunk finishes.
+    - `checkpoint`: a folder to keep each finished chunk in. A run killed at any point and
+      called again with the same arguments loads the finished chunks and computes only
+      the rest; the result is identical to an uninterrupted run. Use one folder per run.
 
     **Returns:**
 
@@ -209,11 +258,34 @@ def train_seeds(
     if not devices:
         raise ValueError("`devices` must name at least one device.")
     per_device = math.ceil(num_seeds / len(devices))
-    chunk = per_device if chunk_size is None else min(check_positive_int("chunk_size", chunk_size), per_device)
-    per_device = math.ceil(per_device / chunk) * chunk
-    pad = per_device * len(devices) - num_seeds
+    if chunk_size is not None:
+        per_device = min(check_positive_int("chunk_size", chunk_size), per_device)
+    block = per_device * len(devices)
+    num_blocks = math.ceil(num_seeds / block)
+    pad = num_blocks * block - num_seeds
     if pad:
         # Padding seeds repeat the last seed; they are computed and dropped.
         params = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), params)
-    traj = _train_padded_jit(model, loss, method, params, save, stop, chunk, devices, progress)
-    return jax.tree.map(lambda x: x[:num_seeds], traj) if pad else traj
+    run = lambda p: _train_block_jit(model, loss, method, p, save, stop, devices)
+    blocks = [jax.tree.map(lambda x: x[i * block : (i + 1) * block], params) for i in range(num_blocks)]
+    if num_blocks == 1 and checkpoint is None:
+        traj = run(blocks[0])
+        return jax.tree.map(lambda x: x[:num_seeds], traj) if pad else traj
+
+    # Blocks run one after another from the host: device memory holds one block at a time,
+    # finished blocks wait in host memory (or on disk, with `checkpoint`).
+    store = None if checkpoint is None else _Checkpoints(checkpoint, "this call")
+    treedef = jax.tree.structure(jax.eval_shape(run, blocks[0]))
+    static = (type(method).__name__, method.t1, method.save_times(save).tolist(), stop)
+    done = []
+    for i, p in enumerate(blocks):
+        key = None if store is None else _fingerprint(p, loss, static)
+        traj = None if store is None else store.load(i, key, treedef)
+        if traj is None:
+            traj = jax.device_get(run(p))
+            if store is not None:
+                store.store(i, key, traj)
+        done.append(traj)
+        if progress:
+            print(f"rnnflow: seeds {min((i + 1) * block, num_seeds)}/{num_seeds} done", flush=True)
+    return jax.tree.map(lambda *xs: jnp.asarray(np.concatenate(xs)[:num_seeds]), *done)

@@ -1,0 +1,118 @@
+"""Interrupted sweeps: checkpointed chunks resume to results identical to an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import rnnflow as rf
+import rnnflow._train as train_module
+
+MODEL = rf.DiagonalRNN(6, scan="sequential")
+LOSS = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 4)
+METHOD = rf.GradientDescent(0.05, 200)
+SAVE = rf.Save(num=3, metrics={"loss": lambda t, p: LOSS(MODEL, p)})
+
+
+def params(num, seed=0):
+    return rf.init_seeds(MODEL, jax.random.split(jax.random.key(seed), num), scale=0.3)
+
+
+def assert_identical(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture
+def count_blocks(monkeypatch):
+    calls = []
+    real = train_module._train_block_jit
+
+    def counting(*args):
+        # Counts computations; abstract evaluation (jax.eval_shape, for the output structure)
+        # traces with tracers and computes nothing.
+        if not isinstance(jax.tree.leaves(args[3])[0], jax.core.Tracer):
+            calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(train_module, "_train_block_jit", counting)
+    return calls
+
+
+def test_checkpointed_equals_plain_and_resumes_without_work(tmp_path, count_blocks):
+    p = params(10)
+    one = jax.devices()[:1]  # blocks of chunk_size seeds (with 4 devices, 4 × chunk_size)
+    plain = rf.train_seeds(MODEL, LOSS, METHOD, p, save=SAVE, chunk_size=4, devices=one)
+    run = lambda: rf.train_seeds(
+        MODEL, LOSS, METHOD, p, save=SAVE, chunk_size=4, devices=one, checkpoint=tmp_path
+    )
+    first = run()
+    assert_identical(first, plain)
+    files = sorted(f.name for f in tmp_path.iterdir())
+    assert files == [f"seeds-block-{i:05d}.npz" for i in range(3)]  # 4 + 4 + 2 (padded)
+
+    # A run killed before block 1 was written: that block alone is computed again.
+    (tmp_path / files[1]).unlink()
+    (tmp_path / ".seeds-block-00001.npz.abc.tmp").write_bytes(b"partial write")  # never read
+    count_blocks.clear()
+    assert_identical(run(), plain)
+    assert len(count_blocks) == 1
+
+    # A finished run does no work at all.
+    count_blocks.clear()
+    assert_identical(run(), plain)
+    assert count_blocks == []
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    rf.train_seeds(MODEL, LOSS, METHOD, params(4), save=SAVE, checkpoint=tmp_path)
+    with pytest.raises(FileExistsError, match="different run"):
+        rf.train_seeds(MODEL, LOSS, METHOD, params(4, seed=1), save=SAVE, checkpoint=tmp_path)
+    with pytest.raises(FileExistsError, match="different run"):
+        method = rf.GradientDescent(0.05, 300)
+        rf.train_seeds(MODEL, LOSS, method, params(4), save=SAVE, checkpoint=tmp_path)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, jax, rnnflow as rf
+    model = rf.DiagonalRNN(6, scan="sequential")
+    loss = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 4)
+    params = rf.init_seeds(model, jax.random.split(jax.random.key(0), 12), scale=0.3)
+    rf.train_seeds(model, loss, rf.GradientDescent(0.05, 20000), params,
+                   save=rf.Save(num=3), chunk_size=2, checkpoint=sys.argv[1], progress=True)
+    """
+)
+
+
+def test_sigkill_then_rerun_gives_identical_results(tmp_path):
+    # Float32, like a real sweep; this process runs float64, so the reference runs in a
+    # subprocess too.
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "XLA_FLAGS": ""}
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(killed)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    for line in proc.stdout:  # kill it once two of the six blocks are on disk
+        if line.startswith("rnnflow: seeds 4/12"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    n_done = len(list(killed.glob("seeds-block-*.npz")))
+    assert 2 <= n_done < 6
+    for folder in (killed, whole):
+        subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], check=True, env=env,
+                       capture_output=True)
+    for i in range(6):
+        with np.load(killed / f"seeds-block-{i:05d}.npz") as a, np.load(
+            whole / f"seeds-block-{i:05d}.npz"
+        ) as b:
+            assert a.files == b.files
+            for name in a.files:
+                np.testing.assert_array_equal(a[name], b[name])
