@@ -1,9 +1,17 @@
 """The named experiments, by name."""
 
-from . import init_scale
+from . import counterexample, init_scale, moment_threshold, small_step
 from .base import Experiment
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (init_scale.EXPERIMENT,)}
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        init_scale.EXPERIMENT,
+        moment_threshold.EXPERIMENT,
+        small_step.EXPERIMENT,
+        counterexample.EXPERIMENT,
+    )
+}
 
 
 def get_experiment(name: str) -> Experiment:

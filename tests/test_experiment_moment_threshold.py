@@ -1,0 +1,103 @@
+"""The moment-threshold experiment (DESIGN fact 3), end to end at a tiny size in float64."""
+
+import numpy as np
+import pytest
+
+import rnnflow
+from rnnflow.experiments import moment_threshold
+
+# One student size, the widest start (spectrum on [-0.9, 0.9]), three seeds: at k = 2d̂ = 2
+# these students fit m0, m1 with a spread-out measure (relative extrapolation error ≈ 0.1–10
+# at SMALL); at k = 3 the measure must collapse onto the teacher's atom.
+TINY = moment_threshold.MomentThresholdConfig(
+    seeds=3, state_dims=(8,), init_radii=(0.9,), lr=0.1, t1=500.0, horizon=30
+)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("moment_threshold") / "x"
+    return rnnflow.experiments.run_experiment(moment_threshold.EXPERIMENT, TINY, out=out), out
+
+
+def test_threshold(results):
+    res, _ = results
+    s = res.summary
+    assert s["diverged"] == 0
+    # At k = 2d̂ + 1 the loss decays like 1/t² (stray weights like 1/t): at t = 500 it is
+    # ~1e-7 and the extrapolation error ~1e-4 (5e-5 at SMALL's t = 1000). 1e-3 leaves a
+    # factor ~5 for the worst seed; a failure of the moment argument gives O(1).
+    assert s["extrapolation_at_threshold_worst"] < 1e-3
+    # At k = 2d̂ the same starts fit the loss to ~0 (float64) and extrapolate badly:
+    # ≥ 0.1 for every seed of this start at SMALL; 1e-2 leaves a factor 10.
+    assert s["loss_below_threshold"] < 1e-12
+    assert s["extrapolation_below_threshold"] > 1e-2
+    # Balanced starts stay balanced: Q = 0 is conserved up to rounding.
+    assert s["max_relative_imbalance"] < 1e-10
+
+
+def test_lobatto_counterexample(results):
+    res, _ = results
+    s = res.summary
+    # ½δ0 + ½δ1 against δ_{1/2}: m0 and m1 agree exactly, m2 differs by 1/4, and h_i = 1/2
+    # for all i ≥ 1, so the relative error to q = 30 is Σ(½ − 2^-i)² / Σ 4^-i ≈ 100.
+    assert s["counterexample_loss"] < 1e-12
+    assert s["counterexample_loss_at_threshold"] == pytest.approx(0.0625)
+    assert s["counterexample_extrapolation"] > 10
+    assert s["counterexample_imbalance"] == 0
+    np.testing.assert_allclose(res["counter_nodes"], [0.0, 1.0])
+    np.testing.assert_allclose(res["counter_weights"], [0.5, 0.5])
+
+
+@pytest.mark.parametrize(
+    "eigenvalues, weights, interval",
+    [((0.8, -0.5), (1.0, 0.5), (-1.0, 1.0)), ((0.95, 0.6, -0.5), (1.0, 0.4, 0.15), (-0.9, 1.0))],
+)
+def test_lobatto_measure_matches_moments(eigenvalues, weights, interval):
+    """The constructed measure shares m_0 … m_{2d̂−1} with the teacher and differs at m_{2d̂}."""
+    nodes, w = moment_threshold.lobatto_measure(eigenvalues, weights, interval)
+    n = len(eigenvalues)
+    assert nodes.size == n + 1 and np.all(w > 0)
+    assert nodes[0] == interval[0] and nodes[-1] == interval[1]
+    lam, p = np.asarray(eigenvalues), np.asarray(weights)
+    moments = lambda x, v, i: np.sum(v * x**i)  # noqa: E731
+    for i in range(2 * n):
+        assert moments(nodes, w, i) == pytest.approx(moments(lam, p, i), abs=1e-12)
+    assert abs(moments(nodes, w, 2 * n) - moments(lam, p, 2 * n)) > 1e-3
+
+
+def test_measure_spread():
+    # ½δ0 + ½δ1 around the atom 1/2: every unit of mass sits 1/2 away. Padding (NaN, weight 0)
+    # is ignored, and a measure on the teacher's atoms has spread 0.
+    lam = np.array([[0.0, 1.0, np.nan], [0.5, 0.5, np.nan]])
+    w = np.array([[0.5, 0.5, 0.0], [0.3, 0.7, 0.0]])
+    np.testing.assert_allclose(moment_threshold.measure_spread(lam, w, (0.5,)), [0.5, 0.0])
+
+
+def test_results_load_back(results):
+    res, out = results
+    loaded = rnnflow.load_results(out)
+    assert loaded.experiment == "moment_threshold"
+    assert (out / "figure.png").stat().st_size > 0
+    # (state dims, radii, k ∈ {2d̂, 2d̂+1}, seeds), and the learned measures padded to max d.
+    assert loaded["extrapolation"].shape == (1, 1, 2, 3)
+    assert loaded["measure_weights"].shape == (1, 1, 2, 3, 8)
+    assert loaded["impulse"].shape == (1, 1, 2, 3, 30)
+    np.testing.assert_array_equal(loaded["train_lens"], [2, 3])
+    for name in ("result", "loss", "measure_spread", "loss_curve", "ts", "teacher_impulse"):
+        assert name in loaded.arrays
+    assert loaded.config == TINY.to_dict()
+    # Rerunning into the same folder loads the results instead of recomputing them.
+    again = rnnflow.experiments.run_experiment(moment_threshold.EXPERIMENT, TINY, out=out)
+    assert again.metadata["created"] == loaded.metadata["created"]
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="init_radius"):
+        moment_threshold.MomentThresholdConfig.from_dict({"init_radius": [0.5]})
+    with pytest.raises(ValueError, match="lobatto_interval"):
+        moment_threshold.MomentThresholdConfig(eigenvalues=(0.5,), lobatto_interval=(0.6, 1.0))
+    with pytest.raises(ValueError, match="weights"):
+        moment_threshold.MomentThresholdConfig(weights=(-1.0,))
+    with pytest.raises(ValueError, match="horizon"):
+        moment_threshold.MomentThresholdConfig(horizon=3)
