@@ -7,6 +7,7 @@ tripwire is reached.
 """
 
 import re
+import warnings
 
 import diffrax
 import jax
@@ -295,3 +296,18 @@ def test_tripwire_is_reached_by_valid_calls(no_compile):
         rf.train(MODEL, LOSS, GD, PARAMS)
     with pytest.raises(_Tripwire):
         rf.train_seeds(MODEL, LOSS, GF, SEEDS)
+
+
+def test_float32_warns_when_tolerance_is_below_its_precision(key):
+    model = rf.DiagonalRNN(3, scan="sequential")
+    loss = rf.ImpulseLoss(rf.modes_teacher([0.9], [1.0]), 3)
+    params32 = model.init(key=key, scale=0.1, dtype=jnp.float32)
+    tight = rf.GradientFlow(1.0, stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10))
+    with pytest.warns(UserWarning, match="below what float32 can deliver"):
+        rf.train(model, loss, tight, params32, save=rf.Save(num=2))
+    loose = rf.GradientFlow(1.0, stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-7))
+    params64 = model.init(key=key, scale=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rf.train(model, loss, loose, params32, save=rf.Save(num=2))
+        rf.train(model, loss, tight, params64, save=rf.Save(num=2))

@@ -1,3 +1,5 @@
+import warnings
+
 import diffrax
 import equinox as eqx
 import jax
@@ -93,6 +95,7 @@ class GradientFlow(AbstractMethod):
 
     def run(self, objective, params, *, save, stop, metrics) -> Trajectory:
         ts = self.save_times(save)
+        _warn_if_tolerance_below_precision(self.stepsize_controller, params)
         grad = jax.grad(self.potential(objective))
         term = diffrax.ODETerm(lambda t, y, args: jax.tree.map(jnp.negative, grad(y)))
 
@@ -165,3 +168,20 @@ def _gradient_evals(solver, num_steps):
         return num_steps if isinstance(solver, diffrax.Euler) else jnp.asarray(-1)
     stages = len(tableau.c) + 1
     return num_steps * (stages - 1) + (num_steps > 0) if tableau.fsal else num_steps * stages
+
+
+def _warn_if_tolerance_below_precision(controller, params) -> None:
+    # A relative tolerance within a few ulps of the dtype's resolution cannot be met: the
+    # controller then shrinks the step until max_steps, or accepts noise. Warned at trace time.
+    rtol = getattr(controller, "rtol", None)
+    if rtol is None or isinstance(rtol, jax.core.Tracer):
+        return
+    eps = float(jnp.finfo(jnp.result_type(*jax.tree.leaves(params))).eps)
+    if rtol < 10 * eps:
+        warnings.warn(
+            f"rtol={rtol:g} is below what {jnp.result_type(*jax.tree.leaves(params))} can "
+            f"deliver (10 × eps = {10 * eps:.1e}); compute in float64 "
+            "(jax.config.update('jax_enable_x64', True), or `rnnflow run --float64`) or "
+            "loosen rtol.",
+            stacklevel=2,
+        )
