@@ -5,6 +5,6 @@ from .base import ExperimentConfig as ExperimentConfig
 from .base import Outcome as Outcome
 from .registry import EXPERIMENTS as EXPERIMENTS
 from .registry import get_experiment as get_experiment
-from .results import load_results as load_results
 from .results import Results as Results
+from .results import load_results as load_results
 from .runner import run_experiment as run_experiment

@@ -1,11 +1,14 @@
 """Pieces the experiments share: named teachers, methods from configs, robust statistics."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._methods import GradientDescent, GradientFlow
 from .._teachers import Teacher, modes_teacher
+from .._train import init_seeds
 from .._trajectory import Result
 
 # Named teachers (eigenvalues, weights): short memory, long memory (eigenvalue 1),
@@ -55,3 +58,41 @@ def median(values) -> float:
 
 def final_metrics(traj) -> dict[str, jnp.ndarray]:
     return {name: v[..., -1] for name, v in traj.metrics.items()}
+
+
+def init_scales(model, keys, scales: tuple[float, ...]):
+    """Unbalanced starts for `len(keys) // len(scales)` seeds at each scale, in one batch:
+    seed s of scale j is row j · seeds + s. `init` draws each entry as σ · N(0, 1), so
+    unit draws rescaled row by row are `init_seeds(..., scale=σ)`, and the random kernels
+    compile once, not once per scale."""
+    n = keys.shape[0] // len(scales)
+    unit = init_seeds(model, keys, scale=1.0)
+    rows = jnp.repeat(jnp.asarray(scales, unit.b.dtype), n)
+    return jax.tree.map(lambda x: x * rows.reshape((-1,) + (1,) * (x.ndim - 1)), unit)
+
+
+def log_axes(ax, values, *, x: bool = True, y: bool = True) -> None:
+    """Log scales on `ax`, or a note where `values` hold nothing positive and finite (every
+    seed failed): a log axis without data cannot be drawn."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.any(np.isfinite(values) & (values > 0)):
+        if x:
+            ax.set_xscale("log")
+        if y:
+            ax.set_yscale("log")
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no finite values:\nevery seed failed",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+        )
+
+
+def nanmedian(values, axis):
+    """`np.nanmedian` without the warning for all-NaN slices (failed seeds): NaN there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(values, axis=axis)

@@ -11,13 +11,12 @@ import dataclasses
 from typing import Literal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .._diagnostics import effective_dim
 from .._losses import ImpulseLoss, extrapolation_error
 from .._models import MODELS
-from .._train import init_seeds, train_seeds
+from .._train import train_seeds
 from .._trajectory import Result, Save, Stop
 from . import _common
 from .base import Experiment, ExperimentConfig, Outcome
@@ -88,13 +87,7 @@ def run(config: InitScaleConfig, progress: bool = False) -> Outcome:
     for i, pname in enumerate(config.parameterizations):
         model = MODELS[pname](config.state_dim)
         # One batch holds every scale: seed s of scale j is row j * n_seeds + s.
-        params = jax.tree.map(
-            lambda *xs: jnp.concatenate(xs),
-            *[
-                init_seeds(model, keys[j * n_seeds : (j + 1) * n_seeds], scale=s)
-                for j, s in enumerate(config.scales)
-            ],
-        )
+        params = _common.init_scales(model, keys, config.scales)
         for j, tname in enumerate(config.teachers):
             if progress:
                 print(f"init_scale: {pname} student, {tname} teacher", flush=True)

@@ -1,6 +1,13 @@
 """The named experiments, by name."""
 
-from . import counterexample, init_scale, moment_threshold, small_step
+from . import (
+    counterexample,
+    init_scale,
+    learning_dynamics,
+    moment_threshold,
+    nonlinear,
+    small_step,
+)
 from .base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -10,6 +17,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         moment_threshold.EXPERIMENT,
         small_step.EXPERIMENT,
         counterexample.EXPERIMENT,
+        learning_dynamics.EXPERIMENT,
+        nonlinear.EXPERIMENT,
     )
 }
 
