@@ -20,7 +20,6 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import rnnflow as rf
@@ -39,7 +38,10 @@ def _timed(fn):
 
 def rnnflow_run(model, loss, params, steps):
     method = rf.GradientDescent(LR, steps)
-    run = lambda: rf.train_seeds(model, loss, method, params, save=rf.Save(num=2))
+
+    def run():
+        return rf.train_seeds(model, loss, method, params, save=rf.Save(num=2))
+
     _, first = _timed(run)
     traj, second = _timed(run)
     return traj, second, first - second
@@ -87,8 +89,14 @@ def main():
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     device = jax.devices()[0]
-    print(f"device: {device.device_kind} ({jax.default_backend()}), {platform.processor() or platform.machine()}")
-    print(f"torch {torch.__version__} threads={torch.get_num_threads()}, jax {jax.__version__}, steps={steps}")
+    print(
+        f"device: {device.device_kind} ({jax.default_backend()}), "
+        f"{platform.processor() or platform.machine()}"
+    )
+    print(
+        f"torch {torch.__version__} threads={torch.get_num_threads()}, "
+        f"jax {jax.__version__}, steps={steps}"
+    )
     teacher = rf.modes_teacher([0.9, -0.5], [1.0, 0.5])
     rows = []
     for kind, case in CASES.items():
@@ -106,8 +114,13 @@ def main():
             one = jax.tree.map(lambda x: x[:n_loop], params)
             t0 = time.perf_counter()
             for i in range(n_loop):
-                torch_batched(kind, squeeze(kind, jax.tree.map(lambda x: x[i : i + 1], one)),
-                              target, steps, torch)
+                torch_batched(
+                    kind,
+                    squeeze(kind, jax.tree.map(lambda x: x[i : i + 1], one)),
+                    target,
+                    steps,
+                    torch,
+                )
             tl_s = (time.perf_counter() - t0) / n_loop * s
             method = rf.GradientDescent(LR, steps)
             first = jax.tree.map(lambda x: x[0], params)
@@ -115,20 +128,33 @@ def main():
             t0 = time.perf_counter()
             for i in range(n_loop):
                 jax.block_until_ready(
-                    rf.train(model, loss, method, jax.tree.map(lambda x: x[i], params),
-                             save=rf.Save(num=2))
+                    rf.train(
+                        model,
+                        loss,
+                        method,
+                        jax.tree.map(lambda x: x[i], params),
+                        save=rf.Save(num=2),
+                    )
                 )
             jl_s = (time.perf_counter() - t0) / n_loop * s
             rate = s * steps / run_s
             row = dict(
-                case=kind, d=case["d"], k=case["k"], seeds=s, steps=steps,
-                rnnflow_seed_steps_per_s=rate, rnnflow_compile_s=compile_s,
-                vs_torch_batched=tb_s / run_s, vs_torch_loop=tl_s / run_s, vs_jax_loop=jl_s / run_s,
+                case=kind,
+                d=case["d"],
+                k=case["k"],
+                seeds=s,
+                steps=steps,
+                rnnflow_seed_steps_per_s=rate,
+                rnnflow_compile_s=compile_s,
+                vs_torch_batched=tb_s / run_s,
+                vs_torch_loop=tl_s / run_s,
+                vs_jax_loop=jl_s / run_s,
             )
             rows.append(row)
             print(
                 f"{kind:>8} d={case['d']:<3} S={s:<6} rnnflow {rate:9.3g} seed-steps/s "
-                f"(compile {compile_s:4.1f}s) | speed-up vs torch-batched {row['vs_torch_batched']:6.1f}x"
+                f"(compile {compile_s:4.1f}s) | speed-up vs torch-batched "
+                f"{row['vs_torch_batched']:6.1f}x"
                 f", torch-loop {row['vs_torch_loop']:7.1f}x, jax-loop {row['vs_jax_loop']:6.1f}x"
             )
     if args.json:

@@ -1,4 +1,4 @@
-"""Argument checks shared by the public API: they run in Python, before any tracing or compilation."""
+"""Argument checks shared by the public API: plain Python, before any tracing or compiling."""
 
 import math
 from collections.abc import Sequence

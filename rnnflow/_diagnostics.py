@@ -39,7 +39,9 @@ def hankel_singular_values(
         raise ValueError(f"`h` must have shape (length,) or (length, out, in); got {h.shape}.")
     size = (h.shape[0] + 1) // 2 if size is None else check_positive_int("size", size)
     if 2 * size - 1 > h.shape[0]:
-        raise ValueError(f"a Hankel matrix of size {size} needs {2 * size - 1} lags; got {h.shape[0]}.")
+        raise ValueError(
+            f"a Hankel matrix of size {size} needs {2 * size - 1} lags; got {h.shape[0]}."
+        )
     idx = jnp.arange(size)[:, None] + jnp.arange(size)[None, :]
     blocks = h[idx]  # (size, size, out, in)
     hankel = blocks.transpose(0, 2, 1, 3).reshape(size * h.shape[1], size * h.shape[2])
@@ -63,9 +65,7 @@ def effective_dim(
     return jnp.sum(s > rtol * s[0])
 
 
-def learned_measure(
-    model: AbstractLinearRNN, params: RNNParams
-) -> tuple[Array, Array]:
+def learned_measure(model: AbstractLinearRNN, params: RNNParams) -> tuple[Array, Array]:
     """Eigenvalues $\\lambda_j$ of $A$ and weights $w_j$ with $h_i = \\sum_j w_j \\lambda_j^i$.
 
     For one input and output the weights are scalars, shape `(d,)`; in general

@@ -124,7 +124,8 @@ class SequenceLoss(AbstractLoss):
         key: PRNGKeyArray,
         supervise: Supervise = "last",
     ) -> "SequenceLoss":
-        """A sequence loss on `num_sequences` i.i.d. $N(0, I)$ input sequences of length `train_len`.
+        """A sequence loss on `num_sequences` i.i.d. $N(0, I)$ input sequences of length
+        `train_len`.
 
         ```python
         loss = SequenceLoss.sample(teacher, 5, 1000, key=jax.random.key(1))

@@ -36,9 +36,7 @@ SCANS: tuple[str, ...] = ("auto", "sequential", "associative")
 
 def _check(a: Array, u: Array) -> None:
     if a.ndim not in (1, 2) or (a.ndim == 2 and a.shape[0] != a.shape[1]):
-        raise ValueError(
-            f"`a` must have shape (d,) (diagonal) or (d, d) (dense); got {a.shape}."
-        )
+        raise ValueError(f"`a` must have shape (d,) (diagonal) or (d, d) (dense); got {a.shape}.")
     if u.ndim != 2 or u.shape[1] != a.shape[0]:
         raise ValueError(
             f"`u` must have shape (T, d) with d = {a.shape[0]} matching `a`; got {u.shape}."
@@ -53,7 +51,7 @@ def _apply(a: Array, s: Array) -> Array:
 
 
 def sequential_scan(
-    a: Float[Array, "d"] | Float[Array, "d d"], u: Float[Array, "T d"]
+    a: Float[Array, " d"] | Float[Array, "d d"], u: Float[Array, "T d"]
 ) -> Float[Array, "T d"]:
     """States of $s_t = A s_{t-1} + u_t$ from $s_{-1} = 0$, one step at a time.
 
@@ -98,7 +96,7 @@ def _compose(earlier, later):
 
 
 def associative_scan(
-    a: Float[Array, "d"] | Float[Array, "d d"], u: Float[Array, "T d"]
+    a: Float[Array, " d"] | Float[Array, "d d"], u: Float[Array, "T d"]
 ) -> Float[Array, "T d"]:
     """States of $s_t = A s_{t-1} + u_t$ from $s_{-1} = 0$, by a parallel prefix scan.
 
@@ -133,7 +131,7 @@ def resolve_scan(scan: Scan, a: Array, length: int) -> str:
 
 
 def linear_recurrence(
-    a: Float[Array, "d"] | Float[Array, "d d"], u: Float[Array, "T d"], *, scan: Scan
+    a: Float[Array, " d"] | Float[Array, "d d"], u: Float[Array, "T d"], *, scan: Scan
 ) -> Float[Array, "T d"]:
     """[`rnnflow.sequential_scan`][] or [`rnnflow.associative_scan`][], chosen by name.
 

@@ -3,7 +3,6 @@
 import hashlib
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import equinox as eqx
@@ -13,6 +12,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from ._checks import check_positive_int
+from ._files import atomic_write
 from ._losses import AbstractLoss
 from ._methods import AbstractMethod
 from ._models import AbstractRNN, RNNParams
@@ -23,7 +23,9 @@ def _check(model, loss, method, save, stop, params) -> None:
     if not isinstance(model, AbstractRNN):
         raise TypeError(f"`model` must be an rnnflow model; got {type(model).__name__}.")
     if not callable(loss):
-        raise TypeError(f"`loss` must be callable as loss(model, params); got {type(loss).__name__}.")
+        raise TypeError(
+            f"`loss` must be callable as loss(model, params); got {type(loss).__name__}."
+        )
     if isinstance(loss, AbstractLoss):
         loss.check_model(model)
     if not isinstance(method, AbstractMethod):
@@ -109,7 +111,9 @@ def init_seeds(
             f"`keys` must be a 1-d array of PRNG keys (jax.random.split(key, n)); got {keys.shape}."
         )
     # Validate the arguments once, eagerly, before vmapping.
-    jax.eval_shape(lambda k: model.init(key=k, scale=scale, balanced=balanced, dtype=dtype), keys[0])
+    jax.eval_shape(
+        lambda k: model.init(key=k, scale=scale, balanced=balanced, dtype=dtype), keys[0]
+    )
     return jax.vmap(lambda k: model.init(key=k, scale=scale, balanced=balanced, dtype=dtype))(keys)
 
 
@@ -184,17 +188,9 @@ class _Checkpoints:
 
     def store(self, i: int, fingerprint: str, traj) -> None:
         leaves = {f"leaf{j}": np.asarray(x) for j, x in enumerate(jax.tree.leaves(traj))}
-        path = self.path(i)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, fingerprint=np.asarray(fingerprint), **leaves)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(
+            self.path(i), lambda f: np.savez(f, fingerprint=np.asarray(fingerprint), **leaves)
+        )
 
 
 def train_seeds(
@@ -266,8 +262,13 @@ def train_seeds(
     if pad:
         # Padding seeds repeat the last seed; they are computed and dropped.
         params = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), params)
-    run = lambda p: _train_block_jit(model, loss, method, p, save, stop, devices)
-    blocks = [jax.tree.map(lambda x: x[i * block : (i + 1) * block], params) for i in range(num_blocks)]
+
+    def run(p):
+        return _train_block_jit(model, loss, method, p, save, stop, devices)
+
+    blocks = [
+        jax.tree.map(lambda x: x[i * block : (i + 1) * block], params) for i in range(num_blocks)
+    ]
     if num_blocks == 1 and checkpoint is None:
         traj = run(blocks[0])
         return jax.tree.map(lambda x: x[:num_seeds], traj) if pad else traj

@@ -1,9 +1,9 @@
 """The `rnnflow` command: reproduce the paper's claims, run named experiments at any scale.
 
-    rnnflow reproduce [--out DIR]                 small versions of every experiment (CPU, minutes)
-    rnnflow run NAME [--config F.toml] [--seeds N] [--out DIR] [--float64] [--device cpu|gpu]
-    rnnflow list                                  the experiments and what each shows
-    rnnflow show DIR                              the summary of a results folder
+rnnflow reproduce [--out DIR]                 small versions of every experiment (CPU, minutes)
+rnnflow run NAME [--config F.toml] [--seeds N] [--out DIR] [--float64] [--device cpu|gpu]
+rnnflow list                                  the experiments and what each shows
+rnnflow show DIR                              the summary of a results folder
 """
 
 import argparse

@@ -67,7 +67,9 @@ def test_run_writes_results_and_protects_them(capsys, tmp_path):
     assert main(["show", str(out)]) == 0
     # A different config into the same folder: refused, nothing overwritten.
     saved = (out / "results.npz").read_bytes()
-    assert main(["run", "init_scale", "--config", str(config), "--seeds", "3", "--out", str(out)]) == 2
+    assert (
+        main(["run", "init_scale", "--config", str(config), "--seeds", "3", "--out", str(out)]) == 2
+    )
     assert "different config" in capsys.readouterr().err
     assert (out / "results.npz").read_bytes() == saved
 

@@ -153,7 +153,7 @@ def no_compile(monkeypatch):
         raise _Tripwire("the compiled training program was reached")
 
     monkeypatch.setattr(rnnflow._train, "_train_jit", tripwire)
-    monkeypatch.setattr(rnnflow._train, "_train_padded_jit", tripwire)
+    monkeypatch.setattr(rnnflow._train, "_train_block_jit", tripwire)
 
 
 def _vector_loss(model, params):

@@ -48,9 +48,12 @@ def test_checkpointed_equals_plain_and_resumes_without_work(tmp_path, count_bloc
     p = params(10)
     one = jax.devices()[:1]  # blocks of chunk_size seeds (with 4 devices, 4 × chunk_size)
     plain = rf.train_seeds(MODEL, LOSS, METHOD, p, save=SAVE, chunk_size=4, devices=one)
-    run = lambda: rf.train_seeds(
-        MODEL, LOSS, METHOD, p, save=SAVE, chunk_size=4, devices=one, checkpoint=tmp_path
-    )
+
+    def run():
+        return rf.train_seeds(
+            MODEL, LOSS, METHOD, p, save=SAVE, chunk_size=4, devices=one, checkpoint=tmp_path
+        )
+
     first = run()
     assert_identical(first, plain)
     files = sorted(f.name for f in tmp_path.iterdir())
@@ -107,12 +110,14 @@ def test_sigkill_then_rerun_gives_identical_results(tmp_path):
     n_done = len(list(killed.glob("seeds-block-*.npz")))
     assert 2 <= n_done < 6
     for folder in (killed, whole):
-        subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], check=True, env=env,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(folder)], check=True, env=env, capture_output=True
+        )
     for i in range(6):
-        with np.load(killed / f"seeds-block-{i:05d}.npz") as a, np.load(
-            whole / f"seeds-block-{i:05d}.npz"
-        ) as b:
+        with (
+            np.load(killed / f"seeds-block-{i:05d}.npz") as a,
+            np.load(whole / f"seeds-block-{i:05d}.npz") as b,
+        ):
             assert a.files == b.files
             for name in a.files:
                 np.testing.assert_array_equal(a[name], b[name])

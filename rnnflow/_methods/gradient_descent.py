@@ -85,7 +85,9 @@ class GradientDescent(AbstractMethod):
             value, grad = value_and_grad(params)
             diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
             result = jnp.where(
-                diverged, Result.diverged, jnp.where(value < below, Result.converged, Result.finished)
+                diverged,
+                Result.diverged,
+                jnp.where(value < below, Result.converged, Result.finished),
             )
             go = result == Result.finished
             updates, new_opt_state = opt.update(grad, opt_state, params)

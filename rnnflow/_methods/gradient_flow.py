@@ -133,7 +133,10 @@ class GradientFlow(AbstractMethod):
         # Hold the state the seed stopped in, as gradient descent does.
         reached = sol.ts[0] <= t_stop
         last = save_fn(t_stop, final, None)
-        fill = lambda s, f: jnp.where(reached.reshape((-1,) + (1,) * f.ndim), s, f[None])
+
+        def fill(s, f):
+            return jnp.where(reached.reshape((-1,) + (1,) * f.ndim), s, f[None])
+
         saved, saved_params = jax.tree.map(fill, (saved, saved_params), last)
 
         result = jnp.asarray(Result.solver_failed)

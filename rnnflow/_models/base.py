@@ -135,7 +135,9 @@ class AbstractRNN(eqx.Module):
                 "Models take one sequence: vmap over a batch."
             )
 
-    def __call__(self, params: RNNParams, xs: Float[Array, "T in_dim"]) -> Float[Array, "T out_dim"]:
+    def __call__(
+        self, params: RNNParams, xs: Float[Array, "T in_dim"]
+    ) -> Float[Array, "T out_dim"]:
         """Outputs $y_0, \\dots, y_{T-1}$ for one input sequence `xs` of shape `(T, in_dim)`."""
         return self.states(params, xs) @ params.c.T
 
@@ -169,7 +171,8 @@ class AbstractRNN(eqx.Module):
         return a @ a.T - a.T @ a + params.b @ params.b.T - params.c.T @ params.c
 
     def relative_imbalance(self, params: RNNParams) -> Float[Array, ""]:
-        """$\\|Q\\|_F / (\\|A\\|_F^2 + \\|B\\|_F^2 + \\|C\\|_F^2)$: scale-free balancedness in [0, 2]."""
+        """$\\|Q\\|_F / (\\|A\\|_F^2 + \\|B\\|_F^2 + \\|C\\|_F^2)$: scale-free
+        balancedness in [0, 2]."""
         q = self.imbalance(params)
         size = sum(jnp.sum(x**2) for x in (params.a, params.b, params.c))
         return jnp.sqrt(jnp.sum(q**2)) / jnp.maximum(size, jnp.finfo(size.dtype).tiny)

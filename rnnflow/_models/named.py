@@ -16,7 +16,7 @@ MODELS: dict[str, type[AbstractRNN]] = {
 
 
 def make_model(parameterization: str, state_dim: int, **kwargs) -> AbstractRNN:
-    """The model called `parameterization` (one of `"dense"`, `"symmetric"`, `"diagonal"`, `"tanh"`).
+    """The model called `parameterization`: `"dense"`, `"symmetric"`, `"diagonal"` or `"tanh"`.
 
     ```python
     model = make_model("diagonal", 40)  # == DiagonalRNN(40)

@@ -142,7 +142,8 @@ class Experiment:
 
     - `name`: used on the command line and in results files.
     - `claim`: one sentence: what the paper says and this experiment shows.
-    - `config_type`: its [`rnnflow.experiments.ExperimentConfig`][] subclass; `config_type()` is the full scale.
+    - `config_type`: its [`rnnflow.experiments.ExperimentConfig`][] subclass;
+      `config_type()` is the full scale.
     - `small`: the config that `rnnflow reproduce` and the tests run.
     - `run(config, progress)`: the computation, returning an [`rnnflow.experiments.Outcome`][].
     - `plot(arrays, summary, config, file)`: draws the PNG figure into a path or binary file.

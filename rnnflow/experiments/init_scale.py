@@ -52,7 +52,9 @@ class InitScaleConfig(ExperimentConfig):
                 )
         for t in self.teachers:
             if t not in _common.TEACHERS:
-                raise ValueError(f"`teachers` entries must be in {tuple(_common.TEACHERS)}; got {t!r}.")
+                raise ValueError(
+                    f"`teachers` entries must be in {tuple(_common.TEACHERS)}; got {t!r}."
+                )
         for name in ("state_dim", "train_len", "horizon"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer.")
@@ -99,11 +101,17 @@ def run(config: InitScaleConfig, progress: bool = False) -> Outcome:
             final = traj.final
             extrap = jax.vmap(
                 lambda p: extrapolation_error(
-                    model, p, teacher, train_len=config.train_len, horizon=config.horizon,
+                    model,
+                    p,
+                    teacher,
+                    train_len=config.train_len,
+                    horizon=config.horizon,
                     relative=True,
                 )
             )(final)
-            dim = jax.vmap(lambda p: effective_dim(model.impulse_response(p, config.horizon)))(final)
+            dim = jax.vmap(lambda p: effective_dim(model.impulse_response(p, config.horizon)))(
+                final
+            )
             cells = {
                 "extrapolation": extrap,
                 "loss": traj.metrics["loss"][:, -1],

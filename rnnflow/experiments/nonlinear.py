@@ -258,7 +258,9 @@ def plot(arrays, summary, config: NonlinearConfig, file) -> None:
         ax.plot(scales, med, marker, label=label)
         for j, s in enumerate(scales):
             ax.plot(np.full(v.shape[1], s), v[j], ".", color="gray", alpha=0.5)
-    _common.log_axes(ax, [_common.masked(arrays[n], result) for n in ("fit_error", "extrapolation")])
+    _common.log_axes(
+        ax, [_common.masked(arrays[n], result) for n in ("fit_error", "extrapolation")]
+    )
     ax.set(xlabel="init scale σ", ylabel="relative error, last output")
     ax.set_title("Final error: fits k everywhere, extrapolates from small init")
     ax.legend(fontsize=8)

@@ -17,12 +17,12 @@ import importlib.metadata
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._files import atomic_write
 from .base import Experiment, ExperimentConfig
 
 _PACKAGES = ("rnnflow", "jax", "jaxlib", "optax", "diffrax", "equinox", "numpy")
@@ -76,19 +76,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_results(path: str | os.PathLike) -> Results:
     """Load a results folder (or its `metadata.json` / `results.npz`) written by rnnflow.
 
@@ -134,11 +121,18 @@ def existing_results(folder: Path, experiment: Experiment, config: ExperimentCon
     return load_results(folder)
 
 
-def write_results(folder: Path, experiment: Experiment, config: ExperimentConfig, outcome, *,
-                  backend: str, dtype: str) -> Results:
+def write_results(
+    folder: Path,
+    experiment: Experiment,
+    config: ExperimentConfig,
+    outcome,
+    *,
+    backend: str,
+    dtype: str,
+) -> Results:
     """Write arrays, figure and (last) metadata into `folder`; return them as `Results`."""
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / "results.npz", lambda f: np.savez(f, **outcome.arrays))
+    atomic_write(folder / "results.npz", lambda f: np.savez(f, **outcome.arrays))
     metadata = {
         "experiment": experiment.name,
         "claim": experiment.claim,
@@ -151,11 +145,11 @@ def write_results(folder: Path, experiment: Experiment, config: ExperimentConfig
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     figure = folder / "figure.png"
-    _atomic_write(
+    atomic_write(
         figure,
         lambda f: experiment.plot(outcome.arrays, metadata["summary"], config, f),
     )
-    _atomic_write(
+    atomic_write(
         folder / "metadata.json", lambda f: f.write(json.dumps(metadata, indent=1).encode())
     )
     return Results(dict(outcome.arrays), metadata)
