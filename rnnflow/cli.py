@@ -16,7 +16,7 @@ _EPILOG = """
 Results folders hold metadata.json (config, versions, seed keys, summary), results.npz
 (per-seed arrays) and figure.png; load one with rnnflow.load_results(DIR). An existing
 folder is never overwritten: complete results for the same config are reused, anything
-else is an error.
+else is an error. A run killed part-way resumes when the same command is run again.
 """
 
 
@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, help="seeds per setting (overrides the config)")
     run.add_argument("--small", action="store_true", help="start from the small config")
     run.add_argument("--out", type=Path, help="output folder (default: rnnflow-results/NAME)")
+    run.add_argument(
+        "--chunk-size",
+        type=int,
+        help="seeds trained at once per device: bounds memory, and sets how often finished "
+        "work is checkpointed (default: all at once)",
+    )
     common(run, "default")
 
     ls = sub.add_parser("list", help="list the experiments")
@@ -133,10 +139,14 @@ def _main(args) -> int:
     if args.command == "run":
         experiment = get_experiment(args.experiment)
         config = _config(experiment, args)  # every check happens before any computation
+        if args.chunk_size is not None and args.chunk_size < 1:
+            raise ValueError(f"--chunk-size must be a positive integer; got {args.chunk_size}.")
         _setup(args)
         out = args.out or Path("rnnflow-results") / experiment.name
         start = time.perf_counter()
-        res = run_experiment(experiment, config, out=out, progress=not args.quiet)
+        res = run_experiment(
+            experiment, config, out=out, progress=not args.quiet, chunk_size=args.chunk_size
+        )
         rows = [(experiment.name, time.perf_counter() - start, experiment.headline(res.summary))]
         print(_table(rows))
         print(f"\nresults and figure in {out}/")

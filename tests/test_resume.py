@@ -121,3 +121,54 @@ def test_sigkill_then_rerun_gives_identical_results(tmp_path):
             assert a.files == b.files
             for name in a.files:
                 np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_interrupted_experiment_resumes_to_identical_results(tmp_path, count_blocks):
+    import dataclasses
+
+    from rnnflow.experiments import Sweep, init_scale
+
+    config = init_scale.InitScaleConfig(
+        seeds=2,
+        parameterizations=("diagonal",),
+        teachers=("short", "long"),
+        state_dim=5,
+        scales=(0.01, 0.3),
+        t1=20.0,
+    )
+
+    class Interrupted(Exception):
+        pass
+
+    def killed_after_first_cell(config, sweep):
+        calls = []
+
+        class Once(Sweep):
+            def train(self, *args, **kwargs):
+                if calls:
+                    raise Interrupted
+                calls.append(1)
+                return super().train(*args, **kwargs)
+
+        return init_scale.run(config, Once(**dataclasses.asdict(sweep)))
+
+    out = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        rf.run_experiment(
+            dataclasses.replace(init_scale.EXPERIMENT, run=killed_after_first_cell), config, out=out
+        )
+    assert not (out / "metadata.json").exists()
+    assert len(list((out / ".partial").rglob("seeds-block-*.npz"))) == 1
+
+    # Another config into the unfinished folder is refused.
+    with pytest.raises(FileExistsError, match="unfinished run"):
+        rf.run_experiment("init_scale", config.replace(seeds=3), out=out)
+
+    count_blocks.clear()
+    resumed = rf.run_experiment("init_scale", config, out=out)
+    assert len(count_blocks) == 1  # only the second cell (the "long" teacher) was trained
+    assert not (out / ".partial").exists()
+    whole = rf.run_experiment("init_scale", config, out=tmp_path / "whole")
+    assert resumed.arrays.keys() == whole.arrays.keys()
+    for name in whole.arrays:
+        np.testing.assert_array_equal(resumed[name], whole[name])

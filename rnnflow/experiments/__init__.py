@@ -3,6 +3,7 @@
 from .base import Experiment as Experiment
 from .base import ExperimentConfig as ExperimentConfig
 from .base import Outcome as Outcome
+from .base import Sweep as Sweep
 from .registry import EXPERIMENTS as EXPERIMENTS
 from .registry import get_experiment as get_experiment
 from .results import Results as Results

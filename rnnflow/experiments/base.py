@@ -10,6 +10,7 @@ import math
 import types
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -126,6 +127,42 @@ def _check_type(name: str, value, annotation) -> None:
         raise ValueError(f"config key `{name}` must be finite; got {value!r}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """How an experiment's training runs are carried out: what it prints, and where the
+    finished ones are kept so that a killed experiment resumes where it stopped.
+
+    - `progress`: print what is being trained.
+    - `workdir`: a folder for checkpoints; `train(name, ...)` keeps its finished chunks of
+      seeds in `workdir/name`. `None`: keep nothing.
+    - `chunk_size`: seeds per device at once (see [`rnnflow.train_seeds`][]).
+    """
+
+    progress: bool = False
+    workdir: Path | None = None
+    chunk_size: int | None = None
+
+    def log(self, *args, **kwargs) -> None:
+        if self.progress:
+            print(*args, **{"flush": True, **kwargs})
+
+    def train(self, name: str, model, loss, method, params, **kwargs):
+        """[`rnnflow.train_seeds`][] under `name`, unique within the experiment."""
+        from .._train import train_seeds
+
+        checkpoint = None if self.workdir is None else Path(self.workdir) / name
+        return train_seeds(
+            model,
+            loss,
+            method,
+            params,
+            chunk_size=self.chunk_size,
+            checkpoint=checkpoint,
+            progress=self.progress,
+            **kwargs,
+        )
+
+
 @dataclasses.dataclass
 class Outcome:
     """What an experiment returns: per-seed `arrays` for the results file, headline
@@ -145,7 +182,8 @@ class Experiment:
     - `config_type`: its [`rnnflow.experiments.ExperimentConfig`][] subclass;
       `config_type()` is the full scale.
     - `small`: the config that `rnnflow reproduce` and the tests run.
-    - `run(config, progress)`: the computation, returning an [`rnnflow.experiments.Outcome`][].
+    - `run(config, sweep)`: the computation, training through `sweep.train` (see
+      [`rnnflow.experiments.Sweep`][]), returning an [`rnnflow.experiments.Outcome`][].
     - `plot(arrays, summary, config, file)`: draws the PNG figure into a path or binary file.
     - `headline(summary)`: one line for the printed table.
     """
@@ -154,6 +192,6 @@ class Experiment:
     claim: str
     config_type: type[ExperimentConfig]
     small: ExperimentConfig
-    run: Callable[[ExperimentConfig, bool], Outcome]
+    run: Callable[[ExperimentConfig, Sweep], Outcome]
     plot: Callable[[dict, dict, ExperimentConfig, Any], None]
     headline: Callable[[dict], str]

@@ -34,10 +34,10 @@ from .._diagnostics import effective_dim
 from .._losses import ImpulseLoss, extrapolation_error
 from .._methods import GradientDescent
 from .._models import DenseRNN, RNNParams
-from .._train import init_seeds, train_seeds
+from .._train import init_seeds
 from .._trajectory import Result, Save, Stop
 from . import _common
-from .base import Experiment, ExperimentConfig, Outcome
+from .base import Experiment, ExperimentConfig, Outcome, Sweep
 
 FREE_PARTS = ("zeros", "random", "teacher")
 
@@ -109,7 +109,7 @@ def _measure(model, teacher, config, params):
     }
 
 
-def run(config: CounterexampleConfig, progress: bool = False) -> Outcome:
+def run(config: CounterexampleConfig, sweep: Sweep = Sweep()) -> Outcome:
     teacher = _common.teacher(config.teacher)
     model = DenseRNN(config.state_dim)
     k, d, q = config.train_len, config.state_dim, config.horizon
@@ -137,13 +137,12 @@ def run(config: CounterexampleConfig, progress: bool = False) -> Outcome:
             [np.asarray(registers[name][field], np.float64) for name in FREE_PARTS]
         )  # (free parts, seeds, ...)
 
-    if progress:
-        print(f"counterexample: GD on a dense d={d} student from scale {config.scale}", flush=True)
+    sweep.log(f"counterexample: GD on a dense d={d} student from scale {config.scale}", flush=True)
     params = init_seeds(model, train_keys, scale=config.scale)
     loss = ImpulseLoss(teacher, k)
     method = GradientDescent(config.lr, int(round(config.t1 / config.lr)))
-    traj = train_seeds(
-        model, loss, method, params, save=Save(num=2), stop=Stop(loss_below=config.loss_below)
+    traj = sweep.train(
+        "gd", model, loss, method, params, save=Save(num=2), stop=Stop(loss_below=config.loss_below)
     )
     trained = measure(traj.final)
     for field in ("loss", "extrapolation", "dim", "impulse"):

@@ -16,10 +16,9 @@ import numpy as np
 from .._diagnostics import effective_dim
 from .._losses import ImpulseLoss, extrapolation_error
 from .._models import MODELS
-from .._train import train_seeds
 from .._trajectory import Result, Save, Stop
 from . import _common
-from .base import Experiment, ExperimentConfig, Outcome
+from .base import Experiment, ExperimentConfig, Outcome, Sweep
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,7 +77,7 @@ SMALL = InitScaleConfig(
 )
 
 
-def run(config: InitScaleConfig, progress: bool = False) -> Outcome:
+def run(config: InitScaleConfig, sweep: Sweep = Sweep()) -> Outcome:
     n_scales, n_seeds = len(config.scales), config.seeds
     keys, key_data = _common.seed_keys(config.seed, n_scales * n_seeds)
     shape = (len(config.parameterizations), len(config.teachers), n_scales, n_seeds)
@@ -91,12 +90,17 @@ def run(config: InitScaleConfig, progress: bool = False) -> Outcome:
         # One batch holds every scale: seed s of scale j is row j * n_seeds + s.
         params = _common.init_scales(model, keys, config.scales)
         for j, tname in enumerate(config.teachers):
-            if progress:
-                print(f"init_scale: {pname} student, {tname} teacher", flush=True)
+            sweep.log(f"init_scale: {pname} student, {tname} teacher", flush=True)
             teacher = _common.teacher(tname)
             loss = ImpulseLoss(teacher, config.train_len)
-            traj = train_seeds(
-                model, loss, method, params, save=save, stop=Stop(loss_below=config.loss_below)
+            traj = sweep.train(
+                f"{pname}-{tname}",
+                model,
+                loss,
+                method,
+                params,
+                save=save,
+                stop=Stop(loss_below=config.loss_below),
             )
             final = traj.final
             extrap = jax.vmap(

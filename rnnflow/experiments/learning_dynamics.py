@@ -57,10 +57,9 @@ from .._diagnostics import learned_measure
 from .._losses import ImpulseLoss, extrapolation_error
 from .._models import MODELS
 from .._teachers import modes_teacher
-from .._train import train_seeds
 from .._trajectory import Result, Save
 from . import _common
-from .base import Experiment, ExperimentConfig, Outcome
+from .base import Experiment, ExperimentConfig, Outcome, Sweep
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -178,7 +177,7 @@ def _final(model, teacher, train_len, final):
     return jax.vmap(one)(final)
 
 
-def run(config: LearningDynamicsConfig, progress: bool = False) -> Outcome:
+def run(config: LearningDynamicsConfig, sweep: Sweep = Sweep()) -> Outcome:
     n_scales, n_seeds = len(config.scales), config.seeds
     keys, key_data = _common.seed_keys(config.seed, n_scales * n_seeds)
     model = MODELS[config.parameterization](config.state_dim)
@@ -198,13 +197,12 @@ def run(config: LearningDynamicsConfig, progress: bool = False) -> Outcome:
     )
     method = _common.method("gd", lr=config.lr, t1=config.t1)
     params = _common.init_scales(model, keys, config.scales)
-    if progress:
-        print(
-            f"learning_dynamics: {n_scales * n_seeds} {config.parameterization} students, "
-            f"{method.num_steps} steps",
-            flush=True,
-        )
-    traj = train_seeds(model, loss, method, params, save=save, progress=progress)
+    sweep.log(
+        f"learning_dynamics: {n_scales * n_seeds} {config.parameterization} students, "
+        f"{method.num_steps} steps",
+        flush=True,
+    )
+    traj = sweep.train("train", model, loss, method, params, save=save)
     extrap, final_lam, final_w = _final(model, teacher, config.train_len, traj.final)
 
     grid = (n_scales, n_seeds)

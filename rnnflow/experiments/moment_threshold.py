@@ -43,10 +43,10 @@ from .._losses import ImpulseLoss, extrapolation_error
 from .._methods import GradientDescent
 from .._models import DiagonalRNN, RNNParams, SymmetricRNN
 from .._teachers import modes_teacher
-from .._train import init_seeds, train_seeds
+from .._train import init_seeds
 from .._trajectory import Result, Save, Stop
 from . import _common
-from .base import Experiment, ExperimentConfig, Outcome
+from .base import Experiment, ExperimentConfig, Outcome, Sweep
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -177,7 +177,7 @@ def _metrics(model, loss, teacher, horizon):
     }
 
 
-def run(config: MomentThresholdConfig, progress: bool = False) -> Outcome:
+def run(config: MomentThresholdConfig, sweep: Sweep = Sweep()) -> Outcome:
     teacher = modes_teacher(config.eigenvalues, config.weights)
     dtype = jnp.result_type(float)
     n_d, n_r, n_s, q = len(config.state_dims), len(config.init_radii), config.seeds, config.horizon
@@ -223,10 +223,10 @@ def run(config: MomentThresholdConfig, progress: bool = False) -> Outcome:
             return jax.vmap(one)(final)
 
         for m, k in enumerate(config.train_lens):
-            if progress:
-                print(f"moment_threshold: d={d}, k={k}", flush=True)
+            sweep.log(f"moment_threshold: d={d}, k={k}", flush=True)
             loss = ImpulseLoss(teacher, k)
-            traj = train_seeds(
+            traj = sweep.train(
+                f"d{d}-k{k}",
                 model,
                 loss,
                 method,

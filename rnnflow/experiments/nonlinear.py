@@ -48,10 +48,9 @@ import numpy as np
 
 from .._losses import SequenceLoss
 from .._models import TanhRNN
-from .._train import train_seeds
 from .._trajectory import Result, Save
 from . import _common
-from .base import Experiment, ExperimentConfig, Outcome
+from .base import Experiment, ExperimentConfig, Outcome, Sweep
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -146,7 +145,7 @@ def state_singular_values(model, params, xs) -> np.ndarray:
     return np.linalg.svd(states, compute_uv=False)
 
 
-def run(config: NonlinearConfig, progress: bool = False) -> Outcome:
+def run(config: NonlinearConfig, sweep: Sweep = Sweep()) -> Outcome:
     n_scales, n_seeds = len(config.scales), config.seeds
     keys, key_data = _common.seed_keys(config.seed, n_scales * n_seeds)
     # Data keys come from the root seed too, folded away from the split init keys.
@@ -173,13 +172,12 @@ def run(config: NonlinearConfig, progress: bool = False) -> Outcome:
     )
     method = _common.method("gd", lr=config.lr, t1=config.t1)
     params = _common.init_scales(model, keys, config.scales)
-    if progress:
-        print(
-            f"nonlinear: {n_scales * n_seeds} tanh students, {method.num_steps} steps on "
-            f"{config.num_sequences} sequences",
-            flush=True,
-        )
-    traj = train_seeds(model, loss, method, params, save=save, progress=progress)
+    sweep.log(
+        f"nonlinear: {n_scales * n_seeds} tanh students, {method.num_steps} steps on "
+        f"{config.num_sequences} sequences",
+        flush=True,
+    )
+    traj = sweep.train("train", model, loss, method, params, save=save)
 
     errors = _errors_jit(model, traj.final, xt, yt, config.train_len)
     sv = np.stack(

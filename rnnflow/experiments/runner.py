@@ -1,11 +1,14 @@
 """Running a named experiment into a results folder."""
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import jax
 
-from .base import Experiment, ExperimentConfig
+from .._files import atomic_write
+from .base import Experiment, ExperimentConfig, Sweep
 from .registry import get_experiment
 from .results import Results, existing_results, write_results
 
@@ -16,12 +19,18 @@ def run_experiment(
     *,
     out: str | os.PathLike,
     progress: bool = False,
+    chunk_size: int | None = None,
 ) -> Results:
     """Run `experiment` with `config` (default: its full-scale config) into the folder `out`.
 
     If `out` already holds this experiment's complete results for the same config, they are
     loaded and nothing is computed. If it holds anything else's results, a `FileExistsError`
     is raised before any work: nothing saved is overwritten.
+
+    While it runs, finished training runs are checkpointed in `out/.partial/` (chunks of
+    `chunk_size` seeds per device; default all at once). Killed at any point and called
+    again with the same arguments, it resumes from them and ends with the same results;
+    the checkpoints are removed once the results are written.
 
     ```python
     res = run_experiment("init_scale", get_experiment("init_scale").small, out="results/init")
@@ -41,8 +50,28 @@ def run_experiment(
         if progress:
             print(f"{experiment.name}: complete results found in {folder}; nothing to do.")
         return done
-    outcome = experiment.run(config, progress)
+    workdir = folder / ".partial"
+    _claim_workdir(workdir, experiment, config)
+    sweep = Sweep(progress=progress, workdir=workdir, chunk_size=chunk_size)
+    outcome = experiment.run(config, sweep)
     dtype = "float64" if jax.config.read("jax_enable_x64") else "float32"
-    return write_results(
+    results = write_results(
         folder, experiment, config, outcome, backend=jax.default_backend(), dtype=dtype
     )
+    shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _claim_workdir(workdir: Path, experiment: Experiment, config: ExperimentConfig) -> None:
+    """Make `workdir` this run's, or check that the unfinished run it holds is this one."""
+    owner = {"experiment": experiment.name, "config": config.to_dict()}
+    path = workdir / "run.json"
+    if path.exists():
+        if json.loads(path.read_text()) != owner:
+            raise FileExistsError(
+                f"{workdir.parent} holds an unfinished run of another experiment or config "
+                f"({path}); choose another output folder, or delete {workdir} to discard it."
+            )
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(json.dumps(owner).encode()))

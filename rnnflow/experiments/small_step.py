@@ -48,10 +48,10 @@ from jax.flatten_util import ravel_pytree
 from .._losses import ImpulseLoss, extrapolation_error
 from .._methods import GradientDescent, GradientFlow, ModifiedFlow
 from .._models import MODELS, DenseRNN
-from .._train import init_seeds, train_seeds
+from .._train import init_seeds
 from .._trajectory import Result, Save, Stop
 from . import _common
-from .base import Experiment, ExperimentConfig, Outcome
+from .base import Experiment, ExperimentConfig, Outcome, Sweep
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -160,7 +160,7 @@ def _drift(traj, q0) -> np.ndarray:
     return np.asarray(jnp.linalg.norm(diff, axis=-1))
 
 
-def _small_step_part(config: SmallStepConfig, keys, progress) -> tuple[dict, dict]:
+def _small_step_part(config: SmallStepConfig, keys, sweep: Sweep) -> tuple[dict, dict]:
     model = MODELS[config.parameterization](config.state_dim)
     loss = ImpulseLoss(_common.teacher(config.teacher), config.train_len)
     params = init_seeds(model, keys, scale=config.scale)
@@ -173,9 +173,8 @@ def _small_step_part(config: SmallStepConfig, keys, progress) -> tuple[dict, dic
     flow = dict(stepsize_controller=controller, max_steps=config.max_steps)
     q0 = jax.vmap(model.imbalance)(params)
 
-    if progress:
-        print("small_step: gradient flow (reference)", flush=True)
-    gf = train_seeds(model, loss, GradientFlow(config.t1, **flow), params, save=save)
+    sweep.log("small_step: gradient flow (reference)", flush=True)
+    gf = sweep.train("gf", model, loss, GradientFlow(config.t1, **flow), params, save=save)
     gf_ok = _ok(gf)
     theta_gf = _flat(gf.params)
     shape = (len(config.lrs), config.seeds, config.num_saves)
@@ -187,12 +186,18 @@ def _small_step_part(config: SmallStepConfig, keys, progress) -> tuple[dict, dic
     out["modified_result"] = np.zeros(shape[:2], np.int32)
     out["modified_num_steps"] = np.zeros(shape[:2], np.int64)
     for i, lr in enumerate(config.lrs):
-        if progress:
-            print(f"small_step: η = {lr}: gradient descent and modified flow", flush=True)
-        gd = train_seeds(
-            model, loss, GradientDescent(lr, int(round(config.t1 / lr))), params, save=save
+        sweep.log(f"small_step: η = {lr}: gradient descent and modified flow", flush=True)
+        gd = sweep.train(
+            f"gd-{lr}",
+            model,
+            loss,
+            GradientDescent(lr, int(round(config.t1 / lr))),
+            params,
+            save=save,
         )
-        mf = train_seeds(model, loss, ModifiedFlow(lr, config.t1, **flow), params, save=save)
+        mf = sweep.train(
+            f"modified-{lr}", model, loss, ModifiedFlow(lr, config.t1, **flow), params, save=save
+        )
         theta_gd = _flat(gd.params)
         both_gf = (_ok(gd) & gf_ok)[:, None]
         both_mf = (_ok(gd) & _ok(mf))[:, None]
@@ -267,7 +272,7 @@ def _sharpness(model, loss, params, iters: int = 150):
     return v @ hvp(v)
 
 
-def _dense_part(config: SmallStepConfig, keys, progress) -> tuple[dict, dict]:
+def _dense_part(config: SmallStepConfig, keys, sweep: Sweep) -> tuple[dict, dict]:
     model = DenseRNN(config.dense_state_dim)
     teacher = _common.teacher(config.dense_teacher)
     loss = ImpulseLoss(teacher, config.train_len)
@@ -303,10 +308,10 @@ def _dense_part(config: SmallStepConfig, keys, progress) -> tuple[dict, dict]:
         return jax.vmap(one)(final)
 
     for i, lr in enumerate(config.dense_lrs):
-        if progress:
-            print(f"small_step: dense student, η = {lr}", flush=True)
+        sweep.log(f"small_step: dense student, η = {lr}", flush=True)
         method = GradientDescent(lr, int(round(config.dense_t1 / lr)))
-        traj = train_seeds(
+        traj = sweep.train(
+            f"dense-{lr}",
             model,
             loss,
             method,
@@ -337,11 +342,11 @@ def _dense_part(config: SmallStepConfig, keys, progress) -> tuple[dict, dict]:
     return out, summary
 
 
-def run(config: SmallStepConfig, progress: bool = False) -> Outcome:
+def run(config: SmallStepConfig, sweep: Sweep = Sweep()) -> Outcome:
     keys, key_data = _common.seed_keys(config.seed, config.seeds + config.dense_seeds)
-    out, summary = _small_step_part(config, keys[: config.seeds], progress)
+    out, summary = _small_step_part(config, keys[: config.seeds], sweep)
     if config.dense_seeds:
-        dense_out, dense_summary = _dense_part(config, keys[config.seeds :], progress)
+        dense_out, dense_summary = _dense_part(config, keys[config.seeds :], sweep)
         out.update(dense_out)
         summary.update(dense_summary)
     return Outcome(out, summary, key_data)
