@@ -81,3 +81,12 @@ def test_rerun_does_no_work_and_overwrites_nothing(results):
 def test_config_rejects_bad_values(values, error, match):
     with pytest.raises(error, match=match):
         init_scale.InitScaleConfig.from_dict(values)
+
+
+def test_results_as_xarray(results):
+    xr = pytest.importorskip("xarray")
+    out, res = results
+    ds = rf.load_results(out).to_xarray()
+    assert isinstance(ds, xr.Dataset)
+    np.testing.assert_array_equal(ds["extrapolation"].values, res["extrapolation"])
+    assert json.loads(ds.attrs["metadata"])["experiment"] == "init_scale"

