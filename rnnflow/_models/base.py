@@ -25,7 +25,6 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._checks import check_choice, check_positive_int, check_real, check_shape
 from .._scan import SCANS, Scan, linear_recurrence
 
-
 # Impulse responses up to this many lags are unrolled products under scan="auto".
 _UNROLL = 32
 
