@@ -45,6 +45,19 @@ class ExperimentConfig:
     def check(self) -> None:
         """Value checks beyond types; subclasses raise `ValueError` naming the field."""
 
+    def require_positive(self, *names: str) -> None:
+        """Raise a `ValueError` naming the first of `names` that is not positive (for a list,
+        not every entry positive)."""
+        for name in names:
+            value = getattr(self, name)
+            values = value if isinstance(value, tuple) else (value,)
+            if any(v <= 0 for v in values):
+                integer = all(isinstance(v, int) for v in values)
+                what = "positive integers" if isinstance(value, tuple) else "a positive integer"
+                raise ValueError(
+                    f"`{name}` must be {what if integer else 'positive'}; got {value!r}."
+                )
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ExperimentConfig":
         """A config from a mapping (e.g. a parsed TOML file): unknown keys and wrong types

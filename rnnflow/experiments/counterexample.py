@@ -65,8 +65,7 @@ class CounterexampleConfig(ExperimentConfig):
     def check(self):
         if self.teacher not in _common.TEACHERS:
             raise ValueError(f"`teacher` must be one of {tuple(_common.TEACHERS)}.")
-        if self.train_len < 1:
-            raise ValueError("`train_len` must be a positive integer.")
+        self.require_positive("train_len", "scale", "lr", "t1", "loss_below")
         if self.state_dim < self.train_len:
             raise ValueError(
                 f"`state_dim` must be at least `train_len` = {self.train_len} for a shift "
@@ -75,9 +74,6 @@ class CounterexampleConfig(ExperimentConfig):
         if self.horizon <= self.state_dim:
             # Beyond d every shift register is zero: q > d shows that even the best one fails.
             raise ValueError("`horizon` must exceed `state_dim`.")
-        for name in ("scale", "lr", "t1", "loss_below"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be positive.")
         if self.lr > self.t1:
             raise ValueError("`lr` must not exceed `t1` (at least one step).")
 

@@ -54,16 +54,10 @@ class InitScaleConfig(ExperimentConfig):
                 raise ValueError(
                     f"`teachers` entries must be in {tuple(_common.TEACHERS)}; got {t!r}."
                 )
-        for name in ("state_dim", "train_len", "horizon"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be a positive integer.")
+        self.require_positive("state_dim", "train_len", "horizon", "scales", "lr", "t1")
+        self.require_positive("loss_below")
         if self.horizon <= self.train_len:
             raise ValueError("`horizon` must exceed `train_len`.")
-        if any(s <= 0 for s in self.scales):
-            raise ValueError("`scales` must be positive.")
-        for name in ("lr", "t1", "loss_below"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be positive.")
 
 
 SMALL = InitScaleConfig(

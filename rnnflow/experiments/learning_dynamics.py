@@ -97,13 +97,7 @@ class LearningDynamicsConfig(ExperimentConfig):
             raise ValueError("`eigenvalues` must be distinct (each mode needs its own cell).")
         if self.state_dim < len(self.eigenvalues):
             raise ValueError("`state_dim` must be at least the number of teacher modes.")
-        if self.train_len < 1:
-            raise ValueError("`train_len` must be a positive integer.")
-        if any(s <= 0 for s in self.scales):
-            raise ValueError("`scales` must be positive.")
-        for name in ("lr", "t1", "decades"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be positive.")
+        self.require_positive("train_len", "scales", "lr", "t1", "decades")
         if self.lr > self.t1:
             raise ValueError("`lr` must not exceed `t1` (at least one step).")
         if self.num_saves < 2:

@@ -80,13 +80,7 @@ class MomentThresholdConfig(ExperimentConfig):
             raise ValueError("`weights` must be positive (a balanced teacher).")
         if len(set(self.eigenvalues)) != len(self.eigenvalues):
             raise ValueError("`eigenvalues` must be distinct.")
-        if any(d < 1 for d in self.state_dims):
-            raise ValueError("`state_dims` must be positive integers.")
-        if any(r <= 0 for r in self.init_radii):
-            raise ValueError("`init_radii` must be positive.")
-        for name in ("lr", "t1", "loss_below"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be positive.")
+        self.require_positive("state_dims", "init_radii", "lr", "t1", "loss_below")
         if self.lr > self.t1:
             raise ValueError("`lr` must not exceed `t1` (at least one step).")
         if self.horizon <= self.train_lens[1]:

@@ -86,16 +86,10 @@ class NonlinearConfig(ExperimentConfig):
             raise ValueError(
                 f"`teacher` must be one of {tuple(_common.TEACHERS)}; got {self.teacher!r}."
             )
-        for name in ("state_dim", "train_len", "num_sequences", "horizon", "num_test"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be a positive integer.")
+        self.require_positive("state_dim", "train_len", "num_sequences", "horizon", "num_test")
+        self.require_positive("scales", "input_scale", "lr", "t1")
         if self.horizon <= self.train_len:
             raise ValueError("`horizon` must exceed `train_len`.")
-        if any(s <= 0 for s in self.scales):
-            raise ValueError("`scales` must be positive.")
-        for name in ("input_scale", "lr", "t1"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be positive.")
         if self.lr > self.t1:
             raise ValueError("`lr` must not exceed `t1` (at least one step).")
         if self.num_saves < 2:

@@ -92,18 +92,13 @@ class SmallStepConfig(ExperimentConfig):
         for name in ("teacher", "dense_teacher"):
             if getattr(self, name) not in _common.TEACHERS:
                 raise ValueError(f"`{name}` must be one of {tuple(_common.TEACHERS)}.")
-        for name in ("state_dim", "train_len", "num_saves", "max_steps", "dense_state_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be a positive integer.")
+        self.require_positive("state_dim", "train_len", "num_saves", "max_steps")
+        self.require_positive("dense_state_dim", "scale", "t1", "rtol", "dense_scale")
+        self.require_positive("dense_t1", "dense_loss_below", "lrs", "dense_lrs")
         if self.dense_seeds < 0:
             raise ValueError("`dense_seeds` must be non-negative (0 skips the dense part).")
-        for name in ("scale", "t1", "rtol", "dense_scale", "dense_t1", "dense_loss_below"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be positive.")
         if len(self.lrs) < 2:
             raise ValueError("`lrs` needs at least two step sizes to fit a slope.")
-        if any(lr <= 0 for lr in self.lrs) or any(lr <= 0 for lr in self.dense_lrs):
-            raise ValueError("`lrs` and `dense_lrs` must be positive.")
         for t in self.save_times:
             for lr in self.lrs:
                 if abs(t / lr - round(t / lr)) > 1e-6:
