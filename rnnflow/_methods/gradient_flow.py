@@ -180,10 +180,10 @@ def _warn_if_tolerance_below_precision(controller, params) -> None:
     if rtol is None or isinstance(rtol, jax.core.Tracer):
         return
     eps = float(jnp.finfo(jnp.result_type(*jax.tree.leaves(params))).eps)
-    if rtol < 10 * eps:
+    if rtol < 4 * eps:
         warnings.warn(
             f"rtol={rtol:g} is below what {jnp.result_type(*jax.tree.leaves(params))} can "
-            f"deliver (10 × eps = {10 * eps:.1e}); compute in float64 "
+            f"deliver (4 × eps = {4 * eps:.1e}); compute in float64 "
             "(jax.config.update('jax_enable_x64', True), or `rnnflow run --float64`) or "
             "loosen rtol.",
             stacklevel=2,
