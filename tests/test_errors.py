@@ -34,6 +34,7 @@ def _params(a=(3, 3), b=(3, 1), c=(1, 3)):
 A32, B32, C23, B21 = _params(a=(3, 2)), _params(b=(3, 2)), _params(c=(2, 3)), _params(b=(2, 1))
 Z5, Z52, Z251, Z01 = jnp.zeros(5), jnp.zeros((5, 2)), jnp.zeros((2, 5, 1)), jnp.zeros((0, 1))
 Z451, Z452, Z051 = jnp.zeros((4, 5, 1)), jnp.zeros((4, 5, 2)), jnp.zeros((0, 5, 1))
+INT_B = rf.RNNParams(jnp.zeros((3, 3)), jnp.zeros((3, 1), jnp.int32), jnp.zeros((1, 3)))
 
 
 # (id, function, array arguments (traced under jit), exception type, substring of the message)
@@ -74,6 +75,7 @@ CASES = [
     ("params.a diagonal", lambda p, x: DIAG(p, x), (GOOD, XS), ValueError, "`params.a`"),
     ("params.b impulse", lambda p: MODEL.impulse_response(p, 4), (B21,), ValueError, "`params.b`"),
     ("params.c tanh", lambda p, x: rf.TanhRNN(3)(p, x), (C23, XS), ValueError, "`params.c`"),
+    ("params.b int", lambda p, x: MODEL(p, x), (INT_B, XS), TypeError, "`params.b`"),
     ("params tuple", lambda p, x: MODEL((p.a, p.b, p.c), x), (GOOD, XS), TypeError, "`params`"),
     ("xs 1-d", lambda p, x: MODEL(p, x), (GOOD, Z5), ValueError, "`xs`"),
     ("xs in_dim", lambda p, x: MODEL(p, x), (GOOD, Z52), ValueError, "`xs`"),

@@ -123,12 +123,18 @@ class AbstractRNN(eqx.Module):
         return RNNParams(a, b, c)
 
     def check_params(self, params: RNNParams) -> None:
-        """Raise a `ValueError` naming the field if `params` does not fit this model."""
+        """Raise a `ValueError` (shape) or `TypeError` (dtype) naming the field if `params`
+        does not fit this model."""
         if not isinstance(params, RNNParams):
             raise TypeError(f"`params` must be an RNNParams; got {type(params).__name__}.")
         check_shape("params.a", params.a, self.a_shape)
         check_shape("params.b", params.b, (self.state_dim, self.in_dim))
         check_shape("params.c", params.c, (self.out_dim, self.state_dim))
+        for name in ("a", "b", "c"):
+            dtype = getattr(params, name).dtype
+            if not jnp.issubdtype(dtype, jnp.floating):
+                # Integer parameters would truncate every update; complex ones are not real RNNs.
+                raise TypeError(f"`params.{name}` must be a real floating array; got {dtype}.")
 
     def _check_xs(self, xs) -> None:
         if getattr(xs, "ndim", None) != 2 or xs.shape[1] != self.in_dim or xs.shape[0] < 1:
