@@ -44,6 +44,10 @@ def test_results_folder_round_trip(results):
     assert loaded.experiment == "init_scale"
     assert loaded.config == TINY.to_dict()
     assert loaded["extrapolation"].shape == (1, 1, 2, 3)
+    n = TINY.num_saves
+    assert loaded["ts"].shape == (n,) and loaded["loss_curve"].shape == (1, 1, 2, 3, n)
+    # The curves end where the final values are taken (the last save is at t1 or the stop).
+    np.testing.assert_array_equal(loaded["loss_curve"][..., -1], loaded["loss"])
     np.testing.assert_array_equal(loaded["extrapolation"], res["extrapolation"])
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     meta = json.loads((out / "metadata.json").read_text())

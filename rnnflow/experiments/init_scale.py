@@ -28,6 +28,8 @@ class InitScaleConfig(ExperimentConfig):
     - `state_dim`: the student's d; `scales`: the init entry scales σ swept.
     - `train_len`, `horizon`: k and q; `method` `gd` (step `lr`) or `gf`; run to `t1`
       or until the loss is below `loss_below`.
+    - `num_saves`: curves of the loss, relative imbalance and extrapolation error (to 10 k)
+      are kept at this many log-spaced times (`ts`) for every seed.
     """
 
     experiment = "init_scale"
@@ -42,6 +44,7 @@ class InitScaleConfig(ExperimentConfig):
     lr: float = 0.01
     t1: float = 6000.0
     loss_below: float = 1e-12
+    num_saves: int = 31
 
     def check(self):
         for p in self.parameterizations:
@@ -55,7 +58,7 @@ class InitScaleConfig(ExperimentConfig):
                     f"`teachers` entries must be in {tuple(_common.TEACHERS)}; got {t!r}."
                 )
         self.require_positive("state_dim", "train_len", "horizon", "scales", "lr", "t1")
-        self.require_positive("loss_below")
+        self.require_positive("loss_below", "num_saves")
         if self.horizon <= self.train_len:
             raise ValueError("`horizon` must exceed `train_len`.")
 
@@ -78,7 +81,13 @@ def run(config: InitScaleConfig, sweep: Sweep = Sweep()) -> Outcome:
     out = {name: np.zeros(shape) for name in ("extrapolation", "loss", "imbalance", "dim")}
     out["result"] = np.zeros(shape, dtype=np.int32)
     method = _common.method(config.method, lr=config.lr, t1=config.t1)
-    save = Save(num=2)
+    # Curves at log-spaced times: the loss, relative imbalance and extrapolation error
+    # (the default metrics, extrapolating to 10 k) of every seed.
+    save = Save(num=config.num_saves, spacing="log", decades=3)
+    curves = {
+        name: np.zeros(shape + (config.num_saves,))
+        for name in ("loss", "relative_imbalance", "extrapolation")
+    }
     for i, pname in enumerate(config.parameterizations):
         model = MODELS[pname](config.state_dim)
         # One batch holds every scale: seed s of scale j is row j * n_seeds + s.
@@ -119,6 +128,9 @@ def run(config: InitScaleConfig, sweep: Sweep = Sweep()) -> Outcome:
             }
             for name, v in cells.items():
                 out[name][i, j] = np.asarray(v).reshape(n_scales, n_seeds)
+            for name, v in traj.metrics.items():
+                curves[name][i, j] = np.asarray(v).reshape(n_scales, n_seeds, -1)
+            ts = np.asarray(traj.ts[0])
     summary = {}
     for i, pname in enumerate(config.parameterizations):
         for j, tname in enumerate(config.teachers):
@@ -129,6 +141,8 @@ def run(config: InitScaleConfig, sweep: Sweep = Sweep()) -> Outcome:
                 summary[f"{pname}/{tname}/dim_{label}_scale"] = _common.median(dim[col])
     summary["diverged"] = int(np.sum(out["result"] == Result.diverged))
     out["scales"] = np.asarray(config.scales)
+    out["ts"] = ts
+    out.update({f"{name}_curve": v for name, v in curves.items()})
     return Outcome(out, summary, key_data)
 
 
