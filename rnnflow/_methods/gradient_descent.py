@@ -9,10 +9,6 @@ from .._trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
 
 
-def _where(pred, new, old):
-    return jax.tree.map(lambda n, o: jnp.where(pred, n, o), new, old)
-
-
 class GradientDescent(AbstractMethod):
     """Discrete gradient descent (or any optax optimizer), run inside `lax.scan`.
 
@@ -78,48 +74,38 @@ class GradientDescent(AbstractMethod):
         opt = self.optimizer
         below = -np.inf if stop.loss_below is None else stop.loss_below
 
-        def step(state):
-            # Only called while the seed runs (see `cond`): it checks the loss at the current
-            # parameters, and steps only if the seed neither diverged nor converged there.
-            params, opt_state, _, n = state
+        def running(value):
+            return jnp.isfinite(value) & (value <= stop.loss_above) & ~(value < below)
+
+        # The carry holds the loss and gradient at the current parameters, so the loop's
+        # condition checks each state before a step is taken from it: a seed that diverged
+        # or converged takes no step (under vmap, the batched loop keeps its carry), and the
+        # step itself needs no masking.
+        def step(carry):
+            i, (params, opt_state, _, grad, n) = carry
+            updates, opt_state = opt.update(grad, opt_state, params)
+            params = optax.apply_updates(params, updates)
             value, grad = value_and_grad(params)
-            diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
-            result = jnp.where(
-                diverged,
-                Result.diverged,
-                jnp.where(value < below, Result.converged, Result.finished),
-            )
-            go = result == Result.finished
-            updates, new_opt_state = opt.update(grad, opt_state, params)
-            new_params = optax.apply_updates(params, updates)
-            params = _where(go, new_params, params)
-            opt_state = _where(go, new_opt_state, opt_state)
-            return params, opt_state, result, n + go.astype(n.dtype)
+            return i + 1, (params, opt_state, value, grad, n + 1)
 
         def segment(state, count):
             # A while loop, not a fori loop: a seed that has stopped takes no more steps, and
             # under vmap the batch leaves the loop as soon as every seed has stopped.
             def cond(carry):
-                i, (_, _, result, _) = carry
-                return (i < count) & (result == Result.finished)
+                i, (_, _, value, _, _) = carry
+                return (i < count) & running(value)
 
-            _, state = jax.lax.while_loop(cond, lambda c: (c[0] + 1, step(c[1])), (0, state))
-            params, _, _, n = state
+            _, state = jax.lax.while_loop(cond, step, (0, state))
+            params, _, _, _, n = state
             out = metrics(n * self.lr, params)
             return state, (out, params if save.params else None)
 
-        init = (params, opt.init(params), jnp.asarray(Result.finished), jnp.asarray(0))
-        (final, _, result, n), saved = jax.lax.scan(segment, init, counts)
-        grad_evals = n + (result != Result.finished)
-        # A step checks the loss where it starts, so the state the last step lands in is
-        # checked here (a loss value, no gradient): a blow-up on the final step is a
-        # divergence, not a finished run, as the gradient flow's event (checked after every
-        # step) would report it.
-        value = objective(final)
+        value, grad = value_and_grad(params)
+        init = (params, opt.init(params), value, grad, jnp.asarray(0))
+        (final, _, value, _, n), saved = jax.lax.scan(segment, init, counts)
         diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
-        ended = jnp.where(value < below, Result.converged, Result.finished)
-        ended = jnp.where(diverged, Result.diverged, ended)
-        result = jnp.where(result == Result.finished, ended, result)
+        result = jnp.where(value < below, Result.converged, Result.finished)
+        result = jnp.where(diverged, Result.diverged, result)
         saved, saved_params = jax.tree.map(lambda x: x[: len(steps)], saved)
         return Trajectory(
             ts=jnp.asarray(steps * self.lr),
@@ -129,5 +115,5 @@ class GradientDescent(AbstractMethod):
             t_stop=n * self.lr,
             result=result,
             num_steps=n,
-            num_grad_evals=grad_evals,
+            num_grad_evals=n + 1,  # at the start and after every step
         )
