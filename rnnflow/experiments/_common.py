@@ -52,12 +52,9 @@ def masked(values, result) -> np.ndarray:
 
 
 def median(values) -> float:
+    """The median over all entries, ignoring NaN (failed seeds); NaN if no entry is finite."""
     values = np.asarray(values, dtype=np.float64)
-    return float(np.nanmedian(values)) if np.any(np.isfinite(values)) else float("nan")
-
-
-def final_metrics(traj) -> dict[str, jnp.ndarray]:
-    return {name: v[..., -1] for name, v in traj.metrics.items()}
+    return float(nanmedian(values, axis=None)) if np.any(np.isfinite(values)) else float("nan")
 
 
 def init_scales(model, keys, scales: tuple[float, ...]):

@@ -165,7 +165,7 @@ def plot(arrays, summary, config: InitScaleConfig, file) -> None:
             ax = axes[r, j]
             for i, pname in enumerate(config.parameterizations):
                 v = _common.masked(arrays[name][i, j], arrays["result"][i, j])
-                med = np.nanmedian(np.where(np.isfinite(v), v, np.nan), axis=1)
+                med = _common.nanmedian(np.where(np.isfinite(v), v, np.nan), 1)
                 lo, hi = np.nanpercentile(v, [25, 75], axis=1)
                 ax.plot(scales, med, "o-", label=pname)
                 ax.fill_between(scales, lo, hi, alpha=0.2)

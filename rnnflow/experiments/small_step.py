@@ -230,10 +230,10 @@ def _small_step_part(config: SmallStepConfig, keys, sweep: Sweep) -> tuple[dict,
         "slope_drift": _common.median(out["slope_drift"][:, -1]),
         # The slope of the median errors, less sensitive to one odd seed.
         "slope_gd_gf_of_median": float(
-            fit_slope(config.lrs, np.nanmedian(out["gd_gf_distance"][:, :, -1], axis=1))
+            fit_slope(config.lrs, _common.nanmedian(out["gd_gf_distance"][:, :, -1], 1))
         ),
         "slope_modified_gd_of_median": float(
-            fit_slope(config.lrs, np.nanmedian(out["modified_gd_distance"][:, :, -1], axis=1))
+            fit_slope(config.lrs, _common.nanmedian(out["modified_gd_distance"][:, :, -1], 1))
         ),
         "gd_gf_distance_smallest_lr": _common.median(out["gd_gf_distance"][-1, :, -1]),
         "modified_gd_distance_smallest_lr": _common.median(out["modified_gd_distance"][-1, :, -1]),
@@ -369,7 +369,7 @@ def plot(arrays, summary, config: SmallStepConfig, file) -> None:
         ax.plot(lrs, v, color=color, alpha=0.25, lw=0.8)
         ax.plot(
             lrs,
-            np.nanmedian(v, axis=1),
+            _common.nanmedian(v, 1),
             "o-",
             color=color,
             lw=2,
@@ -397,12 +397,12 @@ def plot(arrays, summary, config: SmallStepConfig, file) -> None:
         color = cmap(i / max(len(lrs) - 1, 1))
         ax.plot(
             ts,
-            np.nanmedian(arrays["gd_gf_distance"][i], axis=0),
+            _common.nanmedian(arrays["gd_gf_distance"][i], 0),
             "-",
             color=color,
             label=f"η = {lr}",
         )
-        ax.plot(ts, np.nanmedian(arrays["modified_gd_distance"][i], axis=0), "--", color=color)
+        ax.plot(ts, _common.nanmedian(arrays["modified_gd_distance"][i], 0), "--", color=color)
     ax.set_yscale("log")
     ax.set_xlabel("time t = step × η")
     ax.set_title("(b) median ‖θ_GD − θ_GF‖ (solid), ‖θ_GD − θ_MF‖ (dashed)")
@@ -412,7 +412,7 @@ def plot(arrays, summary, config: SmallStepConfig, file) -> None:
     ax = axes[0, 2]
     for key, label, color, slope in series:
         s = arrays[f"slope_{slope[len('slope_') :]}"]
-        ax.plot(ts, np.nanmedian(s, axis=0), "o-", color=color, label=label)
+        ax.plot(ts, _common.nanmedian(s, 0), "o-", color=color, label=label)
         ax.fill_between(ts, np.nanmin(s, axis=0), np.nanmax(s, axis=0), color=color, alpha=0.15)
     for ref in (1, 2):
         ax.axhline(ref, color="k", lw=0.8, ls=":")
@@ -451,7 +451,7 @@ def plot(arrays, summary, config: SmallStepConfig, file) -> None:
                             else "not below it at t1"
                         ),
                     )
-            ax.plot(dlrs, np.nanmedian(v, axis=1), "_:", color="tab:purple", ms=14, label="median")
+            ax.plot(dlrs, _common.nanmedian(v, 1), "_:", color="tab:purple", ms=14, label="median")
             if key == "dense_sharpness":
                 grid = np.linspace(dlrs.min(), dlrs.max(), 50)
                 ax.plot(grid, 2 / grid, "k--", label="2/η (GD stability limit)")
