@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._train import train_seeds
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
@@ -161,8 +163,6 @@ class Sweep:
 
     def train(self, name: str, model, loss, method, params, **kwargs):
         """[`rnnflow.train_seeds`][] under `name`, unique within the experiment."""
-        from .._train import train_seeds
-
         checkpoint = None if self.workdir is None else Path(self.workdir) / name
         return train_seeds(
             model,
