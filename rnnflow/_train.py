@@ -171,7 +171,7 @@ class _Checkpoints:
         self.what = what
 
     def path(self, i: int) -> Path:
-        return self.folder / f"seeds-block-{i:05d}.npz"
+        return self.folder / f"seeds-chunk-{i:05d}.npz"
 
     def load(self, i: int, fingerprint: str, treedef):
         path = self.path(i)
@@ -193,6 +193,12 @@ class _Checkpoints:
         )
 
 
+# Default for `lanes`: wide enough to amortise each step's overhead. On a CPU wider
+# batches stop paying off at about a thousand seeds; an accelerator wants far more.
+_MAX_LANES = {"cpu": 1024}
+_MAX_LANES_ACCELERATOR = 65536
+
+
 def train_seeds(
     model: AbstractRNN,
     loss,
@@ -202,6 +208,7 @@ def train_seeds(
     save: Save = Save(),
     stop: Stop = Stop(),
     chunk_size: int | None = None,
+    lanes: int | None = None,
     devices=None,
     progress: bool = False,
     checkpoint: str | os.PathLike | None = None,
@@ -211,11 +218,16 @@ def train_seeds(
     **Arguments:** those of [`rnnflow.train`][], with `params` batched (see
     [`rnnflow.init_seeds`][]), and
 
-    - `chunk_size`: seeds vmapped at once on each device; memory grows with it, not with
-      the number of seeds. Default: all of a device's seeds at once.
+    - `lanes`: seeds computed side by side (vmapped) on each device. Working memory grows
+      with it, not with the number of seeds. Default: a device's share of the seeds, up to
+      1024 on a CPU and 65536 on an accelerator.
+    - `chunk_size`: seeds per chunk. Chunks are computed one after another; each finished
+      chunk is moved to host memory (and written to `checkpoint`), so device memory holds
+      one chunk's results. Rounded up to a multiple of `lanes` × the number of devices.
+      Default: all seeds in one chunk.
     - `devices`: the devices to shard the seed axis over (default: `jax.devices()` when it
-      holds more than one; seeds are padded to a multiple of the device count). Multi-host:
-      call `jax.distributed.initialize()` first, then pass `jax.devices()`.
+      holds more than one). Multi-host: call `jax.distributed.initialize()` first, then
+      pass `jax.devices()`.
     - `progress`: print a line as each chunk finishes.
     - `checkpoint`: a folder to keep each finished chunk in. A run killed at any point and
       called again with the same arguments loads the finished chunks and computes only
@@ -225,12 +237,16 @@ def train_seeds(
 
     A [`rnnflow.Trajectory`][] whose fields have a leading seed axis. Each seed is computed
     independently: a diverging seed is marked in `result` and leaves every other seed's
-    values untouched. Results are bitwise reproducible for the same `chunk_size` (and were
-    bitwise equal across 1 and 4 CPU devices in the tests). A different `chunk_size` vmaps
-    a different batch width, which XLA may vectorize with different rounding: gradient
-    descent then agrees to about one ulp, while an adaptive gradient flow, whose step-size
-    control amplifies rounding, agrees to about its tolerance (2.6e-7 at the default
-    rtol = 1e-6, dense d = 8, measured in float64).
+    values untouched.
+
+    **Reproducibility.** Seed `i` is always computed in lane `i mod lanes` of the same
+    compiled program, so for a given `lanes` results are bitwise identical whatever the
+    `chunk_size` and whether or not the run was interrupted (and they were bitwise equal
+    across 1 and 4 CPU devices in the tests). A different `lanes` is a different batch
+    width, which XLA may vectorise with different rounding: gradient descent then agrees
+    to about one ulp, while an adaptive gradient flow, whose step-size control amplifies
+    rounding, agrees to about its tolerance (3e-8 at the default rtol = 1e-6, dense
+    d = 8, float64).
 
     ```python
     keys = jax.random.split(jax.random.key(0), 1000)
@@ -258,40 +274,49 @@ def train_seeds(
     devices = tuple(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("`devices` must name at least one device.")
-    per_device = math.ceil(num_seeds / len(devices))
-    if chunk_size is not None:
-        per_device = min(check_positive_int("chunk_size", chunk_size), per_device)
-    block = per_device * len(devices)
+    if lanes is None:
+        max_lanes = _MAX_LANES.get(devices[0].platform, _MAX_LANES_ACCELERATOR)
+        lanes = min(math.ceil(num_seeds / len(devices)), max_lanes)
+    else:
+        lanes = check_positive_int("lanes", lanes)
+    block = lanes * len(devices)  # seeds per compiled call
     num_blocks = math.ceil(num_seeds / block)
+    if chunk_size is None:
+        per_chunk = num_blocks
+    else:
+        per_chunk = math.ceil(check_positive_int("chunk_size", chunk_size) / block)
     pad = num_blocks * block - num_seeds
     if pad:
         # Padding seeds repeat the last seed; they are computed and dropped.
         params = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), params)
 
-    def run(p):
+    def seeds(first, last):  # blocks first, ..., last - 1
+        return jax.tree.map(lambda x: x[first * block : last * block], params)
+
+    def run(p):  # dispatched asynchronously
         return _train_block_jit(model, loss, method, p, save, stop, devices)
 
-    blocks = [
-        jax.tree.map(lambda x: x[i * block : (i + 1) * block], params) for i in range(num_blocks)
-    ]
     if num_blocks == 1 and checkpoint is None:
-        traj = run(blocks[0])
+        traj = run(params)
         return jax.tree.map(lambda x: x[:num_seeds], traj) if pad else traj
 
-    # Blocks run one after another from the host: device memory holds one block at a time,
-    # finished blocks wait in host memory (or on disk, with `checkpoint`).
+    # Chunks run one after another from the host: device memory holds one chunk's
+    # results at a time, finished chunks wait in host memory (or on disk, with `checkpoint`).
     store = None if checkpoint is None else _Checkpoints(checkpoint, "this call")
-    treedef = jax.tree.structure(jax.eval_shape(run, blocks[0]))
-    static = (type(method).__name__, method.t1, method.save_times(save).tolist(), stop)
+    treedef = jax.tree.structure(jax.eval_shape(run, seeds(0, 1)))
+    static = (type(method).__name__, method.t1, method.save_times(save).tolist(), stop, lanes)
     done = []
-    for i, p in enumerate(blocks):
-        key = None if store is None else _fingerprint(p, loss, static)
-        traj = None if store is None else store.load(i, key, treedef)
+    for c, first in enumerate(range(0, num_blocks, per_chunk)):
+        ids = range(first, min(first + per_chunk, num_blocks))
+        key = None if store is None else _fingerprint(seeds(ids[0], ids[-1] + 1), loss, static)
+        traj = None if store is None else store.load(c, key, treedef)
         if traj is None:
-            traj = jax.device_get(run(p))
+            traj = jax.device_get([run(seeds(i, i + 1)) for i in ids])
+            traj = jax.tree.map(lambda *xs: np.concatenate(xs), *traj)
             if store is not None:
-                store.store(i, key, traj)
+                store.store(c, key, traj)
         done.append(traj)
         if progress:
-            print(f"rnnflow: seeds {min((i + 1) * block, num_seeds)}/{num_seeds} done", flush=True)
+            finished = min((ids[-1] + 1) * block, num_seeds)
+            print(f"rnnflow: seeds {finished}/{num_seeds} done", flush=True)
     return jax.tree.map(lambda *xs: jnp.asarray(np.concatenate(xs)[:num_seeds]), *done)

@@ -68,8 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--chunk-size",
         type=int,
-        help="seeds trained at once per device: bounds memory, and sets how often finished "
-        "work is checkpointed (default: all at once)",
+        help="seeds per chunk: finished chunks are checkpointed, so a killed run resumes "
+        "from them (default: all at once); results do not depend on it",
+    )
+    run.add_argument(
+        "--lanes",
+        type=int,
+        help="seeds computed side by side per device: working memory grows with it "
+        "(default: up to 1024 on a CPU, 65536 on an accelerator)",
     )
     common(run, "default")
 
@@ -139,13 +145,21 @@ def _main(args) -> int:
     if args.command == "run":
         experiment = get_experiment(args.experiment)
         config = _config(experiment, args)  # every check happens before any computation
-        if args.chunk_size is not None and args.chunk_size < 1:
-            raise ValueError(f"--chunk-size must be a positive integer; got {args.chunk_size}.")
+        for flag in ("chunk_size", "lanes"):
+            value = getattr(args, flag)
+            if value is not None and value < 1:
+                name = "--" + flag.replace("_", "-")
+                raise ValueError(f"{name} must be a positive integer; got {value}.")
         _setup(args)
         out = args.out or Path("rnnflow-results") / experiment.name
         start = time.perf_counter()
         res = run_experiment(
-            experiment, config, out=out, progress=not args.quiet, chunk_size=args.chunk_size
+            experiment,
+            config,
+            out=out,
+            progress=not args.quiet,
+            chunk_size=args.chunk_size,
+            lanes=args.lanes,
         )
         rows = [(experiment.name, time.perf_counter() - start, experiment.headline(res.summary))]
         print(_table(rows))

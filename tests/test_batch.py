@@ -4,8 +4,9 @@ call with new numbers of the same shapes does not retrace.
 
 The seed axis is vmapped, so each seed's arithmetic is its own; but XLA vectorises a batch
 of width w differently from one of width w' (and from no batch), which can change the last
-bits of reductions. Results are therefore compared bitwise where the batch width is the
-same, and to a tight tolerance (`_assert_same(..., exact=False)`) where it is not.
+bits of reductions. Results are therefore compared bitwise where the batch width (`lanes`)
+is the same, whatever the chunks, and to a tight tolerance (`_assert_same(...,
+exact=False)`) where it is not.
 """
 
 import functools
@@ -92,24 +93,36 @@ def test_train_seeds_equals_loop_and_vmap():
     _assert_same(vmapped, batched, exact=False)
 
 
-def test_results_do_not_depend_on_chunks_or_devices():
+@pytest.mark.parametrize("method", ["gd", "gf"])
+def test_results_are_bitwise_the_same_for_any_chunk_size(method):
+    method, stop = (GD, rf.Stop()) if method == "gd" else (GF, GF_STOP)
+    params = _seeds()
+    one = jax.devices()[:1]
+    whole = rf.train_seeds(MODEL, LOSS, method, params, save=SAVE, stop=stop, devices=one)
+    # Every chunk size, including ones that do not divide the seeds (7 = 3 + 3 + 1).
+    for chunk_size in range(1, NUM_SEEDS + 1):
+        traj = rf.train_seeds(
+            MODEL, LOSS, method, params, save=SAVE, stop=stop, devices=one, chunk_size=chunk_size
+        )
+        _assert_same(traj, whole, exact=True)
+
+
+def test_results_do_not_depend_on_devices_and_barely_on_lanes():
     assert len(jax.devices()) == 4  # tests/conftest.py: four virtual CPU devices
     params = _seeds()
     one = jax.devices()[:1]
-    # Default: sharded over the 4 devices, 2 seeds per device (7 padded to 8).
+    # Default: sharded over the 4 devices, 2 lanes per device (7 padded to 8).
     sharded = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE)
-    # The same batch width (2) on one device, in 4 chunks: bitwise the same, since only
-    # the placement changed.
-    _assert_same(
-        rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE, devices=one, chunk_size=2),
-        sharded,
-        exact=True,
-    )
-    # Other widths on one device: chunks of 3 (7 padded to 9) and of 5 (padded to 10).
-    for chunk_size in (3, 5):
+    # The same 2 lanes on one device, in any chunks: bitwise the same, since only the
+    # placement changed.
+    for chunk_size in (None, 2, 5):
         traj = rf.train_seeds(
-            MODEL, LOSS, GD, params, save=SAVE, devices=one, chunk_size=chunk_size
+            MODEL, LOSS, GD, params, save=SAVE, devices=one, lanes=2, chunk_size=chunk_size
         )
+        _assert_same(traj, sharded, exact=True)
+    # Other batch widths on one device: 3 lanes (7 padded to 9), 5 (padded to 10), 7.
+    for lanes in (3, 5, None):
+        traj = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE, devices=one, lanes=lanes)
         _assert_same(traj, sharded, exact=False)
         _assert_same(traj, _loop(GD), exact=False)
 

@@ -29,6 +29,8 @@ def test_list(capsys):
         (["reproduce", "--only", "nope"], "unknown experiment 'nope'"),
         (["run", "init_scale", "--seeds", "0"], "`seeds` must be a positive integer"),
         (["run", "init_scale", "--config", "missing.toml"], "missing.toml"),
+        (["run", "init_scale", "--chunk-size", "0"], "--chunk-size must be a positive integer"),
+        (["run", "init_scale", "--lanes", "-1"], "--lanes must be a positive integer"),
     ],
 )
 def test_bad_input_is_a_clear_error(args, message, capsys, tmp_path, monkeypatch):

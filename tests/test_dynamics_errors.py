@@ -267,6 +267,12 @@ TRAIN_CALLS = [
     ),
     (lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, chunk_size=2.0), TypeError, "`chunk_size`"),
     (
+        lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, lanes=-3),
+        ValueError,
+        "`lanes` must be a positive integer",
+    ),
+    (lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, lanes=True), TypeError, "`lanes`"),
+    (
         lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, devices=[]),
         ValueError,
         "`devices` must name at least one",

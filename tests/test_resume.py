@@ -46,25 +46,34 @@ def count_blocks(monkeypatch):
 
 def test_checkpointed_equals_plain_and_resumes_without_work(tmp_path, count_blocks):
     p = params(10)
-    one = jax.devices()[:1]  # blocks of chunk_size seeds (with 4 devices, 4 × chunk_size)
-    plain = rf.train_seeds(MODEL, LOSS, METHOD, p, save=SAVE, chunk_size=4, devices=one)
+    one = jax.devices()[:1]
+    # Blocks of 2 seeds (lanes), in chunks of 2 blocks: 10 seeds are 4 + 4 + 2.
+    plain = rf.train_seeds(MODEL, LOSS, METHOD, p, save=SAVE, lanes=2, devices=one)
 
     def run():
         return rf.train_seeds(
-            MODEL, LOSS, METHOD, p, save=SAVE, chunk_size=4, devices=one, checkpoint=tmp_path
+            MODEL,
+            LOSS,
+            METHOD,
+            p,
+            save=SAVE,
+            lanes=2,
+            chunk_size=4,
+            devices=one,
+            checkpoint=tmp_path,
         )
 
     first = run()
     assert_identical(first, plain)
     files = sorted(f.name for f in tmp_path.iterdir())
-    assert files == [f"seeds-block-{i:05d}.npz" for i in range(3)]  # 4 + 4 + 2 (padded)
+    assert files == [f"seeds-chunk-{i:05d}.npz" for i in range(3)]
 
-    # A run killed before block 1 was written: that block alone is computed again.
+    # A run killed before chunk 1 was written: that chunk alone (2 blocks) is computed again.
     (tmp_path / files[1]).unlink()
-    (tmp_path / ".seeds-block-00001.npz.abc.tmp").write_bytes(b"partial write")  # never read
+    (tmp_path / ".seeds-chunk-00001.npz.abc.tmp").write_bytes(b"partial write")  # never read
     count_blocks.clear()
     assert_identical(run(), plain)
-    assert len(count_blocks) == 1
+    assert len(count_blocks) == 2
 
     # A finished run does no work at all.
     count_blocks.clear()
@@ -88,7 +97,8 @@ SCRIPT = textwrap.dedent(
     loss = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 4)
     params = rf.init_seeds(model, jax.random.split(jax.random.key(0), 12), scale=0.3)
     rf.train_seeds(model, loss, rf.GradientDescent(0.05, 20000), params,
-                   save=rf.Save(num=3), chunk_size=2, checkpoint=sys.argv[1], progress=True)
+                   save=rf.Save(num=3), lanes=2, chunk_size=2, checkpoint=sys.argv[1],
+                   progress=True)
     """
 )
 
@@ -101,13 +111,13 @@ def test_sigkill_then_rerun_gives_identical_results(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(killed)], stdout=subprocess.PIPE, text=True, env=env
     )
-    for line in proc.stdout:  # kill it once two of the six blocks are on disk
+    for line in proc.stdout:  # kill it once two of the six chunks are on disk
         if line.startswith("rnnflow: seeds 4/12"):
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    n_done = len(list(killed.glob("seeds-block-*.npz")))
+    n_done = len(list(killed.glob("seeds-chunk-*.npz")))
     assert 2 <= n_done < 6
     for folder in (killed, whole):
         subprocess.run(
@@ -115,8 +125,8 @@ def test_sigkill_then_rerun_gives_identical_results(tmp_path):
         )
     for i in range(6):
         with (
-            np.load(killed / f"seeds-block-{i:05d}.npz") as a,
-            np.load(whole / f"seeds-block-{i:05d}.npz") as b,
+            np.load(killed / f"seeds-chunk-{i:05d}.npz") as a,
+            np.load(whole / f"seeds-chunk-{i:05d}.npz") as b,
         ):
             assert a.files == b.files
             for name in a.files:
@@ -158,7 +168,7 @@ def test_interrupted_experiment_resumes_to_identical_results(tmp_path, count_blo
             dataclasses.replace(init_scale.EXPERIMENT, run=killed_after_first_cell), config, out=out
         )
     assert not (out / "metadata.json").exists()
-    assert len(list((out / ".partial").rglob("seeds-block-*.npz"))) == 1
+    assert len(list((out / ".partial").rglob("seeds-chunk-*.npz"))) == 1
 
     # Another config into the unfinished folder is refused.
     with pytest.raises(FileExistsError, match="unfinished run"):

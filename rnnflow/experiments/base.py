@@ -150,12 +150,14 @@ class Sweep:
     - `progress`: print what is being trained.
     - `workdir`: a folder for checkpoints; `train(name, ...)` keeps its finished chunks of
       seeds in `workdir/name`. `None`: keep nothing.
-    - `chunk_size`: seeds per device at once (see [`rnnflow.train_seeds`][]).
+    - `chunk_size`, `lanes`: seeds per checkpointed chunk, and seeds computed side by side
+      on each device (see [`rnnflow.train_seeds`][]).
     """
 
     progress: bool = False
     workdir: Path | None = None
     chunk_size: int | None = None
+    lanes: int | None = None
 
     def log(self, *args, **kwargs) -> None:
         if self.progress:
@@ -170,6 +172,7 @@ class Sweep:
             method,
             params,
             chunk_size=self.chunk_size,
+            lanes=self.lanes,
             checkpoint=checkpoint,
             progress=self.progress,
             **kwargs,

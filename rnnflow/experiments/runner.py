@@ -20,6 +20,7 @@ def run_experiment(
     out: str | os.PathLike,
     progress: bool = False,
     chunk_size: int | None = None,
+    lanes: int | None = None,
 ) -> Results:
     """Run `experiment` with `config` (default: its full-scale config) into the folder `out`.
 
@@ -27,8 +28,9 @@ def run_experiment(
     loaded and nothing is computed. If it holds anything else's results, a `FileExistsError`
     is raised before any work: nothing saved is overwritten.
 
-    While it runs, finished training runs are checkpointed in `out/.partial/` (chunks of
-    `chunk_size` seeds per device; default all at once). Killed at any point and called
+    While it runs, finished training runs are checkpointed in `out/.partial/` (in chunks of
+    `chunk_size` seeds, default all at once; `lanes` seeds are computed side by side on each
+    device, see [`rnnflow.train_seeds`][]). Killed at any point and called
     again with the same arguments, it resumes from them and ends with the same results;
     the checkpoints are removed once the results are written.
 
@@ -52,7 +54,7 @@ def run_experiment(
         return done
     workdir = folder / ".partial"
     _claim_workdir(workdir, experiment, config)
-    sweep = Sweep(progress=progress, workdir=workdir, chunk_size=chunk_size)
+    sweep = Sweep(progress=progress, workdir=workdir, chunk_size=chunk_size, lanes=lanes)
     outcome = experiment.run(config, sweep)
     dtype = "float64" if jax.config.read("jax_enable_x64") else "float32"
     results = write_results(
