@@ -1,5 +1,6 @@
 """`train`: one seed, one method, one `Trajectory`; `train_seeds`: the same over many seeds."""
 
+import functools
 import hashlib
 import math
 import os
@@ -48,8 +49,20 @@ def _check(model, loss, method, save, stop, params) -> None:
 
 
 def _train(model, loss, method, params, save, stop) -> Trajectory:
+    def objective(p):
+        return loss(model, p)
+
+    if isinstance(loss, AbstractLoss):
+        value_and_grad = functools.partial(loss.value_and_grad, model)  # may be a fast path
+    else:
+        value_and_grad = jax.value_and_grad(objective)
     return method.run(
-        lambda p: loss(model, p), params, save=save, stop=stop, metrics=metric_fn(save, model, loss)
+        objective,
+        value_and_grad,
+        params,
+        save=save,
+        stop=stop,
+        metrics=metric_fn(save, model, loss),
     )
 
 

@@ -31,10 +31,12 @@ class AbstractMethod(eqx.Module):
     def run(
         self,
         objective: Callable[[RNNParams], Array],
+        value_and_grad: Callable[[RNNParams], tuple[Array, RNNParams]],
         params: RNNParams,
         *,
         save: Save,
         stop: Stop,
         metrics: Callable[[Array, RNNParams], dict[str, Array]],
     ) -> Trajectory:
-        """Train `params` on the scalar `objective` for one seed."""
+        """Train `params` for one seed on the loss `objective(p)`, whose value and gradient
+        together are `value_and_grad(p)`."""

@@ -63,14 +63,13 @@ class GradientDescent(AbstractMethod):
     def save_times(self, save: Save) -> np.ndarray:
         return self.save_steps(save) * self.lr
 
-    def run(self, objective, params, *, save, stop, metrics) -> Trajectory:
+    def run(self, objective, value_and_grad, params, *, save, stop, metrics) -> Trajectory:
         steps = self.save_steps(save)
         # Steps to take before each save (the first save is after steps[0] steps), then the
         # rest of the run up to t1, whose metrics are dropped: a run always ends at t1.
         counts = np.diff(steps, prepend=0)
         tail = self.num_steps - int(steps[-1])
         counts = jnp.asarray(np.append(counts, tail) if tail else counts, dtype=jnp.int32)
-        value_and_grad = jax.value_and_grad(objective)
         opt = self.optimizer
         below = -np.inf if stop.loss_below is None else stop.loss_below
 

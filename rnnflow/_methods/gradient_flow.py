@@ -89,15 +89,15 @@ class GradientFlow(AbstractMethod):
             )
         return save.times(self.t1)
 
-    def potential(self, objective):
-        """The function whose negative gradient is the vector field: here the loss itself."""
-        return objective
+    def vector_field(self, value_and_grad):
+        """The right-hand side as a function of the parameters: here $-\nabla L$."""
+        return lambda params: jax.tree.map(jnp.negative, value_and_grad(params)[1])
 
-    def run(self, objective, params, *, save, stop, metrics) -> Trajectory:
+    def run(self, objective, value_and_grad, params, *, save, stop, metrics) -> Trajectory:
         ts = self.save_times(save)
         _warn_if_tolerance_below_precision(self.stepsize_controller, params)
-        grad = jax.grad(self.potential(objective))
-        term = diffrax.ODETerm(lambda t, y, args: jax.tree.map(jnp.negative, grad(y)))
+        field = self.vector_field(value_and_grad)
+        term = diffrax.ODETerm(lambda t, y, args: field(y))
 
         def save_fn(t, y, args):
             return metrics(t, y), (y if save.params else None)

@@ -1,6 +1,5 @@
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 from .._checks import check_real
 from .gradient_flow import GradientFlow
@@ -27,12 +26,15 @@ class ModifiedFlow(GradientFlow):
         self.lr = float(lr)
         super().__init__(t1, **kwargs)
 
-    def potential(self, objective):
-        grad = jax.grad(objective)
+    def vector_field(self, value_and_grad):
+        """$-\nabla \tilde L = -(\nabla L + \frac{η}{2} H \nabla L)$, with the
+        Hessian-vector product $H \nabla L$ by forward-mode differentiation of the gradient."""
 
-        def modified(params):
-            g = grad(params)
-            sq = sum(jnp.sum(x**2) for x in jax.tree.leaves(g))
-            return objective(params) + 0.25 * self.lr * sq
+        def grad(params):
+            return value_and_grad(params)[1]
 
-        return modified
+        def field(params):
+            g, hg = jax.jvp(grad, (params,), (grad(params),))
+            return jax.tree.map(lambda x, y: -(x + 0.5 * self.lr * y), g, hg)
+
+        return field
