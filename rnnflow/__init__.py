@@ -9,6 +9,7 @@ from ._losses import extrapolation_error as extrapolation_error
 from ._methods import AbstractMethod as AbstractMethod
 from ._methods import GradientDescent as GradientDescent
 from ._methods import GradientFlow as GradientFlow
+from ._methods import LeastSquaresRosenbrock as LeastSquaresRosenbrock
 from ._methods import ModifiedFlow as ModifiedFlow
 from ._models import MODELS as MODELS
 from ._models import AbstractLinearRNN as AbstractLinearRNN

@@ -32,8 +32,12 @@ Supervise = Literal["last", "all"]
 class AbstractLoss(eqx.Module):
     """A training loss against a teacher at training length `train_len`.
 
-    Subclasses implement `__call__(model, params) -> scalar`.
+    Subclasses implement `__call__(model, params) -> scalar`. A least-squares loss also
+    defines `residuals(model, params) -> vector` with the loss the sum of their squares,
+    which [`rnnflow.LeastSquaresRosenbrock`][] uses.
     """
+
+    residuals = None
 
     teacher: eqx.AbstractVar[Teacher]
     train_len: eqx.AbstractVar[int]
@@ -81,8 +85,13 @@ class ImpulseLoss(AbstractLoss):
 
     def __call__(self, model: AbstractRNN, params: RNNParams) -> Float[Array, ""]:
         self.check_model(model)
+        return jnp.sum(self.residuals(model, params) ** 2)
+
+    def residuals(self, model: AbstractRNN, params: RNNParams) -> Float[Array, " m"]:
+        """$h_i - \\hat h_i$ for $i < k$, flattened: $k \\cdot$ out_dim $\\cdot$ in_dim."""
+        self.check_model(model)
         h = model.impulse_response(params, self.train_len)
-        return jnp.sum((h - self.target) ** 2)
+        return jnp.ravel(h - self.target)
 
     def value_and_grad(
         self, model: AbstractRNN, params: RNNParams
@@ -191,12 +200,16 @@ class SequenceLoss(AbstractLoss):
         return cls(teacher, jax.random.normal(key, shape), supervise=supervise)
 
     def __call__(self, model: AbstractRNN, params: RNNParams) -> Float[Array, ""]:
+        return jnp.sum(self.residuals(model, params) ** 2)
+
+    def residuals(self, model: AbstractRNN, params: RNNParams) -> Float[Array, " m"]:
+        """The supervised errors $(y^{(n)}_t - \\hat y^{(n)}_t) / \\sqrt N$, flattened."""
         self.check_model(model)
         preds = jax.vmap(model, in_axes=(None, 0))(params, self.xs)
         err = preds - self.ys
         if self.supervise == "last":
             err = err[:, -1]
-        return jnp.sum(err**2) / self.xs.shape[0]
+        return jnp.ravel(err) / jnp.sqrt(self.xs.shape[0])
 
 
 def extrapolation_error(

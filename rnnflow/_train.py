@@ -16,6 +16,7 @@ from ._checks import check_positive_int
 from ._files import atomic_write
 from ._losses import AbstractLoss
 from ._methods import AbstractMethod
+from ._methods.base import Objective
 from ._models import AbstractRNN, RNNParams
 from ._trajectory import Save, Stop, Trajectory, metric_fn
 
@@ -34,6 +35,7 @@ def _check(model, loss, method, save, stop, params) -> None:
             "`method` must be GradientDescent, GradientFlow or ModifiedFlow; "
             f"got {type(method).__name__}."
         )
+    method.check_loss(loss)
     if not isinstance(save, Save):
         raise TypeError(f"`save` must be an rnnflow.Save; got {type(save).__name__}.")
     if not isinstance(stop, Stop):
@@ -49,16 +51,19 @@ def _check(model, loss, method, save, stop, params) -> None:
 
 
 def _train(model, loss, method, params, save, stop) -> Trajectory:
-    def objective(p):
+    def value(p):
         return loss(model, p)
 
     if isinstance(loss, AbstractLoss):
         value_and_grad = functools.partial(loss.value_and_grad, model)  # may be a fast path
     else:
-        value_and_grad = jax.value_and_grad(objective)
+        value_and_grad = jax.value_and_grad(value)
+    residuals = getattr(loss, "residuals", None)
+    objective = Objective(
+        value, value_and_grad, None if residuals is None else functools.partial(residuals, model)
+    )
     return method.run(
         objective,
-        value_and_grad,
         params,
         save=save,
         stop=stop,

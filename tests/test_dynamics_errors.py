@@ -197,6 +197,17 @@ TRAIN_CALLS = [
     ),
     (lambda: rf.train(MODEL, _int_loss, GD, PARAMS), ValueError, "must return a real scalar"),
     (lambda: rf.train(MODEL, 3.0, GD, PARAMS), TypeError, "`loss` must be callable"),
+    # The least-squares solver needs residuals, which a plain function does not give.
+    (
+        lambda: rf.train(
+            MODEL,
+            lambda m, p: LOSS(m, p),
+            rf.GradientFlow(1.0, solver=rf.LeastSquaresRosenbrock()),
+            PARAMS,
+        ),
+        TypeError,
+        "LeastSquaresRosenbrock needs a least-squares loss with `residuals`",
+    ),
     # The wrong kind of object in each place.
     (lambda: rf.train("diagonal", LOSS, GD, PARAMS), TypeError, "`model` must be an rnnflow model"),
     (

@@ -2,3 +2,4 @@ from .base import AbstractMethod as AbstractMethod
 from .gradient_descent import GradientDescent as GradientDescent
 from .gradient_flow import GradientFlow as GradientFlow
 from .modified_flow import ModifiedFlow as ModifiedFlow
+from .rosenbrock import LeastSquaresRosenbrock as LeastSquaresRosenbrock

@@ -17,6 +17,21 @@ from .._models import RNNParams
 from .._trajectory import Save, Stop, Trajectory
 
 
+class Objective(eqx.Module):
+    """One seed's training loss as a function of its parameters, in the forms the methods
+    use (built by [`rnnflow.train`][] from the model and the loss):
+
+    - `value(p)`: the loss;
+    - `value_and_grad(p)`: the loss and its gradient (a closed form where the loss has one);
+    - `residuals(p)`: the vector $r$ with loss $= \\sum_i r_i^2$, or `None` when the loss
+      is not written as a sum of squares.
+    """
+
+    value: Callable[[RNNParams], Array]
+    value_and_grad: Callable[[RNNParams], tuple[Array, RNNParams]]
+    residuals: Callable[[RNNParams], Array] | None = None
+
+
 class AbstractMethod(eqx.Module):
     """Base of [`rnnflow.GradientDescent`][], [`rnnflow.GradientFlow`][] and
     [`rnnflow.ModifiedFlow`][]."""
@@ -27,16 +42,18 @@ class AbstractMethod(eqx.Module):
     def save_times(self, save: Save) -> np.ndarray:
         """The times this method will save at (checked, in `[0, t1]`)."""
 
+    def check_loss(self, loss) -> None:
+        """Raise a `TypeError` if this method cannot train on `loss` (checked before any
+        compilation). Every loss is fine by default."""
+
     @abc.abstractmethod
     def run(
         self,
-        objective: Callable[[RNNParams], Array],
-        value_and_grad: Callable[[RNNParams], tuple[Array, RNNParams]],
+        objective: Objective,
         params: RNNParams,
         *,
         save: Save,
         stop: Stop,
         metrics: Callable[[Array, RNNParams], dict[str, Array]],
     ) -> Trajectory:
-        """Train `params` for one seed on the loss `objective(p)`, whose value and gradient
-        together are `value_and_grad(p)`."""
+        """Train `params` for one seed on `objective`."""

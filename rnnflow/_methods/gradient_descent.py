@@ -63,7 +63,8 @@ class GradientDescent(AbstractMethod):
     def save_times(self, save: Save) -> np.ndarray:
         return self.save_steps(save) * self.lr
 
-    def run(self, objective, value_and_grad, params, *, save, stop, metrics) -> Trajectory:
+    def run(self, objective, params, *, save, stop, metrics) -> Trajectory:
+        value_and_grad = objective.value_and_grad
         steps = self.save_steps(save)
         # Steps to take before each save (the first save is after steps[0] steps), then the
         # rest of the run up to t1, whose metrics are dropped: a run always ends at t1.
