@@ -38,9 +38,10 @@ def _timed(fn):
 
 def rnnflow_run(model, loss, params, steps):
     method = rf.GradientDescent(LR, steps)
+    save = rf.Save(num=2, metrics={"loss": lambda t, p: loss(model, p)})
 
     def run():
-        return rf.train_seeds(model, loss, method, params, save=rf.Save(num=2))
+        return rf.train_seeds(model, loss, method, params, save=save)
 
     _, first = _timed(run)
     traj, second = _timed(run)

@@ -54,13 +54,11 @@ def _train(model, loss, method, params, save, stop) -> Trajectory:
     def value(p):
         return loss(model, p)
 
-    if isinstance(loss, AbstractLoss):
-        value_and_grad = functools.partial(loss.value_and_grad, model)  # may be a fast path
-    else:
-        value_and_grad = jax.value_and_grad(value)
     residuals = getattr(loss, "residuals", None)
     objective = Objective(
-        value, value_and_grad, None if residuals is None else functools.partial(residuals, model)
+        value,
+        jax.value_and_grad(value),
+        None if residuals is None else functools.partial(residuals, model),
     )
     return method.run(
         objective,

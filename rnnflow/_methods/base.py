@@ -22,7 +22,7 @@ class Objective(eqx.Module):
     use (built by [`rnnflow.train`][] from the model and the loss):
 
     - `value(p)`: the loss;
-    - `value_and_grad(p)`: the loss and its gradient (a closed form where the loss has one);
+    - `value_and_grad(p)`: the loss and its gradient;
     - `residuals(p)`: the vector $r$ with loss $= \\sum_i r_i^2$, or `None` when the loss
       is not written as a sum of squares.
     """

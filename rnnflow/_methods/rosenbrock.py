@@ -75,6 +75,18 @@ class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
     cubic Hermite interpolation for saves between steps. Each step takes two vector-field
     evaluations (the second one is reused by the next step), one residual Jacobian and
     two $m \times m$ solves. For [`rnnflow.GradientFlow`][] with a least-squares loss.
+
+    When to use it: on long horizons, where the flow spends most of its time near
+    convergence. To t1 = 2000 (diagonal d = 40, k = 5, init 1e-3, 64 seeds, float64, CPU)
+    it took 3.6e3 steps per seed at rtol 1e-5 against Tsit5's 3.4e4 at rtol 1e-6, for about
+    the same error (1.8e-5 against 1.4e-5), 18× faster; at rtol 1e-6 it was 5.4× faster
+    and 7× more accurate (see `benchmarks/gradient_flow.py`). On a short, non-stiff
+    horizon, or at tight tolerances, Tsit5's fifth order wins: to t1 = 200 the same
+    problem at rtol 1e-6 took it 2.8× more steps than Tsit5.
+
+    ```python
+    method = GradientFlow(t1=2000.0, solver=LeastSquaresRosenbrock())
+    ```
     """
 
     term_structure: ClassVar = diffrax.AbstractTerm
