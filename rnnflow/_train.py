@@ -301,27 +301,30 @@ def train_seeds(
         per_chunk = num_blocks
     else:
         per_chunk = math.ceil(check_positive_int("chunk_size", chunk_size) / block)
-    pad = num_blocks * block - num_seeds
-    if pad:
-        # Padding seeds repeat the last seed; they are computed and dropped.
-        params = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), params)
 
     def seeds(first, last):  # blocks first, ..., last - 1
-        return jax.tree.map(lambda x: x[first * block : last * block], params)
+        lo, hi = first * block, min(last * block, num_seeds)
+        p = jax.tree.map(lambda x: x[lo:hi], params)
+        if pad := last * block - hi:
+            # Padding seeds repeat the last seed; they are computed and dropped. Only the
+            # last block is padded, so the seeds are never copied as a whole.
+            p = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), p)
+        return p
 
     def run(p):  # dispatched asynchronously
         return _train_block_jit(model, loss, method, p, save, stop, devices)
 
     if num_blocks == 1 and checkpoint is None:
-        traj = run(params)
-        return jax.tree.map(lambda x: x[:num_seeds], traj) if pad else traj
+        traj = run(seeds(0, 1))
+        return jax.tree.map(lambda x: x[:num_seeds], traj) if block > num_seeds else traj
 
     # Chunks run one after another from the host: device memory holds one chunk's
-    # results at a time, finished chunks wait in host memory (or on disk, with `checkpoint`).
+    # results at a time; each finished chunk is copied into the result in host memory
+    # (and kept on disk, with `checkpoint`).
     store = None if checkpoint is None else _Checkpoints(checkpoint, "this call")
     treedef = jax.tree.structure(jax.eval_shape(run, seeds(0, 1)))
     static = (type(method).__name__, method.t1, method.save_times(save).tolist(), stop, lanes)
-    done = []
+    out = None
     for c, first in enumerate(range(0, num_blocks, per_chunk)):
         ids = range(first, min(first + per_chunk, num_blocks))
         key = None if store is None else _fingerprint(seeds(ids[0], ids[-1] + 1), loss, static)
@@ -331,8 +334,11 @@ def train_seeds(
             traj = jax.tree.map(lambda *xs: np.concatenate(xs), *traj)
             if store is not None:
                 store.store(c, key, traj)
-        done.append(traj)
+        if out is None:
+            out = jax.tree.map(lambda x: np.empty((num_seeds,) + x.shape[1:], x.dtype), traj)
+        lo, hi = first * block, min((ids[-1] + 1) * block, num_seeds)
+        for o, x in zip(jax.tree.leaves(out), jax.tree.leaves(traj), strict=True):
+            o[lo:hi] = x[: hi - lo]
         if progress:
-            finished = min((ids[-1] + 1) * block, num_seeds)
-            print(f"rnnflow: seeds {finished}/{num_seeds} done", flush=True)
-    return jax.tree.map(lambda *xs: jnp.asarray(np.concatenate(xs)[:num_seeds]), *done)
+            print(f"rnnflow: seeds {hi}/{num_seeds} done", flush=True)
+    return jax.tree.map(jnp.asarray, out)
