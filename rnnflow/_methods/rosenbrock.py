@@ -77,12 +77,12 @@ class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
     two $m \times m$ solves. For [`rnnflow.GradientFlow`][] with a least-squares loss.
 
     When to use it: on long horizons, where the flow spends most of its time near
-    convergence. To t1 = 2000 (diagonal d = 40, k = 5, init 1e-3, 64 seeds, float64, CPU)
-    it took 3.6e3 steps per seed at rtol 1e-5 against Tsit5's 3.4e4 at rtol 1e-6, for about
-    the same error (1.8e-5 against 1.4e-5), 18× faster; at rtol 1e-6 it was 5.4× faster
-    and 7× more accurate (see `benchmarks/gradient_flow.py`). On a short, non-stiff
-    horizon, or at tight tolerances, Tsit5's fifth order wins: to t1 = 200 the same
-    problem at rtol 1e-6 took it 2.8× more steps than Tsit5.
+    convergence and an explicit solver's step is bounded by stability. To t1 = 2000
+    (diagonal d = 40, k = 5, init 1e-3, 64 seeds, float64, CPU) Tsit5 took 3.4e4 steps per
+    seed at any tolerance (error 1.4e-5 at rtol 1e-6); this solver at rtol 3e-6 took 6.6e3,
+    for an error of 5.7e-6, 8.4× faster (see `benchmarks/gradient_flow.py`). It is second
+    order: at tight tolerances, or on a short non-stiff horizon, Tsit5's fifth order wins
+    (to t1 = 200 at rtol 1e-6 this solver takes 2.8× Tsit5's steps).
 
     ```python
     method = GradientFlow(t1=2000.0, solver=LeastSquaresRosenbrock())
