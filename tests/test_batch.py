@@ -179,6 +179,24 @@ def _seed_slice(traj):
     return jax.tree.map(lambda x: np.asarray(x)[1:], traj)
 
 
+def test_one_percent_diverging_seeds_leave_the_statistics_of_the_rest_unchanged():
+    from rnnflow.experiments._common import masked, median
+
+    params = _seeds(100, key=jax.random.key(2))
+    bad = rf.train_seeds(MODEL, LOSS, GD, _with_bad_seed(params), save=SAVE)
+    good = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE)
+    assert bad.summary() == {"finished": 99, "diverged": 1}
+    # What the experiments report: statistics over seeds, failed ones masked out (and
+    # counted in the summary). They are those of the other 99 seeds alone, exactly.
+    final_bad, final_good = bad.metrics["loss"][:, -1], good.metrics["loss"][:, -1]
+    kept = masked(final_bad, bad.result)
+    assert np.isnan(kept[0]) and float(final_bad[0]) > 1e10
+    assert median(kept) == median(np.asarray(final_good)[1:])
+    assert np.nanmean(kept) == np.mean(np.asarray(final_good, np.float64)[1:])
+    # ... which differ from those of all 100 normal seeds: the mask is doing the work.
+    assert median(kept) != median(final_good)
+
+
 def test_max_steps_reached_is_a_value():
     max_steps = 5
     method = rf.GradientFlow(t1=5.0, max_steps=max_steps)
