@@ -6,10 +6,11 @@ Both scans run in the same process on the same inputs; the ratio is sequential t
 associative time (> 1: the associative scan is faster). Also prints which one `scan="auto"`
 picks, so the default can be checked against the measurement.
 
-    python benchmarks/scan.py [--quick] [--batch 64] [--lengths 100 1000 10000]
+    python benchmarks/scan.py [--quick] [--batch 16] [--lengths 100 1000 10000 100000] [--json F]
 """
 
 import argparse
+import json
 import time
 
 import jax
@@ -39,12 +40,14 @@ def _loss_grad(scan):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lengths", type=int, nargs="+")
+    p.add_argument("--json", help="write results to this file")
     args = p.parse_args()
     lengths = args.lengths or ([100, 1000] if args.quick else [100, 1000, 10_000, 100_000])
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), batch {args.batch}")
     key = jax.random.key(0)
+    rows = []
     seq, assoc = _loss_grad(rf.sequential_scan), _loss_grad(rf.associative_scan)
     for name, a in {
         "diagonal d=256": 0.99 * jax.random.uniform(key, (256,)),
@@ -53,10 +56,15 @@ def main():
         for T in lengths:
             u = jax.random.normal(key, (args.batch, T, a.shape[0]))
             ts, ta = _time(seq, a, u), _time(assoc, a, u)
+            auto = resolve_scan("auto", a, T)
+            rows.append(dict(a=name, T=T, sequential_s=ts, associative_s=ta, auto=auto))
             print(
                 f"{name:<15} T={T:<7} sequential {ts * 1e3:9.2f} ms  associative {ta * 1e3:9.2f} ms"
-                f"  ratio {ts / ta:6.2f}  auto -> {resolve_scan('auto', a, T)}"
+                f"  ratio {ts / ta:6.2f}  auto -> {auto}"
             )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(device=str(jax.devices()[0]), batch=args.batch, rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":
