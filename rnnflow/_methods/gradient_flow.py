@@ -116,7 +116,6 @@ class GradientFlow(AbstractMethod):
             )
         else:
             term = diffrax.ODETerm(lambda t, y, args: field(y))
-        objective = objective.value
 
         def save_fn(t, y, args):
             return metrics(t, y), (y if save.params else None)
@@ -126,11 +125,11 @@ class GradientFlow(AbstractMethod):
         )
         conds = {
             "diverged": lambda t, y, args, **kw: (
-                ~jnp.isfinite(v := objective(y)) | (v > stop.loss_above)
+                ~jnp.isfinite(v := objective.value(y)) | (v > stop.loss_above)
             )
         }
         if stop.loss_below is not None:
-            conds["converged"] = lambda t, y, args, **kw: objective(y) < stop.loss_below
+            conds["converged"] = lambda t, y, args, **kw: objective.value(y) < stop.loss_below
         sol = diffrax.diffeqsolve(
             term,
             self.solver,
