@@ -55,11 +55,7 @@ def _train(model, loss, method, params, save, stop) -> Trajectory:
         return loss(model, p)
 
     residuals = getattr(loss, "residuals", None)
-    objective = Objective(
-        value,
-        jax.value_and_grad(value),
-        None if residuals is None else functools.partial(residuals, model),
-    )
+    objective = Objective(value, None if residuals is None else functools.partial(residuals, model))
     return method.run(
         objective,
         params,

@@ -10,6 +10,7 @@ import abc
 from collections.abc import Callable
 
 import equinox as eqx
+import jax
 import numpy as np
 from jaxtyping import Array
 
@@ -22,14 +23,16 @@ class Objective(eqx.Module):
     use (built by [`rnnflow.train`][] from the model and the loss):
 
     - `value(p)`: the loss;
-    - `value_and_grad(p)`: the loss and its gradient;
     - `residuals(p)`: the vector $r$ with loss $= \\sum_i r_i^2$, or `None` when the loss
-      is not written as a sum of squares.
+      is not written as a sum of squares;
+    - `value_and_grad(p)`: the loss and its gradient, by reverse-mode autodiff.
     """
 
     value: Callable[[RNNParams], Array]
-    value_and_grad: Callable[[RNNParams], tuple[Array, RNNParams]]
     residuals: Callable[[RNNParams], Array] | None = None
+
+    def value_and_grad(self, params: RNNParams) -> tuple[Array, RNNParams]:
+        return jax.value_and_grad(self.value)(params)
 
 
 class AbstractMethod(eqx.Module):
