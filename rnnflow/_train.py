@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
+from . import _fused
 from ._checks import check_positive_int
 from ._files import atomic_write
 from ._losses import AbstractLoss
@@ -35,7 +36,7 @@ def _check(model, loss, method, save, stop, params) -> None:
             "`method` must be GradientDescent, GradientFlow or ModifiedFlow; "
             f"got {type(method).__name__}."
         )
-    method.check_loss(loss)
+    method.check(model, loss)
     if not isinstance(save, Save):
         raise TypeError(f"`save` must be an rnnflow.Save; got {type(save).__name__}.")
     if not isinstance(stop, Stop):
@@ -55,7 +56,11 @@ def _train(model, loss, method, params, save, stop) -> Trajectory:
         return loss(model, p)
 
     residuals = getattr(loss, "residuals", None)
-    objective = Objective(value, None if residuals is None else functools.partial(residuals, model))
+    objective = Objective(
+        value,
+        None if residuals is None else functools.partial(residuals, model),
+        _fused.diagonal_impulse_target(model, loss),
+    )
     return method.run(
         objective,
         params,

@@ -25,6 +25,9 @@ PARAMS = MODEL.init(key=jax.random.key(0), scale=0.3)
 SEEDS = rf.init_seeds(MODEL, jax.random.split(jax.random.key(0), 3), scale=0.3)
 GD = rf.GradientDescent(lr=0.1, num_steps=10)  # t1 = 1
 GF = rf.GradientFlow(t1=1.0)
+PALLAS = rf.GradientDescent(lr=0.1, num_steps=10, kernel="pallas")
+PALLAS_ADAM = rf.GradientDescent(0.1, 10, optax.adam(0.1), kernel="pallas")
+DENSE_PARAMS = rf.DenseRNN(4).init(key=jax.random.key(0), scale=0.3)
 NAN = float("nan")
 INF = float("inf")
 
@@ -74,6 +77,7 @@ CONSTRUCTORS = [
         TypeError,
         "`optimizer`",
     ),
+    (lambda: rf.GradientDescent(0.1, 10, kernel="triton"), ValueError, "`kernel`"),
     # GradientFlow
     (lambda: rf.GradientFlow(t1=0), ValueError, "`t1` must be positive"),
     (lambda: rf.GradientFlow(t1=-1), ValueError, "`t1` must be positive"),
@@ -207,6 +211,22 @@ TRAIN_CALLS = [
         ),
         TypeError,
         "LeastSquaresRosenbrock needs a least-squares loss with `residuals`",
+    ),
+    # The Pallas kernel exists for plain gradient descent on a diagonal impulse loss only.
+    (
+        lambda: rf.train(MODEL, LOSS, PALLAS_ADAM, PARAMS),
+        ValueError,
+        'kernel="pallas" needs plain gradient descent',
+    ),
+    (
+        lambda: rf.train(rf.DenseRNN(4), LOSS, PALLAS, DENSE_PARAMS),
+        ValueError,
+        'kernel="pallas" needs plain gradient descent',
+    ),
+    (
+        lambda: rf.train(MODEL, lambda m, p: LOSS(m, p), PALLAS, PARAMS),
+        ValueError,
+        'kernel="pallas" needs plain gradient descent',
     ),
     # The wrong kind of object in each place.
     (lambda: rf.train("diagonal", LOSS, GD, PARAMS), TypeError, "`model` must be an rnnflow model"),

@@ -25,11 +25,15 @@ class Objective(eqx.Module):
     - `value(p)`: the loss;
     - `residuals(p)`: the vector $r$ with loss $= \\sum_i r_i^2$, or `None` when the loss
       is not written as a sum of squares;
-    - `value_and_grad(p)`: the loss and its gradient, by reverse-mode autodiff.
+    - `value_and_grad(p)`: the loss and its gradient, by reverse-mode autodiff;
+    - `diagonal_impulse`: the targets $\\hat h_0, \\dots, \\hat h_{k-1}$ when the loss is the
+      impulse loss of a diagonal single-input single-output student (whose gradient has
+      a closed form that fused steps use), else `None`.
     """
 
     value: Callable[[RNNParams], Array]
     residuals: Callable[[RNNParams], Array] | None = None
+    diagonal_impulse: Array | None = None
 
     def value_and_grad(self, params: RNNParams) -> tuple[Array, RNNParams]:
         return jax.value_and_grad(self.value)(params)
@@ -45,9 +49,9 @@ class AbstractMethod(eqx.Module):
     def save_times(self, save: Save) -> np.ndarray:
         """The times this method will save at (checked, in `[0, t1]`)."""
 
-    def check_loss(self, loss) -> None:
-        """Raise a `TypeError` if this method cannot train on `loss` (checked before any
-        compilation). Every loss is fine by default."""
+    def check(self, model, loss) -> None:
+        """Raise a `TypeError` or `ValueError` if this method cannot train `model` on
+        `loss` (checked before any compilation). Everything is fine by default."""
 
     @abc.abstractmethod
     def run(

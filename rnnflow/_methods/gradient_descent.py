@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._checks import check_positive_int, check_real
+from .. import _fused
+from .._checks import check_choice, check_positive_int, check_real
 from .._trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
 
@@ -19,6 +20,13 @@ class GradientDescent(AbstractMethod):
     - `num_steps`: how many steps to take; the run ends at `t1 = lr * num_steps`.
     - `optimizer`: any `optax.GradientTransformation` (momentum, adam, schedules, ...).
       Default `optax.sgd(lr)`, plain gradient descent.
+    - `kernel`: how plain gradient descent on the impulse loss of a diagonal single-input
+      single-output student (train length ≤ 32) is computed. `"auto"` (default): with the
+      closed-form gradient, the whole batch of seeds as one loop over `(seeds, d)` arrays;
+      `"pallas"`: the same as one Pallas kernel per block of 16 seeds, parameters kept on
+      chip across steps (for GPUs; elsewhere it runs in Pallas's slow interpreter);
+      `"generic"`: by autodiff, seed by seed under vmap, as every other case is. All
+      three agree to rounding.
 
     Only the save times cost memory: between saves the loop keeps just the parameters and
     optimizer state. A seed that converges or diverges (see [`rnnflow.Stop`][]) stops
@@ -33,11 +41,15 @@ class GradientDescent(AbstractMethod):
     lr: float = eqx.field(static=True)
     num_steps: int = eqx.field(static=True)
     optimizer: optax.GradientTransformation = eqx.field(static=True)
+    kernel: str = eqx.field(static=True)
+    plain: bool = eqx.field(static=True)  # the optimizer is plain gradient descent
 
-    def __init__(self, lr: float, num_steps: int, optimizer=None):
+    def __init__(self, lr: float, num_steps: int, optimizer=None, *, kernel: str = "auto"):
         check_real("lr", lr, positive=True)
         self.lr = float(lr)
         self.num_steps = check_positive_int("num_steps", num_steps)
+        self.kernel = check_choice("kernel", kernel, ("auto", "pallas", "generic"))
+        self.plain = optimizer is None
         if optimizer is None:
             optimizer = optax.sgd(self.lr)
         if not isinstance(optimizer, optax.GradientTransformation):
@@ -63,6 +75,16 @@ class GradientDescent(AbstractMethod):
     def save_times(self, save: Save) -> np.ndarray:
         return self.save_steps(save) * self.lr
 
+    def check(self, model, loss) -> None:
+        if self.kernel == "pallas" and not (
+            self.plain and _fused.diagonal_impulse_target(model, loss) is not None
+        ):
+            raise ValueError(
+                'kernel="pallas" needs plain gradient descent (no `optimizer`) on the '
+                "ImpulseLoss of a DiagonalRNN with in_dim = out_dim = 1 and train_len ≤ "
+                f"{_fused.MAX_TRAIN_LEN}."
+            )
+
     def run(self, objective, params, *, save, stop, metrics) -> Trajectory:
         value_and_grad = objective.value_and_grad
         steps = self.save_steps(save)
@@ -77,32 +99,49 @@ class GradientDescent(AbstractMethod):
         def running(value):
             return jnp.isfinite(value) & (value <= stop.loss_above) & ~(value < below)
 
-        # The carry holds the loss and gradient at the current parameters, so the loop's
+        # The state is (params, loss at params, steps taken, optimizer state and gradient).
+        # The generic loop carries the loss and gradient at the current parameters, so its
         # condition checks each state before a step is taken from it: a seed that diverged
         # or converged takes no step (under vmap, the batched loop keeps its carry), and the
         # step itself needs no masking.
         def step(carry):
-            i, (params, opt_state, _, grad, n) = carry
+            i, (params, _, n, (opt_state, grad)) = carry
             updates, opt_state = opt.update(grad, opt_state, params)
             params = optax.apply_updates(params, updates)
             value, grad = value_and_grad(params)
-            return i + 1, (params, opt_state, value, grad, n + 1)
+            return i + 1, (params, value, n + 1, (opt_state, grad))
 
-        def segment(state, count):
+        def advance(state, count):
             # A while loop, not a fori loop: a seed that has stopped takes no more steps, and
             # under vmap the batch leaves the loop as soon as every seed has stopped.
             def cond(carry):
-                i, (_, _, value, _, _) = carry
+                i, (_, value, _, _) = carry
                 return (i < count) & running(value)
 
-            _, state = jax.lax.while_loop(cond, step, (0, state))
-            params, _, _, _, n = state
+            return jax.lax.while_loop(cond, step, (0, state))[1]
+
+        target = objective.diagonal_impulse
+        if self.plain and self.kernel != "generic" and target is not None:
+            kernel = "pallas" if self.kernel == "pallas" else "arrays"
+            rule = dict(lr=self.lr, above=stop.loss_above, below=below, kernel=kernel)
+
+            def advance(state, count):  # the same rule, fused over the batch of seeds
+                params, value, n, _ = state
+                params, value, taken = _fused.descend(params, value, count, target, **rule)
+                return params, value, n + taken, None
+
+            init = (params, objective.value(params), jnp.asarray(0), None)
+        else:
+            value, grad = value_and_grad(params)
+            init = (params, value, jnp.asarray(0), (opt.init(params), grad))
+
+        def segment(state, count):
+            state = advance(state, count)
+            params, _, n, _ = state
             out = metrics(n * self.lr, params)
             return state, (out, params if save.params else None)
 
-        value, grad = value_and_grad(params)
-        init = (params, opt.init(params), value, grad, jnp.asarray(0))
-        (final, _, value, _, n), saved = jax.lax.scan(segment, init, counts)
+        (final, value, n, _), saved = jax.lax.scan(segment, init, counts)
         diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
         result = jnp.where(value < below, Result.converged, Result.finished)
         result = jnp.where(diverged, Result.diverged, result)

@@ -96,7 +96,7 @@ class GradientFlow(AbstractMethod):
         """The right-hand side as a function of the parameters: here $-\nabla L$."""
         return lambda params: jax.tree.map(jnp.negative, value_and_grad(params)[1])
 
-    def check_loss(self, loss) -> None:
+    def check(self, model, loss) -> None:
         if (
             isinstance(self.solver, LeastSquaresRosenbrock)
             and getattr(loss, "residuals", None) is None
