@@ -6,7 +6,10 @@ process, on the same device and from the same initial parameters:
 - `torch-batched`: the same maths in PyTorch with the seeds as a batch dimension (eager,
   `torch.optim.SGD`), which is what one would write by hand;
 - `torch-loop`: a per-seed PyTorch training loop (timed on a few seeds, reported per seed);
-- `jax-loop`: `rnnflow.train` called seed after seed (one compiled step loop, no vmap).
+- `jax-loop`: `rnnflow.train` called seed after seed (one compiled step loop, no vmap);
+- `generic`: rnnflow's generic path (`kernel="generic"`: autodiff, vmapped seed by seed),
+  for the diagonal student, where the default is the fused closed-form step; and on an
+  accelerator `pallas`, the fused step as one Pallas kernel (`kernel="pallas"`).
 
 Compile time (first call minus second) is reported apart from run time. Every baseline is
 checked to reach the same final loss as rnnflow before its time is reported.
@@ -36,8 +39,8 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def rnnflow_run(model, loss, params, steps):
-    method = rf.GradientDescent(LR, steps)
+def rnnflow_run(model, loss, params, steps, kernel="auto"):
+    method = rf.GradientDescent(LR, steps, kernel=kernel)
     save = rf.Save(num=2, metrics={"loss": lambda t, p: loss(model, p)})
 
     def run():
@@ -48,9 +51,18 @@ def rnnflow_run(model, loss, params, steps):
     return traj, second, first - second
 
 
+def torch_device(torch):
+    """The device PyTorch runs on: the GPU when JAX runs on one too, so that both compete
+    on the same hardware."""
+    if jax.default_backend() == "gpu" and torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
 def torch_batched(kind, params, target, steps, torch):
-    a, b, c = (torch.tensor(np.asarray(x), requires_grad=True) for x in params)
-    target = torch.tensor(np.asarray(target))
+    device = torch_device(torch)
+    a, b, c = (torch.tensor(np.asarray(x), device=device).requires_grad_() for x in params)
+    target = torch.tensor(np.asarray(target), device=device)
     opt = torch.optim.SGD([a, b, c], lr=LR)
 
     def loss_fn():
@@ -62,14 +74,17 @@ def torch_batched(kind, params, target, steps, torch):
             m = a * m if kind == "diagonal" else torch.bmm(a, m[..., None])[..., 0]
         return total  # (seeds,)
 
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad()
         loss_fn().sum().backward()  # seeds are independent: the sum gives each its own gradient
         opt.step()
+    sync()
     elapsed = time.perf_counter() - start
     with torch.no_grad():
-        return loss_fn().numpy(), elapsed
+        return loss_fn().cpu().numpy(), elapsed
 
 
 def squeeze(kind, params):
@@ -95,7 +110,7 @@ def main():
         f"{platform.processor() or platform.machine()}"
     )
     print(
-        f"torch {torch.__version__} threads={torch.get_num_threads()}, "
+        f"torch {torch.__version__} on {torch_device(torch)} threads={torch.get_num_threads()}, "
         f"jax {jax.__version__}, steps={steps}"
     )
     teacher = rf.modes_teacher([0.9, -0.5], [1.0, 0.5])
@@ -109,6 +124,13 @@ def main():
             params = rf.init_seeds(model, keys, scale=SCALE / np.sqrt(case["d"]))
             traj, run_s, compile_s = rnnflow_run(model, loss, params, steps)
             ours = np.asarray(traj.metrics["loss"][:, -1])
+            kernels = {}
+            if kind == "diagonal":  # where the fused step applies: the other kernels
+                others = ["generic"] + (["pallas"] if jax.default_backend() != "cpu" else [])
+                for kernel in others:
+                    t, s_k, _ = rnnflow_run(model, loss, params, steps, kernel)
+                    np.testing.assert_allclose(t.metrics["loss"][:, -1], ours, rtol=2e-3)
+                    kernels[kernel] = s_k
             tb_loss, tb_s = torch_batched(kind, squeeze(kind, params), target, steps, torch)
             np.testing.assert_allclose(tb_loss, ours, rtol=2e-3, atol=1e-6)
             n_loop = min(s, 3)
@@ -150,6 +172,7 @@ def main():
                 vs_torch_batched=tb_s / run_s,
                 vs_torch_loop=tl_s / run_s,
                 vs_jax_loop=jl_s / run_s,
+                **{f"vs_{k}": t / run_s for k, t in kernels.items()},
             )
             rows.append(row)
             print(
@@ -157,6 +180,7 @@ def main():
                 f"(compile {compile_s:4.1f}s) | speed-up vs torch-batched "
                 f"{row['vs_torch_batched']:6.1f}x"
                 f", torch-loop {row['vs_torch_loop']:7.1f}x, jax-loop {row['vs_jax_loop']:6.1f}x"
+                + "".join(f", {k} {t / run_s:5.2f}x" for k, t in kernels.items())
             )
     if args.json:
         with open(args.json, "w") as f:

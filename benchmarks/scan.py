@@ -6,6 +6,12 @@ Both scans run in the same process on the same inputs; the ratio is sequential t
 associative time (> 1: the associative scan is faster). Also prints which one `scan="auto"`
 picks, so the default can be checked against the measurement.
 
+The memory-bandwidth floor is the time to read the inputs u and write their gradient once
+(2 · batch · T · d floats) at the bandwidth the device reaches, in the same process, on a
+large elementwise copy-and-scale (`bandwidth`). `assoc/floor` is the associative scan's time
+over that floor; an implementation that stores the states and reads them back in the
+backward pass moves at least twice as much.
+
     python benchmarks/scan.py [--quick] [--batch 16] [--lengths 100 1000 10000 100000] [--json F]
 """
 
@@ -30,6 +36,12 @@ def _time(fn, *args, repeat=5):
     return best
 
 
+def bandwidth(nbytes=1 << 28):
+    """Bytes per second read plus written by `2 * x` on an array of `nbytes`."""
+    x = jnp.ones(nbytes // 4, jnp.float32)
+    return 2 * nbytes / _time(jax.jit(lambda x: 2 * x), x)
+
+
 def _loss_grad(scan):
     def loss(a, u):
         return jnp.sum(jax.vmap(scan, in_axes=(None, 0))(a, u) ** 2)
@@ -47,6 +59,8 @@ def main():
     lengths = args.lengths or ([100, 1000] if args.quick else [100, 1000, 10_000, 100_000])
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), batch {args.batch}")
     key = jax.random.key(0)
+    bw = bandwidth(1 << 26 if args.quick else 1 << 28)
+    print(f"bandwidth (2 * x, read + write): {bw / 1e9:.1f} GB/s")
     rows = []
     seq, assoc = _loss_grad(rf.sequential_scan), _loss_grad(rf.associative_scan)
     for name, a in {
@@ -57,14 +71,18 @@ def main():
             u = jax.random.normal(key, (args.batch, T, a.shape[0]))
             ts, ta = _time(seq, a, u), _time(assoc, a, u)
             auto = resolve_scan("auto", a, T)
-            rows.append(dict(a=name, T=T, sequential_s=ts, associative_s=ta, auto=auto))
+            floor = 2 * u.size * u.dtype.itemsize / bw
+            rows.append(
+                dict(a=name, T=T, sequential_s=ts, associative_s=ta, floor_s=floor, auto=auto)
+            )
             print(
                 f"{name:<15} T={T:<7} sequential {ts * 1e3:9.2f} ms  associative {ta * 1e3:9.2f} ms"
-                f"  ratio {ts / ta:6.2f}  auto -> {auto}"
+                f"  ratio {ts / ta:6.2f}  assoc/floor {ta / floor:7.1f}  auto -> {auto}"
             )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(device=str(jax.devices()[0]), batch=args.batch, rows=rows), f, indent=1)
+            out = dict(device=str(jax.devices()[0]), batch=args.batch, bandwidth=bw, rows=rows)
+            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":
