@@ -103,6 +103,7 @@ def _descend_pallas(a, b, c, value, count, y, *, interpret, **rule):
     """`_descend_arrays` as one Pallas kernel per block of seeds: each program loads its
     seeds' parameters once, runs every step on chip and writes them back once."""
     from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plt
 
     seeds, d = a.shape
     bs = _BLOCK_SEEDS
@@ -137,6 +138,9 @@ def _descend_pallas(a, b, c, value, count, y, *, interpret, **rule):
         grid=(s_pad // bs,),
         in_specs=[rows, rows, rows, per_seed, per_seed, whole],
         out_specs=(rows, rows, rows, per_seed, per_seed),
+        # Triton, not Mosaic GPU: Mosaic copies to shared memory in multiples of 128 bytes,
+        # which the per-seed blocks (16 values) are not.
+        compiler_params=plt.CompilerParams(num_warps=4),
         interpret=interpret,
     )(pad(a), pad(b), pad(c), pad(value), pad(count), jnp.pad(y, (0, k_pad - k)))
     a, b, c = (x[:seeds, :d] for x in outs[:3])

@@ -6,6 +6,8 @@ the same seeds the same way and reach the same values (float64, as in every test
 rounding is far below the differences a wrong formula or a step more or less would make).
 """
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -97,3 +99,16 @@ def test_the_fused_step_is_used_automatically_where_it_applies():
     assert not _uses_fused_step(rf.GradientDescent(0.05, 10, kernel="generic"))
     assert not _uses_fused_step(rf.GradientDescent(0.05, 10, optax.sgd(0.05)))
     assert not _uses_fused_step(rf.GradientDescent(0.05, 10), model=rf.SymmetricRNN(6))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_the_pallas_kernel_lowers_to_triton_for_gpus(dtype):
+    # Lowering (Pallas -> Triton IR) runs in Python and needs no GPU: it catches any
+    # operation or block shape that Triton does not support. Compiling the IR needs one.
+    x, v, y = jnp.zeros((20, 100), dtype), jnp.zeros(20, dtype), jnp.zeros(10, dtype)
+    count = jnp.zeros(20, jnp.int32)
+    kernel = functools.partial(
+        _fused._descend_pallas, interpret=False, lr=0.01, above=1e10, below=-np.inf
+    )
+    traced = jax.jit(kernel).trace(x, x, x, v, count, y)
+    assert "xla.gpu.triton" in traced.lower(lowering_platforms=("cuda",)).as_text()
