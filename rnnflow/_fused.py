@@ -46,8 +46,8 @@ def diagonal_impulse_target(model, loss):
 
 
 def value_and_grad(a, b, c, y):
-    """Loss and gradient for arrays `a, b, c` of shape `(..., d)` and targets `y`: an
-    array `(k,)` or a sequence of k scalars."""
+    """Loss and gradient for arrays `a, b, c` of shape `(..., d)` and targets `y`: a
+    sequence of k targets, each a scalar or an array `(..., 1)`."""
     k = len(y)
     q, r = c * b, []
     for t in range(k):
@@ -77,9 +77,16 @@ def _descend_arrays(a, b, c, value, count, y, *, lr, above, below):
     def cond(state):
         return jnp.max(state[-1].astype(jnp.int32)) > 0  # any seed still active
 
+    # One target per lag: scalars, or per-seed columns when the targets are per seed.
+    ys = (
+        y
+        if isinstance(y, list)
+        else [y[..., t, None] if y.ndim > 1 else y[t] for t in range(y.shape[-1])]
+    )
+
     def body(state):
         i, a, b, c, _, taken, active = state
-        value, (ga, gb, gc) = value_and_grad(a, b, c, y)
+        value, (ga, gb, gc) = value_and_grad(a, b, c, ys)
         active = active & running(value) & (i < count)
         m = active[:, None]
         a = jnp.where(m, a - lr * ga, a)
@@ -109,9 +116,8 @@ def _descend_pallas(a, b, c, value, count, y, *, interpret, **rule):
     bs = _BLOCK_SEEDS
     s_pad, d_pad, k_pad = -(-seeds // bs) * bs, _pow2(d), _pow2(y.shape[0])
 
-    def pad(x, fill=0):
-        widths = [(0, s_pad - seeds)] + [(0, d_pad - d)] * (x.ndim - 1)
-        return jnp.pad(x, widths, constant_values=fill)
+    def pad(x):
+        return jnp.pad(x, [(0, s_pad - seeds)] + [(0, d_pad - d)] * (x.ndim - 1))
 
     k = y.shape[0]
 
@@ -159,7 +165,7 @@ def _descend_fn(lr: float, above: float, below: float, kernel: str):
     def unpack(params):
         return params.a, params.b[..., 0], params.c[..., 0, :]
 
-    def pack(params, a, b, c):
+    def pack(a, b, c):
         return RNNParams(a=a, b=b[..., None], c=c[..., None, :])
 
     # One seed is a block of one; under vmap (train_seeds), the whole batch is one block.
@@ -167,19 +173,23 @@ def _descend_fn(lr: float, above: float, below: float, kernel: str):
     def descend(params, value, count, y):
         a, b, c = (x[None] for x in unpack(params))
         a, b, c, value, taken = block(a, b, c, value[None], count[None], y)
-        return pack(params, a[0], b[0], c[0]), value[0], taken[0]
+        return pack(a[0], b[0], c[0]), value[0], taken[0]
 
     @descend.def_vmap
     def descend_batched(axis_size, in_batched, params, value, count, y):
-        if any(jax.tree.leaves(in_batched[3])):
-            raise NotImplementedError("the impulse targets must be the same for every seed.")
+        if in_batched[3] and kernel == "pallas":
+            raise NotImplementedError(
+                'kernel="pallas" needs the same teacher for every seed; vmapping over '
+                'teachers works with the default kernel="auto".'
+            )
 
         def full(x, batched):
             return x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
 
+        # Targets stay unbatched (k,) unless they differ per seed (vmap over teachers).
         params, value, count = jax.tree.map(full, (params, value, count), tuple(in_batched[:3]))
         a, b, c, value, taken = block(*unpack(params), value, count, y)
-        out = (pack(params, a, b, c), value, taken)
+        out = (pack(a, b, c), value, taken)
         return out, jax.tree.map(lambda _: True, out)
 
     return descend

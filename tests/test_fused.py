@@ -112,3 +112,24 @@ def test_the_pallas_kernel_lowers_to_triton_for_gpus(dtype):
     )
     traced = jax.jit(kernel).trace(x, x, x, v, count, y)
     assert "xla.gpu.triton" in traced.lower(lowering_platforms=("cuda",)).as_text()
+
+
+@pytest.mark.parametrize("kernel", ["auto", "generic"])
+def test_vmapping_over_teachers_works(kernel):
+    # Per-seed targets take the same path, with one column of targets per seed.
+    teachers = [TEACHER, rf.modes_teacher([-0.6, 0.3], [1.0, 2.0])]
+    losses = jax.tree.map(lambda *x: jnp.stack(x), *[rf.ImpulseLoss(t, 5) for t in teachers])
+    params = _seeds(2)
+    method = rf.GradientDescent(0.05, 300, kernel=kernel)
+
+    def run(loss, p):
+        return rf.train(MODEL, loss, method, p, save=SAVE, stop=STOP)
+
+    both = jax.vmap(run)(losses, params)
+    for i, teacher in enumerate(teachers):
+        one = run(rf.ImpulseLoss(teacher, 5), _seed(params, i))
+        _assert_close(jax.tree.map(lambda x: x[i], both), one)
+
+
+def _seed(params, i):
+    return jax.tree.map(lambda x: x[i], params)
