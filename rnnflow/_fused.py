@@ -63,8 +63,9 @@ def value_and_grad(a, b, c, y):
     return value, (2 * c * b * v, 2 * c * u, 2 * b * u)
 
 
-def _descend_arrays(a, b, c, value, count, y, *, lr, above, below):
-    """Up to `count` steps of gradient descent per seed, on arrays `(seeds, d)`.
+def _descend_arrays(a, b, c, value, count, ys, *, lr, above, below):
+    """Up to `count` steps of gradient descent per seed, on arrays `(seeds, d)`, with
+    targets `ys` as `value_and_grad` takes them.
 
     A seed steps while its loss (at its current parameters) is finite, at most `above`
     and not below `below` — the rule of the generic loop. Returns the new parameters,
@@ -76,13 +77,6 @@ def _descend_arrays(a, b, c, value, count, y, *, lr, above, below):
 
     def cond(state):
         return jnp.max(state[-1].astype(jnp.int32)) > 0  # any seed still active
-
-    # One target per lag: scalars, or per-seed columns when the targets are per seed.
-    ys = (
-        y
-        if isinstance(y, list)
-        else [y[..., t, None] if y.ndim > 1 else y[t] for t in range(y.shape[-1])]
-    )
 
     def body(state):
         i, a, b, c, _, taken, active = state
@@ -160,7 +154,11 @@ def _descend_fn(lr: float, above: float, below: float, kernel: str):
         interpret = jax.default_backend() == "cpu"
         block = functools.partial(_descend_pallas, interpret=interpret, **rule)
     else:
-        block = functools.partial(_descend_arrays, **rule)
+
+        def block(a, b, c, value, count, y):
+            # One target per lag: scalars, or one column per seed when they differ.
+            ys = [y[t] if y.ndim == 1 else y[:, t, None] for t in range(y.shape[-1])]
+            return _descend_arrays(a, b, c, value, count, ys, **rule)
 
     def unpack(params):
         return params.a, params.b[..., 0], params.c[..., 0, :]
