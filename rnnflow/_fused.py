@@ -63,17 +63,13 @@ def value_and_grad(a, b, c, y):
     return value, (2 * c * b * v, 2 * c * u, 2 * b * u)
 
 
-def _descend_arrays(a, b, c, value, count, ys, *, lr, above, below):
+def _descend_arrays(a, b, c, value, count, ys, *, lr, running):
     """Up to `count` steps of gradient descent per seed, on arrays `(seeds, d)`, with
     targets `ys` as `value_and_grad` takes them.
 
-    A seed steps while its loss (at its current parameters) is finite, at most `above`
-    and not below `below` — the rule of the generic loop. Returns the new parameters,
-    the loss at them, and the steps each seed took.
+    A seed steps while `running(loss at its current parameters)` holds. Returns the new
+    parameters, the loss at them, and the steps each seed took.
     """
-
-    def running(v):
-        return jnp.isfinite(v) & (v <= above) & ~(v < below)
 
     def cond(state):
         return jnp.max(state[-1].astype(jnp.int32)) > 0  # any seed still active
@@ -147,9 +143,8 @@ def _descend_pallas(a, b, c, value, count, y, *, interpret, **rule):
     return a, b, c, outs[3][:seeds], outs[4][:seeds]
 
 
-@functools.cache
-def _descend_fn(lr: float, above: float, below: float, kernel: str):
-    rule = dict(lr=lr, above=above, below=below)
+def _descend_fn(lr: float, running, kernel: str):
+    rule = dict(lr=lr, running=running)
     if kernel == "pallas":
         interpret = jax.default_backend() == "cpu"
         block = functools.partial(_descend_pallas, interpret=interpret, **rule)
@@ -193,11 +188,11 @@ def _descend_fn(lr: float, above: float, below: float, kernel: str):
     return descend
 
 
-def descend(params, value, count, y, *, lr, above, below, kernel="arrays"):
+def descend(params, value, count, y, *, lr, running, kernel="arrays"):
     """Gradient descent from `params` (one seed; vmap for many) for up to `count` steps,
-    stopping early when the loss `value` leaves `[below, above]` or is not finite.
+    stopping early when `running(loss)` fails; `value` is the loss at `params`.
 
     Returns the parameters, the loss at them, and the number of steps taken.
     """
-    fn = _descend_fn(float(lr), float(above), float(below), kernel)
+    fn = _descend_fn(float(lr), running, kernel)
     return fn(params, value, jnp.asarray(count, jnp.int32), y)

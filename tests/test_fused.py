@@ -108,7 +108,7 @@ def test_the_pallas_kernel_lowers_to_triton_for_gpus(dtype):
     x, v, y = jnp.zeros((20, 100), dtype), jnp.zeros(20, dtype), jnp.zeros(10, dtype)
     count = jnp.zeros(20, jnp.int32)
     kernel = functools.partial(
-        _fused._descend_pallas, interpret=False, lr=0.01, above=1e10, below=-np.inf
+        _fused._descend_pallas, interpret=False, lr=0.01, running=lambda v: v <= 1e10
     )
     traced = jax.jit(kernel).trace(x, x, x, v, count, y)
     assert "xla.gpu.triton" in traced.lower(lowering_platforms=("cuda",)).as_text()

@@ -100,38 +100,40 @@ class GradientDescent(AbstractMethod):
             return jnp.isfinite(value) & (value <= stop.loss_above) & ~(value < below)
 
         # The state is (params, loss at params, steps taken, optimizer state and gradient).
-        # The generic loop carries the loss and gradient at the current parameters, so its
-        # condition checks each state before a step is taken from it: a seed that diverged
-        # or converged takes no step (under vmap, the batched loop keeps its carry), and the
-        # step itself needs no masking.
-        def step(carry):
-            i, (params, _, n, (opt_state, grad)) = carry
-            updates, opt_state = opt.update(grad, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            value, grad = value_and_grad(params)
-            return i + 1, (params, value, n + 1, (opt_state, grad))
-
-        def advance(state, count):
-            # A while loop, not a fori loop: a seed that has stopped takes no more steps, and
-            # under vmap the batch leaves the loop as soon as every seed has stopped.
-            def cond(carry):
-                i, (_, value, _, _) = carry
-                return (i < count) & running(value)
-
-            return jax.lax.while_loop(cond, step, (0, state))[1]
-
         target = objective.diagonal_impulse
         if self.plain and self.kernel != "generic" and target is not None:
             kernel = "pallas" if self.kernel == "pallas" else "arrays"
-            rule = dict(lr=self.lr, above=stop.loss_above, below=below, kernel=kernel)
 
             def advance(state, count):  # the same rule, fused over the batch of seeds
                 params, value, n, _ = state
-                params, value, taken = _fused.descend(params, value, count, target, **rule)
+                params, value, taken = _fused.descend(
+                    params, value, count, target, lr=self.lr, running=running, kernel=kernel
+                )
                 return params, value, n + taken, None
 
             init = (params, objective.value(params), jnp.asarray(0), None)
         else:
+            # The loop carries the loss and gradient at the current parameters, so its
+            # condition checks each state before a step is taken from it: a seed that
+            # diverged or converged takes no step (under vmap, the batched loop keeps its
+            # carry), and the step itself needs no masking.
+            def step(carry):
+                i, (params, _, n, (opt_state, grad)) = carry
+                updates, opt_state = opt.update(grad, opt_state, params)
+                params = optax.apply_updates(params, updates)
+                value, grad = value_and_grad(params)
+                return i + 1, (params, value, n + 1, (opt_state, grad))
+
+            def advance(state, count):
+                # A while loop, not a fori loop: a seed that has stopped takes no more
+                # steps, and under vmap the batch leaves the loop as soon as every seed
+                # has stopped.
+                def cond(carry):
+                    i, (_, value, _, _) = carry
+                    return (i < count) & running(value)
+
+                return jax.lax.while_loop(cond, step, (0, state))[1]
+
             value, grad = value_and_grad(params)
             init = (params, value, jnp.asarray(0), (opt.init(params), grad))
 
