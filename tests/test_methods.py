@@ -257,6 +257,24 @@ def test_least_squares_rosenbrock_is_second_order():
     assert abs(_slope(dts, errors) - 2.0) < 0.15, errors
 
 
+@pytest.mark.parametrize("m", [1, 5, 8, 12])
+def test_gauss_newton_solve_matches_a_dense_solve(m):
+    # (I + cJᵀJ)⁻¹v by Woodbury: unrolled Cholesky up to m = 8 residuals, LAPACK above.
+    # Against a direct solve of the n × n system; J of O(1) entries and c = 3 make the
+    # system far from the identity (condition numbers 41 to 172).
+    from rnnflow._methods.rosenbrock import _gauss_newton_solver
+
+    n, c = 20, 3.0
+    jac = jax.random.normal(jax.random.key(m), (m, n))
+    v = jax.random.normal(jax.random.key(100 + m), (n,))
+    expected = np.linalg.solve(np.eye(n) + c * np.asarray(jac.T @ jac), np.asarray(v))
+    solve = jax.jit(lambda jac, v: _gauss_newton_solver(jac, c)(v))
+    np.testing.assert_allclose(solve(jac, v), expected, rtol=1e-11, atol=1e-13)
+    # Batched as train_seeds runs it.
+    batched = jax.vmap(solve)(jnp.stack([jac, 2 * jac]), jnp.stack([v, v]))
+    np.testing.assert_allclose(batched[0], expected, rtol=1e-11, atol=1e-13)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_least_squares_rosenbrock_follows_the_flow(name):
     # Adaptive steps to t = 20, where the loss has fallen by five orders or more and the

@@ -109,12 +109,7 @@ class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
         flat0, unravel = ravel_pytree(y0)
         jac = _unwrap(terms).residual_jacobian(y0)  # (m, n)
         c = 2 * _GAMMA * h
-        chol = jax.scipy.linalg.cho_factor(
-            jnp.eye(jac.shape[0], dtype=jac.dtype) + c * (jac @ jac.T)
-        )
-
-        def solve(v):
-            return v - c * (jac.T @ jax.scipy.linalg.cho_solve(chol, jac @ v))
+        solve = _gauss_newton_solver(jac, c)
 
         k1 = solve(ravel_pytree(f0)[0])
         f_mid = ravel_pytree(terms.vf(t1, unravel(flat0 + h * k1), args))[0]
@@ -129,3 +124,43 @@ class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
+
+
+# Systems up to this size are solved by an unrolled Cholesky factorization: under vmap it
+# is a few elementwise passes over the batch, where LAPACK factors one small matrix per call.
+_UNROLLED_MAX = 8
+
+
+def _gauss_newton_solver(jac, c):
+    """v ↦ (I + c JᵀJ)⁻¹ v for `jac` J of shape `(m, n)`, by the Woodbury identity:
+    v - c Jᵀ (I + c JJᵀ)⁻¹ J v."""
+    m = jac.shape[0]
+    if m > _UNROLLED_MAX:
+        factor = jax.scipy.linalg.cho_factor(jnp.eye(m, dtype=jac.dtype) + c * (jac @ jac.T))
+
+        def solve(v):
+            return v - c * (jac.T @ jax.scipy.linalg.cho_solve(factor, jac @ v))
+
+        return solve
+    # Row by row and entry by entry, so that no small matrix is ever sliced: XLA would
+    # fuse the product that made it into every slice, recomputing it.
+    rows = [jac[i] for i in range(m)]
+    low = [[None] * m for _ in range(m)]  # the Cholesky factor of I + c JJᵀ
+    for j in range(m):
+        w_jj = 1 + c * jnp.sum(rows[j] * rows[j])
+        low[j][j] = jnp.sqrt(w_jj - sum(low[j][p] ** 2 for p in range(j)))
+        for i in range(j + 1, m):
+            w_ij = c * jnp.sum(rows[i] * rows[j])
+            low[i][j] = (w_ij - sum(low[i][p] * low[j][p] for p in range(j))) / low[j][j]
+
+    def solve(v):
+        z = []
+        for i in range(m):
+            x_i = jnp.sum(rows[i] * v)
+            z.append((x_i - sum(low[i][p] * z[p] for p in range(i))) / low[i][i])
+        y = [None] * m
+        for i in reversed(range(m)):
+            y[i] = (z[i] - sum(low[p][i] * y[p] for p in range(i + 1, m))) / low[i][i]
+        return v - c * sum(y_i * row for y_i, row in zip(y, rows, strict=True))
+
+    return solve
