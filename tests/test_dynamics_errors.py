@@ -212,6 +212,11 @@ TRAIN_CALLS = [
         TypeError,
         "LeastSquaresRosenbrock needs a least-squares loss with `residuals`",
     ),
+    (
+        lambda: rf.LeastSquaresRosenbrock("ros3"),
+        ValueError,
+        "`tableau` must be one of ['ros2', 'ros34pw2']; got 'ros3'",
+    ),
     # The Pallas kernel exists for plain gradient descent on a diagonal impulse loss only.
     (
         lambda: rf.train(MODEL, LOSS, PALLAS_ADAM, PARAMS),

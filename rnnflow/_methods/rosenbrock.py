@@ -15,16 +15,15 @@ an $m \times m$ Cholesky solve instead of an $n \times n$ one.
 """
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import diffrax
+import equinox as eqx
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-
-_GAMMA = 1.0 + 1.0 / np.sqrt(2.0)
 
 
 class LeastSquaresTerm(diffrax.ODETerm):
@@ -63,26 +62,95 @@ def _unwrap(terms) -> LeastSquaresTerm:
     return term
 
 
+class _Tableau(NamedTuple):
+    r"""A Rosenbrock-W method in the variables $u_i = \sum_{j \le i} γ_{ij} k_j$ (Hairer and
+    Wanner, IV.7): each stage solves $W u_i = hγ f(θ_n + \sum_{j<i} a_{ij} u_j) + γ \sum_{j<i}
+    c_{ij} u_j$ with $W = I - γh\,\partial f/\partial θ$, and $θ_{n+1} = θ_n + \sum_i m_i
+    u_i$; the embedded solution uses $\hat m$."""
+
+    order: int
+    gamma: float
+    a: np.ndarray  # strictly lower triangular
+    c: np.ndarray  # strictly lower triangular
+    m: np.ndarray
+    m_hat: np.ndarray
+
+
+def _from_standard_form(order, gamma, alpha, gamma_offdiag, b, b_hat) -> _Tableau:
+    r"""The tableau from the coefficients $α_{ij}, γ_{ij}, b_i, \hat b_i$ as published."""
+    inv = np.linalg.inv(np.asarray(gamma_offdiag) + gamma * np.eye(len(b)))
+    return _Tableau(
+        order,
+        gamma,
+        np.asarray(alpha) @ inv,
+        np.tril(-inv, -1),
+        np.asarray(b) @ inv,
+        np.asarray(b_hat) @ inv,
+    )
+
+
+# ROS2 of Verwer et al. (1999): W k_1 = f(θ_n), W k_2 = f(θ_n + hk_1) - 2k_1,
+# θ_{n+1} = θ_n + (3/2)hk_1 + (1/2)hk_2, embedded first-order θ_n + hk_1; here u_i = γhk_i.
+_G2 = 1.0 + 1.0 / np.sqrt(2.0)
+_ROS2 = _Tableau(
+    2,
+    _G2,
+    np.array([[0.0, 0.0], [1.0 / _G2, 0.0]]),
+    np.array([[0.0, 0.0], [-2.0 / _G2, 0.0]]),
+    np.array([1.5, 0.5]) / _G2,
+    np.array([1.0, 0.0]) / _G2,
+)
+# ROS34PW2 of Rang and Angermann (2005): four stages, order 3 for any W (a W-method), with an
+# embedded method of order 2; L-stable and stiffly accurate.
+_ROS34PW2 = _from_standard_form(
+    3,
+    0.43586652150845900,
+    [
+        [0.0, 0.0, 0.0, 0.0],
+        [0.87173304301691801, 0.0, 0.0, 0.0],
+        [0.84457060015369423, -0.11299064236484185, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+    ],
+    [
+        [0.0, 0.0, 0.0, 0.0],
+        [-0.87173304301691801, 0.0, 0.0, 0.0],
+        [-0.90338057013044082, 0.054180672388095326, 0.0, 0.0],
+        [0.24212380706095346, -1.2232505839045147, 0.54526025533510214, 0.0],
+    ],
+    [0.24212380706095346, -1.2232505839045147, 1.5452602553351020, 0.43586652150845900],
+    [0.37810903145819369, -0.096042292212423178, 0.5, 0.21793326075422950],
+)
+_TABLEAUS = {"ros2": _ROS2, "ros34pw2": _ROS34PW2}
+
+
 class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
-    r"""ROS2, the two-stage L-stable Rosenbrock-W method of Verwer et al. (1999), with the
-    Gauss–Newton matrix $W = I + 2γhJ^\top J$ and $γ = 1 + 1/\sqrt2$:
+    r"""A Rosenbrock-W method with the Gauss–Newton matrix $W = I + 2γhJ^\top J$ in place of
+    $I - γh\,\partial f / \partial θ$, for [`rnnflow.GradientFlow`][] on a least-squares loss.
 
-    $$W k_1 = f(θ_n),\quad W k_2 = f(θ_n + h k_1) - 2k_1,\quad
-    θ_{n+1} = θ_n + \tfrac32 h k_1 + \tfrac12 h k_2.$$
+    **Arguments:**
 
-    Second order for any $W$ (so the neglected part of the Hessian costs no accuracy,
-    only stability), with the first-order $θ_n + hk_1$ as embedded error estimate and
-    cubic Hermite interpolation for saves between steps. Each step takes two vector-field
-    evaluations (the second one is reused by the next step), one residual Jacobian and
-    two $m \times m$ solves. For [`rnnflow.GradientFlow`][] with a least-squares loss.
+    - `tableau`: `"ros34pw2"` (default), of Rang and Angermann (2005): four stages, third
+      order, with an embedded second-order error estimate; or `"ros2"`, of Verwer et al.
+      (1999): two stages, second order, $γ = 1 + 1/\sqrt2$,
 
-    When to use it: on long horizons, where the flow spends most of its time near
+      $$W k_1 = f(θ_n),\quad W k_2 = f(θ_n + h k_1) - 2k_1,\quad
+      θ_{n+1} = θ_n + \tfrac32 h k_1 + \tfrac12 h k_2,$$
+
+      with the first-order $θ_n + hk_1$ as embedded error estimate.
+
+    Both are W-methods, of their order for any $W$, so the neglected part of the Hessian
+    costs no accuracy, only stability. Both are L-stable and interpolate saves between
+    steps by cubic Hermite polynomials. A step takes one residual Jacobian, and per stage
+    one vector-field evaluation (the last at $θ_{n+1}$, which the next step reuses) and one
+    $m \times m$ solve.
+
+    When to use it: for long horizons, where the flow spends most of its time near
     convergence and an explicit solver's step is bounded by stability. To t1 = 2000
     (diagonal d = 40, k = 5, init 1e-3, 64 seeds, float64, CPU) Tsit5 took 3.4e4 steps per
-    seed at any tolerance (error 1.4e-5 at rtol 1e-6); this solver at rtol 3e-6 took 6.6e3,
-    for an error of 5.7e-6, 8.4× faster (see `benchmarks/gradient_flow.py`). It is second
-    order: at tight tolerances, or on a short non-stiff horizon, Tsit5's fifth order wins
-    (to t1 = 200 at rtol 1e-6 this solver takes 2.8× Tsit5's steps).
+    seed at any tolerance (error 1.4e-5 at rtol 1e-6); ROS34PW2 at rtol 1e-6 took 645, for
+    an error of 1.1e-5, 38× faster, and ROS2 at rtol 3e-6 6.6e3 (see
+    `benchmarks/gradient_flow.py`). To t1 = 200 at rtol 1e-6 ROS34PW2 took 552 steps and
+    Tsit5 3346. ROS2 is second order: at tight tolerances it needs many more steps.
 
     ```python
     method = GradientFlow(t1=2000.0, solver=LeastSquaresRosenbrock())
@@ -92,8 +160,19 @@ class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = diffrax.ThirdOrderHermitePolynomialInterpolation
 
+    tableau: str = eqx.field(static=True, default="ros34pw2")
+
+    def __check_init__(self):
+        if self.tableau not in _TABLEAUS:
+            raise ValueError(f"`tableau` must be one of {sorted(_TABLEAUS)}; got {self.tableau!r}.")
+
+    @property
+    def stages(self) -> int:
+        """Stages per step: vector-field evaluations and solves per step."""
+        return len(_TABLEAUS[self.tableau].m)
+
     def order(self, terms):
-        return 2
+        return _TABLEAUS[self.tableau].order
 
     def init(self, terms, t0, t1, y0, args):
         return terms.vf(t0, y0, args)
@@ -105,17 +184,24 @@ class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
             f0 = jax.lax.cond(
                 eqxi.unvmap_any(made_jump), lambda: terms.vf(t0, y0, args), lambda: solver_state
             )
+        tab = _TABLEAUS[self.tableau]
         h = t1 - t0
         flat0, unravel = ravel_pytree(y0)
         jac = _unwrap(terms).residual_jacobian(y0)  # (m, n)
-        c = 2 * _GAMMA * h
-        solve = _gauss_newton_solver(jac, c)
+        solve = _gauss_newton_solver(jac, 2 * tab.gamma * h)
 
-        k1 = solve(ravel_pytree(f0)[0])
-        f_mid = ravel_pytree(terms.vf(t1, unravel(flat0 + h * k1), args))[0]
-        k2 = solve(f_mid - 2 * k1)
-        y1 = unravel(flat0 + h * (1.5 * k1 + 0.5 * k2))
-        error = unravel(0.5 * h * (k1 + k2))
+        def combine(coeffs, us):
+            return sum(float(x) * u for x, u in zip(coeffs, us, strict=False) if x != 0)
+
+        us = []
+        for i in range(len(tab.m)):
+            if i == 0:
+                f = ravel_pytree(f0)[0]
+            else:
+                f = ravel_pytree(terms.vf(t0, unravel(flat0 + combine(tab.a[i], us)), args))[0]
+            us.append(solve(tab.gamma * (h * f + combine(tab.c[i], us))))
+        y1 = unravel(flat0 + combine(tab.m, us))
+        error = unravel(combine(tab.m - tab.m_hat, us))
         f1 = terms.vf(t1, y1, args)
         k_start = jax.tree.map(lambda f: h * f, f0)
         k_end = jax.tree.map(lambda f: h * f, f1)
