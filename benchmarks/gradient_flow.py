@@ -5,8 +5,8 @@ parameters at t1 are computed several ways, in the same process, in float64:
 
 - `Tsit5`: `GradientFlow` with Tsit5 and a PID controller, the plain vmapped solve, at
   several tolerances; at rtol 1e-6 it is the baseline of every speed-up;
-- `LeastSquaresRosenbrock` (linearly implicit, second order, Gauss-Newton W) at several
-  tolerances;
+- `LeastSquaresRosenbrock` (linearly implicit, Gauss-Newton W), ROS2 (second order) and
+  ROS34PW2 (third order), at several tolerances;
 - Tsit5 at a constant step (a fixed-step solver);
 - `GradientDescent` with several step sizes η (GD is Euler on the flow: error O(η)).
 
@@ -97,10 +97,11 @@ def main():
             f"rtol={rtol:g}",
             rf.GradientFlow(t1, stepsize_controller=_pid(rtol), max_steps=big),
         )
-    ros = rf.LeastSquaresRosenbrock()
-    for rtol in (1e-5, 3e-6, 1e-6, 1e-7):
-        method = rf.GradientFlow(t1, solver=ros, stepsize_controller=_pid(rtol), max_steps=big)
-        row("LeastSquaresRosenbrock", f"rtol={rtol:g}", method)
+    for tableau, rtols in (("ros2", (1e-5, 3e-6, 1e-6, 1e-7)), ("ros34pw2", (1e-5, 1e-6, 1e-7))):
+        ros = rf.LeastSquaresRosenbrock(tableau)
+        for rtol in rtols:
+            method = rf.GradientFlow(t1, solver=ros, stepsize_controller=_pid(rtol), max_steps=big)
+            row(f"Rosenbrock {tableau}", f"rtol={rtol:g}", method)
     for dt in (0.1, 0.05):
         constant = diffrax.ConstantStepSize()
         method = rf.GradientFlow(t1, stepsize_controller=constant, dt0=dt, max_steps=big)
