@@ -179,8 +179,9 @@ def _fingerprint(*trees) -> str:
 class _Checkpoints:
     """One `.npz` per finished block of seeds, written atomically, so that a killed run
     resumes where it stopped. Each file records a fingerprint of what produced it (the
-    block's initial parameters, the loss's arrays, the save times and the method's type and
-    end time); a file from any other run is an error, never silently reused."""
+    block's initial parameters, the loss's arrays, the save times and the method with its
+    settings); a file from any other run is an error, never silently reused. An optax
+    optimizer is known by its kind only: its hyperparameters live in closures."""
 
     def __init__(self, folder, what: str):
         self.folder = Path(folder)
@@ -324,7 +325,9 @@ def train_seeds(
     # (and kept on disk, with `checkpoint`).
     store = None if checkpoint is None else _Checkpoints(checkpoint, "this call")
     treedef = jax.tree.structure(jax.eval_shape(run, seeds(0, 1)))
-    static = (type(method).__name__, method.t1, method.save_times(save).tolist(), stop, lanes)
+    # The method's repr names its type and every setting (step size, steps, solver,
+    # tolerances), without memory addresses, so it is the same in the process that resumes.
+    static = (repr(method), method.save_times(save).tolist(), stop, lanes)
     out = None
     for c, first in enumerate(range(0, num_blocks, per_chunk)):
         ids = range(first, min(first + per_chunk, num_blocks))

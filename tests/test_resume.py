@@ -1,11 +1,13 @@
 """Interrupted sweeps: checkpointed chunks resume to results identical to an uninterrupted run."""
 
+import functools
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 
+import diffrax
 import jax
 import numpy as np
 import pytest
@@ -88,6 +90,23 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     with pytest.raises(FileExistsError, match="different run"):
         method = rf.GradientDescent(0.05, 300)
         rf.train_seeds(MODEL, LOSS, method, params(4), save=SAVE, checkpoint=tmp_path)
+    # The same end time and save times with another step size is another run too.
+    with pytest.raises(FileExistsError, match="different run"):
+        method = rf.GradientDescent(0.1, 100)
+        rf.train_seeds(MODEL, LOSS, method, params(4), save=SAVE, checkpoint=tmp_path)
+
+
+def test_checkpoint_of_a_flow_with_other_settings_is_refused(tmp_path):
+    save = rf.Save(num=3)
+    run = functools.partial(rf.train_seeds, MODEL, LOSS, params=params(4), save=save)
+    run(rf.GradientFlow(1.0), checkpoint=tmp_path / "a")
+    run(rf.GradientFlow(1.0), checkpoint=tmp_path / "a")  # the same run resumes
+    for other in (
+        rf.GradientFlow(1.0, stepsize_controller=diffrax.PIDController(rtol=1e-4, atol=1e-7)),
+        rf.GradientFlow(1.0, solver=rf.LeastSquaresRosenbrock()),
+    ):
+        with pytest.raises(FileExistsError, match="different run"):
+            run(other, checkpoint=tmp_path / "a")
 
 
 SCRIPT = textwrap.dedent(
