@@ -26,8 +26,9 @@ class InitScaleConfig(ExperimentConfig):
     """- `parameterizations`: among `dense`, `symmetric`, `diagonal`.
     - `teachers`: among `short` (0.9ⁱ), `long` (eigenvalue 1), `two_modes`, `three_modes`.
     - `state_dim`: the student's d; `scales`: the init entry scales σ swept.
-    - `train_len`, `horizon`: k and q; `method` `gd` (step `lr`) or `gf`; run to `t1`
-      or until the loss is below `loss_below`.
+    - `train_len`, `horizon`: k and q; `method` `gd` (step `lr`) or `gf` (gradient flow,
+      solved by [`rnnflow.LeastSquaresRosenbrock`][] at rtol 1e-6); run to `t1` or until
+      the loss is below `loss_below`.
     - `num_saves`: curves of the loss, relative imbalance and extrapolation error (to 10 k)
       are kept at this many log-spaced times (`ts`) for every seed.
     """
