@@ -186,8 +186,8 @@ def _gradient_evals(solver, num_steps):
     # next, saving one per step, except on the first step (if any), which has no previous one.
     # LeastSquaresRosenbrock takes one per stage and one at the start (the last, at the new
     # point, is the next step's first; its residual Jacobians, one per step, are not
-    # counted). Implicit solvers depend on their Newton
-    # iterations, which diffrax does not report: -1 then.
+    # counted). Implicit solvers depend on their Newton iterations, which diffrax does not
+    # report: -1 then.
     if isinstance(solver, LeastSquaresRosenbrock):
         return solver.stages * num_steps + 1
     tableau = getattr(solver, "tableau", None)
