@@ -237,6 +237,15 @@ def test_init_zero_scale_and_dtype(key):
     assert all(x.dtype == jnp.float64 for x in jax.tree.leaves(params))  # x64 is on in tests
 
 
+@pytest.mark.parametrize("cls", ALL, ids=_ids(ALL))
+@pytest.mark.parametrize("balanced", [False, True])
+def test_init_keeps_dtype_whatever_the_type_of_scale(cls, balanced, key):
+    # A float64 scale (np.sqrt of something, say) must not promote float32 draws.
+    for scale in (0.1, np.float64(0.1), jnp.asarray(0.1, jnp.float64)):
+        params = cls(D).init(key=key, scale=scale, balanced=balanced, dtype=jnp.float32)
+        assert [x.dtype for x in jax.tree.leaves(params)] == [jnp.float32] * 3
+
+
 # -- JAX transformations ---------------------------------------------------------------------
 
 

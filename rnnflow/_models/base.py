@@ -120,7 +120,8 @@ class AbstractRNN(eqx.Module):
             c = b.T
         else:
             c = scale * jax.random.normal(kc, (self.out_dim, d), dtype)
-        return RNNParams(a, b, c)
+        # A NumPy or float64 `scale` would promote float32 draws to float64 under x64.
+        return RNNParams(a.astype(dtype), b.astype(dtype), c.astype(dtype))
 
     def check_params(self, params: RNNParams) -> None:
         """Raise a `ValueError` (shape) or `TypeError` (dtype) naming the field if `params`
