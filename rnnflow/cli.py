@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
         "--lanes",
         type=int,
         help="seeds computed side by side per device: working memory grows with it "
-        "(default: up to 1024 on a CPU, 65536 on an accelerator)",
+        "(default: up to 1024 on a CPU, fewer for transition matrices; 65536 on an "
+        "accelerator)",
     )
     common(run, "default")
 

@@ -261,3 +261,24 @@ def test_second_call_does_not_retrace():
     big = rf.DiagonalRNN(5, scan="sequential")
     big_params = big.init(key=jax.random.key(3), scale=0.3)
     assert _traces(lambda: rf.train(big, loss, method, big_params, save=save)) >= 2
+
+
+def test_default_lanes_fit_transition_matrices_in_a_cpu_cache():
+    from rnnflow._train import _default_lanes
+
+    def lanes(shape_a, n, platform="cpu", dtype=jnp.float32):
+        a = jax.ShapeDtypeStruct((n,) + shape_a, dtype)
+        return _default_lanes(rf.RNNParams(a, None, None), n, platform)
+
+    # Diagonal transitions: up to 1024 side by side, in blocks of equal width.
+    assert lanes((100,), 1000) == 1000
+    assert lanes((100,), 1500) == 750  # two blocks of 750, not 1024 + 476 padded to 1024
+    assert lanes((100,), 3000) == 1000
+    # Transition matrices: 256 KiB of them per block, at least 64 seeds.
+    assert lanes((32, 32), 1000) == 63  # 16 blocks: 64 seeds of 4 KiB fit
+    assert lanes((16, 16), 1000) == 250  # 4 blocks: 256 seeds of 1 KiB fit
+    assert lanes((32, 32), 1000, dtype=jnp.float64) == 63  # 32 would fit; 64 at least
+    assert lanes((32, 32), 10) == 10
+    # Accelerators: wide blocks whatever the transition.
+    assert lanes((32, 32), 1000, "gpu") == 1000
+    assert lanes((32, 32), 100_000, "gpu") == 50_000
