@@ -180,8 +180,8 @@ class _Checkpoints:
     """One `.npz` per finished block of seeds, written atomically, so that a killed run
     resumes where it stopped. Each file records a fingerprint of what produced it (the
     block's initial parameters, the loss's arrays, the save times and the method with its
-    settings); a file from any other run is an error, never silently reused. An optax
-    optimizer is known by its kind only: its hyperparameters live in closures."""
+    settings, see `AbstractMethod.settings`); a file from any other run is an error, never
+    silently reused."""
 
     def __init__(self, folder, what: str):
         self.folder = Path(folder)
@@ -344,9 +344,11 @@ def train_seeds(
     # (and kept on disk, with `checkpoint`).
     store = None if checkpoint is None else _Checkpoints(checkpoint, "this call")
     treedef = jax.tree.structure(jax.eval_shape(run, seeds(0, 1)))
-    # The method's repr names its type and every setting (step size, steps, solver,
-    # tolerances), without memory addresses, so it is the same in the process that resumes.
-    static = (repr(method), method.save_times(save).tolist(), stop, lanes)
+    # The method's settings name its type and every setting (step size, steps, solver,
+    # tolerances), without memory addresses, so they are the same in the process that resumes.
+    if store is not None:
+        one_seed = jax.tree.map(lambda x: x[0], params)
+        static = (method.settings(one_seed), method.save_times(save).tolist(), stop, lanes)
     out = None
     for c, first in enumerate(range(0, num_blocks, per_chunk)):
         ids = range(first, min(first + per_chunk, num_blocks))

@@ -10,6 +10,7 @@ import textwrap
 import diffrax
 import jax
 import numpy as np
+import optax
 import pytest
 
 import rnnflow as rf
@@ -107,6 +108,30 @@ def test_checkpoint_of_a_flow_with_other_settings_is_refused(tmp_path):
     ):
         with pytest.raises(FileExistsError, match="different run"):
             run(other, checkpoint=tmp_path / "a")
+    # A progress meter changes nothing computed: the run resumes with one.
+    with_meter = rf.GradientFlow(1.0, progress_meter=diffrax.TextProgressMeter())
+    assert with_meter.settings(params(1)) == rf.GradientFlow(1.0).settings(params(1))
+
+
+def test_checkpoint_of_another_optax_optimizer_is_refused(tmp_path, count_blocks):
+    def run(optimizer):
+        method = rf.GradientDescent(0.05, 50, optimizer)
+        return rf.train_seeds(MODEL, LOSS, method, params(4), save=SAVE, checkpoint=tmp_path)
+
+    first = run(optax.adam(0.01))
+    count_blocks.clear()
+    assert_identical(run(optax.adam(0.01)), first)  # a new, equal optimizer resumes
+    assert not count_blocks
+    # Hyperparameters live in closures, which print the same; their updates differ.
+    for other in (
+        optax.adam(0.02),
+        optax.adam(0.01, b1=0.8),
+        optax.chain(optax.clip_by_global_norm(1e-3), optax.adam(0.01)),
+        optax.sgd(0.05, momentum=0.9),
+        optax.adam(optax.linear_schedule(0.01, 0.0, 3)),
+    ):
+        with pytest.raises(FileExistsError, match="different run"):
+            run(other)
 
 
 SCRIPT = textwrap.dedent(

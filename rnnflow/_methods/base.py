@@ -7,7 +7,9 @@ trajectories can be compared point by point.
 """
 
 import abc
+import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -44,6 +46,19 @@ class AbstractMethod(eqx.Module):
     [`rnnflow.ModifiedFlow`][]."""
 
     t1: eqx.AbstractVar[float]
+    # Fields that only display progress: a run resumed with them changed is the same run.
+    _display_only: ClassVar[tuple[str, ...]] = ()
+
+    def settings(self, params: RNNParams) -> str:
+        """Everything of this method that decides its results, as text; `params` is one
+        seed's initial parameters. [`rnnflow.train_seeds`][] refuses a checkpoint written
+        with other settings. Default: the type and every field but the display-only ones."""
+        fields = (  # tree_pformat prints functions without their memory addresses
+            f"{f.name}={eqx.tree_pformat(getattr(self, f.name))}"
+            for f in dataclasses.fields(self)
+            if f.name not in self._display_only
+        )
+        return f"{type(self).__name__}({', '.join(fields)})"
 
     @abc.abstractmethod
     def save_times(self, save: Save) -> np.ndarray:

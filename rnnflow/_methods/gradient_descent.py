@@ -1,3 +1,5 @@
+import hashlib
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -62,6 +64,33 @@ class GradientDescent(AbstractMethod):
     @property
     def t1(self) -> float:
         return self.lr * self.num_steps
+
+    def settings(self, params) -> str:
+        """The fields, and for an optax optimizer a digest of what it does: its
+        hyperparameters live in closures, which print as `<function chain...>`. The digest
+        is of its updates over the first few steps, from fixed gradients, at the shapes
+        and dtypes of `params`; optimizers that first differ later (a schedule changing
+        after step 4) look the same."""
+        text = super().settings(params)
+        if self.plain:
+            return text
+        leaves, treedef = jax.tree.flatten(params)
+        n = [np.arange(1, x.size + 1).reshape(x.shape) for x in leaves]
+        unflat = lambda xs: jax.tree.unflatten(  # noqa: E731
+            treedef, [jnp.asarray(x, leaf.dtype) for x, leaf in zip(xs, leaves, strict=True)]
+        )
+        p = unflat([np.sin(i) for i in n])
+        state = self.optimizer.init(p)
+        digest = hashlib.sha256()
+        for step in range(1, 5):
+            grads = unflat([np.cos(step * i) for i in n])
+            updates, state = self.optimizer.update(grads, state, p)
+            p = optax.apply_updates(p, updates)
+            for u in jax.tree.leaves(updates):
+                # 16 bits of mantissa: the last bits may round differently on another CPU.
+                m, e = np.frexp(np.asarray(u, np.float64))
+                digest.update(np.rint(m * 2**16).astype(np.int32).tobytes() + e.tobytes())
+        return f"{text}; optimizer updates {digest.hexdigest()[:16]}"
 
     def save_steps(self, save: Save) -> np.ndarray:
         """The step indices saved at: the nearest step to each save time, or every `every`."""

@@ -1,4 +1,5 @@
 import warnings
+from typing import ClassVar
 
 import diffrax
 import equinox as eqx
@@ -44,6 +45,7 @@ class GradientFlow(AbstractMethod):
     dt0: float | None = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
     progress_meter: diffrax.AbstractProgressMeter = eqx.field(static=True)
+    _display_only: ClassVar[tuple[str, ...]] = ("progress_meter",)
 
     def __init__(
         self,
