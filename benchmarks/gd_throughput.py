@@ -9,12 +9,15 @@ process, on the same device and from the same initial parameters:
 - `jax-loop`: `rnnflow.train` called seed after seed (one compiled step loop, no vmap);
 - `generic`: rnnflow's generic path (`kernel="generic"`: autodiff, vmapped seed by seed),
   for the diagonal student, where the default is the fused closed-form step; and on an
-  accelerator `pallas`, the fused step as one Pallas kernel (`kernel="pallas"`).
+  accelerator `pallas`, the fused step as one Pallas kernel (`kernel="pallas"`);
+- `wide`: for the dense student on a CPU, up to 1024 seeds side by side (`lanes`), against
+  the default's narrower blocks, whose matrices stay in cache.
 
 Compile time (first call minus second) is reported apart from run time. Every baseline is
 checked to reach the same final loss as rnnflow before its time is reported.
 
     python benchmarks/gd_throughput.py [--quick] [--seeds 10 100 1000] [--steps 2000]
+        [--cases diagonal dense]
 """
 
 import argparse
@@ -39,12 +42,12 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def rnnflow_run(model, loss, params, steps, kernel="auto"):
+def rnnflow_run(model, loss, params, steps, kernel="auto", lanes=None):
     method = rf.GradientDescent(LR, steps, kernel=kernel)
     save = rf.Save(num=2, metrics={"loss": lambda t, p: loss(model, p)})
 
     def run():
-        return rf.train_seeds(model, loss, method, params, save=save)
+        return rf.train_seeds(model, loss, method, params, save=save, lanes=lanes)
 
     _, first = _timed(run)
     traj, second = _timed(run)
@@ -97,6 +100,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="small sizes, under a minute on a CPU")
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--steps", type=int)
+    p.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     p.add_argument("--json", help="write results to this file")
     args = p.parse_args()
     seeds = args.seeds or ([100] if args.quick else [10, 100, 1000])
@@ -115,7 +119,8 @@ def main():
     )
     teacher = rf.modes_teacher([0.9, -0.5], [1.0, 0.5])
     rows = []
-    for kind, case in CASES.items():
+    for kind in args.cases:
+        case = CASES[kind]
         model = rf.make_model(kind, case["d"])
         loss = rf.ImpulseLoss(teacher, case["k"])
         target = np.asarray(loss.target[:, 0, 0], dtype=np.float32)
@@ -131,6 +136,10 @@ def main():
                     t, s_k, _ = rnnflow_run(model, loss, params, steps, kernel)
                     np.testing.assert_allclose(t.metrics["loss"][:, -1], ours, rtol=2e-3)
                     kernels[kernel] = s_k
+            elif jax.default_backend() == "cpu":  # the default lanes are narrower here
+                t, s_k, _ = rnnflow_run(model, loss, params, steps, lanes=min(s, 1024))
+                np.testing.assert_allclose(t.metrics["loss"][:, -1], ours, rtol=2e-3)
+                kernels["wide"] = s_k
             tb_loss, tb_s = torch_batched(kind, squeeze(kind, params), target, steps, torch)
             np.testing.assert_allclose(tb_loss, ours, rtol=2e-3, atol=1e-6)
             n_loop = min(s, 3)
