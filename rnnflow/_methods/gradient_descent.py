@@ -75,15 +75,16 @@ class GradientDescent(AbstractMethod):
         if self.plain:
             return text
         leaves, treedef = jax.tree.flatten(params)
-        n = [np.arange(1, x.size + 1).reshape(x.shape) for x in leaves]
-        unflat = lambda xs: jax.tree.unflatten(  # noqa: E731
-            treedef, [jnp.asarray(x, leaf.dtype) for x, leaf in zip(xs, leaves, strict=True)]
-        )
-        p = unflat([np.sin(i) for i in n])
+
+        def fixed(f):  # a pytree like `params` with entries f(1), f(2), ...
+            xs = [f(np.arange(1, x.size + 1)).reshape(x.shape).astype(x.dtype) for x in leaves]
+            return jax.tree.unflatten(treedef, [jnp.asarray(x) for x in xs])
+
+        p = fixed(np.sin)
         state = self.optimizer.init(p)
         digest = hashlib.sha256()
         for step in range(1, 5):
-            grads = unflat([np.cos(step * i) for i in n])
+            grads = fixed(lambda i: np.cos(step * i))  # noqa: B023 (used at once)
             updates, state = self.optimizer.update(grads, state, p)
             p = optax.apply_updates(p, updates)
             for u in jax.tree.leaves(updates):
