@@ -346,6 +346,7 @@ def train_seeds(
     treedef = jax.tree.structure(jax.eval_shape(run, seeds(0, 1)))
     # The method's settings name its type and every setting (step size, steps, solver,
     # tolerances), without memory addresses, so they are the same in the process that resumes.
+    static = None
     if store is not None:
         one_seed = jax.tree.map(lambda x: x[0], params)
         static = (method.settings(one_seed), method.save_times(save).tolist(), stop, lanes)

@@ -84,7 +84,7 @@ class GradientDescent(AbstractMethod):
         state = self.optimizer.init(p)
         digest = hashlib.sha256()
         for step in range(1, 5):
-            grads = fixed(lambda i: np.cos(step * i))  # noqa: B023 (used at once)
+            grads = fixed(lambda i: np.cos(step * i))
             updates, state = self.optimizer.update(grads, state, p)
             p = optax.apply_updates(p, updates)
             for u in jax.tree.leaves(updates):
