@@ -215,7 +215,7 @@ TRAIN_CALLS = [
     (
         lambda: rf.LeastSquaresRosenbrock("ros3"),
         ValueError,
-        "`tableau` must be one of ['ros2', 'ros34pw2']; got 'ros3'",
+        "`tableau` must be one of ('ros2', 'ros34pw2'); got 'ros3'",
     ),
     # The Pallas kernel exists for plain gradient descent on a diagonal impulse loss only.
     (

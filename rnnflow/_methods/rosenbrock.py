@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._checks import check_choice
+
 
 class LeastSquaresTerm(diffrax.ODETerm):
     """An ODE term $\\dot θ = f(θ)$ that also knows the Jacobian of the residuals of the
@@ -163,8 +165,7 @@ class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
     tableau: str = eqx.field(static=True, default="ros34pw2")
 
     def __check_init__(self):
-        if self.tableau not in _TABLEAUS:
-            raise ValueError(f"`tableau` must be one of {sorted(_TABLEAUS)}; got {self.tableau!r}.")
+        check_choice("tableau", self.tableau, tuple(_TABLEAUS))
 
     @property
     def stages(self) -> int:
