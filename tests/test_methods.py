@@ -380,25 +380,17 @@ def test_scalar_flow_matches_logistic_closed_form():
 
 
 STOP = rf.Stop(loss_below=1e-4)
+SAVE_STOP = rf.Save(num=41, params=True, metrics=_metrics_with_q(DIAG))
 
 
-@pytest.mark.parametrize(
-    "method",
-    [rf.GradientDescent(lr=0.01, num_steps=2000), rf.GradientFlow(t1=20.0)],
-    ids=["gd", "gf"],
-)
-def test_early_stop_holds_the_stopped_state(method):
-    params = _params(DIAG)
-    save = rf.Save(num=41, params=True, metrics=_metrics_with_q(DIAG))
-    traj, grads = _train_counted(DIAG, method, params, save=save, stop=STOP)
+def _assert_holds_the_stopped_state(traj, t1):
     assert traj.result == rf.Result.converged and bool(traj.ok)
     t_stop = float(traj.t_stop)
-    # The loss reaches 1e-4 near t = 13.1 (measured 13.05 for GD, 13.09 for the flow).
-    assert 5.0 < t_stop < method.t1
+    # The loss reaches 1e-4 near t = 13.1 (measured 13.05 for GD, 13.09 for the flows).
+    assert 5.0 < t_stop < t1
     final_loss = float(LOSS(DIAG, traj.final))
     assert final_loss < 1e-4
-    ts = np.asarray(traj.ts)
-    after = ts > t_stop
+    after = np.asarray(traj.ts) > t_stop
     assert after.sum() >= 10
     loss = np.asarray(traj.metrics["loss"])
     # After the stop every save holds the stopped state: the same values, bitwise (one
@@ -408,6 +400,18 @@ def test_early_stop_holds_the_stopped_state(method):
     for f in ("a", "b", "c"):
         saved = np.asarray(getattr(traj.params, f))[after]
         np.testing.assert_array_equal(saved, np.broadcast_to(getattr(traj.final, f), saved.shape))
+
+
+@pytest.mark.parametrize(
+    "method",
+    [rf.GradientDescent(lr=0.01, num_steps=2000), rf.GradientFlow(t1=20.0)],
+    ids=["gd", "gf"],
+)
+def test_early_stop_holds_the_stopped_state(method):
+    params = _params(DIAG)
+    traj, grads = _train_counted(DIAG, method, params, save=SAVE_STOP, stop=STOP)
+    _assert_holds_the_stopped_state(traj, method.t1)
+    ts, t_stop, loss = np.asarray(traj.ts), float(traj.t_stop), np.asarray(traj.metrics["loss"])
     if isinstance(method, rf.GradientDescent):
         # GD checks the loss before each step: it stops at the first step below 1e-4, so
         # every earlier save is at or above it, and t_stop is a whole number of steps.
@@ -421,6 +425,27 @@ def test_early_stop_holds_the_stopped_state(method):
         # solver's, not a constant.
         assert int(traj.num_steps) > 20
         assert int(traj.num_grad_evals) == grads == 6 * int(traj.num_steps) + 1
+
+
+def test_rosenbrock_early_stop_holds_the_stopped_state():
+    # The Rosenbrock solver steps on the flattened parameters: the saves, the stop check
+    # and the final state must come back as parameter pytrees, and match the flow.
+    method = rf.GradientFlow(t1=20.0, solver=rf.LeastSquaresRosenbrock())
+    traj = rf.train(DIAG, LOSS, method, _params(DIAG), save=SAVE_STOP, stop=STOP)
+    assert jax.tree.structure(traj.final) == jax.tree.structure(_params(DIAG))
+    _assert_holds_the_stopped_state(traj, method.t1)
+    tsit5 = rf.train(DIAG, LOSS, rf.GradientFlow(t1=20.0), _params(DIAG), save=SAVE_STOP, stop=STOP)
+    # Both at rtol 1e-6. Each stops at the end of the step that crosses 1e-4 (measured
+    # 13.107 and 13.089, with steps of about 0.04), and the saves before that agree to
+    # the tolerance (measured 2.9e-6 apart).
+    assert abs(float(traj.t_stop) - float(tsit5.t_stop)) < 0.1
+    before = np.asarray(traj.ts) < min(float(traj.t_stop), float(tsit5.t_stop))
+    for f in ("a", "b", "c"):
+        np.testing.assert_allclose(
+            np.asarray(getattr(traj.params, f))[before],
+            np.asarray(getattr(tsit5.params, f))[before],
+            atol=3e-5,
+        )
 
 
 def test_gradient_descent_diverging_on_its_last_step_is_diverged():
