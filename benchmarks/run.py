@@ -72,9 +72,7 @@ def main():
     args = p.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
     os.makedirs(args.out, exist_ok=True)
-    scripts = (
-        {name: TARGETS[name] for name in TARGETS} if args.targets else dict.fromkeys(SCRIPTS, [])
-    )
+    scripts = dict(TARGETS) if args.targets else dict.fromkeys(SCRIPTS, [])
     times, failed = {}, {}
     start = time.perf_counter()
     for name, extra in scripts.items():
