@@ -8,38 +8,22 @@ picks, so the default can be checked against the measurement.
 
 The memory-bandwidth floor is the time to read the inputs u and write their gradient once
 (2 · batch · T · d floats) at the bandwidth the device reaches, in the same process, on a
-large elementwise copy-and-scale (`bandwidth`). `assoc/floor` is the associative scan's time
-over that floor; an implementation that stores the states and reads them back in the
-backward pass moves at least twice as much.
+large elementwise copy-and-scale (`device_peaks.bandwidth`). `assoc/floor` is the
+associative scan's time over that floor; an implementation that stores the states and
+reads them back in the backward pass moves at least twice as much.
 
     python benchmarks/scan.py [--quick] [--batch 16] [--lengths 100 1000 10000 100000] [--json F]
 """
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
+from device_peaks import bandwidth, best_time
 
 import rnnflow as rf
 from rnnflow._scan import resolve_scan
-
-
-def _time(fn, *args, repeat=5):
-    jax.block_until_ready(fn(*args))  # compile
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def bandwidth(nbytes=1 << 28):
-    """Bytes per second read plus written by `2 * x` on an array of `nbytes`."""
-    x = jnp.ones(nbytes // 4, jnp.float32)
-    return 2 * nbytes / _time(jax.jit(lambda x: 2 * x), x)
 
 
 def _loss_grad(scan):
@@ -69,7 +53,7 @@ def main():
     }.items():
         for T in lengths:
             u = jax.random.normal(key, (args.batch, T, a.shape[0]))
-            ts, ta = _time(seq, a, u), _time(assoc, a, u)
+            ts, ta = best_time(seq, a, u), best_time(assoc, a, u)
             auto = resolve_scan("auto", a, T)
             floor = 2 * u.size * u.dtype.itemsize / bw
             rows.append(
