@@ -24,7 +24,7 @@ class GradientFlow(AbstractMethod):
       order). The flow turns stiff near convergence, where an explicit solver's step is
       bounded by stability rather than accuracy: for long horizons on a least-squares loss
       use [`rnnflow.LeastSquaresRosenbrock`][] (linearly implicit, third order, with
-      solves of the size of the number of residuals; 54× faster than Tsit5 at equal
+      solves of the size of the number of residuals; 54-64× faster than Tsit5 at equal
       accuracy in `benchmarks/gradient_flow.py`). Tsit5 stays the default because it
       takes any loss and wins at tight tolerances on short, non-stiff horizons.
     - `stepsize_controller`: default `diffrax.PIDController(rtol=1e-6, atol=1e-9)`.

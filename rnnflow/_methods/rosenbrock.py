@@ -150,7 +150,7 @@ class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
     convergence and an explicit solver's step is bounded by stability. To t1 = 2000
     (diagonal d = 40, k = 5, init 1e-3, 64 seeds, float64, CPU) Tsit5 took 3.4e4 steps per
     seed at any tolerance (error 1.4e-5 at rtol 1e-6); ROS34PW2 at rtol 1e-6 took 645, for
-    an error of 1.1e-5, 54× faster, and ROS2 at rtol 3e-6 6.6e3 (see
+    an error of 1.1e-5, 54-64× faster over several runs, and ROS2 at rtol 3e-6 6.6e3 (see
     `benchmarks/gradient_flow.py`). To t1 = 200 at rtol 1e-6 ROS34PW2 took 552 steps and
     Tsit5 3346. ROS2 is second order: at tight tolerances it needs many more steps.
 
