@@ -19,9 +19,10 @@ fails to compile or run is reported and skipped; the other measurements go on.
 
 Roofline: each row also gives rnnflow's arithmetic rate against the device's measured peak
 of fused elementwise multiply-adds (`device_peaks.py`, same process), from the flops of one
-seed-step (`flops_per_seed_step`), and the bound a step would meet if it read and wrote
-every parameter once per step at the measured bandwidth (`roundtrip_bytes`): a step that
-keeps the parameters on chip across steps is bound by flops only.
+seed-step (`flops_per_seed_step`, counted by XLA), and the bound a step would meet if it
+read and wrote every parameter once per step at the measured bandwidth
+(`roundtrip_bytes`): a step that keeps the parameters on chip across steps is bound by
+flops only.
 
     python benchmarks/gd_throughput.py [--quick] [--seeds 10 100 1000] [--steps 2000]
         [--cases diagonal dense]
@@ -37,17 +38,35 @@ import numpy as np
 from device_peaks import bandwidth, elementwise_flops
 
 import rnnflow as rf
+from rnnflow import _fused
 
 CASES = {"diagonal": dict(d=100, k=10), "dense": dict(d=32, k=10)}
 LR = 0.01
 SCALE = 0.1
 
 
-def flops_per_seed_step(kind, d, k):
-    """Flops of one gradient-descent step of one seed. Diagonal: the fused closed-form
-    step (`rnnflow/_fused.py`), (6k + 7) d. Dense: k - 1 running matrix-vector products
-    forward and, by autodiff, two products each backward, plus the update, (6k - 4) d²."""
-    return (6 * k + 7) * d if kind == "diagonal" else (6 * k - 4) * d * d
+def flops_per_seed_step(kind, model, loss):
+    """Flops of one gradient-descent step of one seed, as XLA's cost analysis counts them
+    in the step as traced (before fusion, which may recompute some): the fused closed-form
+    step for the diagonal student, (6k + 7)d plus a few per-seed scalars
+    (`rnnflow/_fused.py`), and the autodiff step for the dense one, about 7kd² (the
+    running matrix-vector products forward, and backward two products for each and the
+    sum of the transition matrix's gradient)."""
+    params = model.init(key=jax.random.key(0), scale=SCALE)
+    if kind == "diagonal":
+        y = [float(x) for x in loss.target[:, 0, 0]]
+
+        def step(p):
+            value, grads = _fused.value_and_grad(p.a, p.b[:, 0], p.c[0], y)
+            return value, [x - LR * g for x, g in zip((p.a, p.b[:, 0], p.c[0]), grads)]
+    else:
+
+        def step(p):
+            value, grads = jax.value_and_grad(lambda p: loss(model, p))(p)
+            return value, jax.tree.map(lambda x, g: x - LR * g, p, grads)
+
+    cost = jax.jit(step).lower(params).cost_analysis()
+    return int((cost[0] if isinstance(cost, list) else cost)["flops"])
 
 
 def roundtrip_bytes(kind, d, itemsize=4):
@@ -199,7 +218,7 @@ def main():
                 )
             jl_s = (time.perf_counter() - t0) / n_loop * s
             rate = s * steps / run_s
-            flops = flops_per_seed_step(kind, case["d"], case["k"])
+            flops = flops_per_seed_step(kind, model, loss)
             nbytes = roundtrip_bytes(kind, case["d"])
             row = dict(
                 case=kind,
