@@ -168,6 +168,7 @@ def main():
         model = rf.make_model(kind, case["d"])
         loss = rf.ImpulseLoss(teacher, case["k"])
         target = np.asarray(loss.target[:, 0, 0], dtype=np.float32)
+        flops, nbytes = flops_per_seed_step(kind, model, loss), roundtrip_bytes(kind, case["d"])
         for s in seeds:
             keys = jax.random.split(jax.random.key(0), s)
             params = rf.init_seeds(model, keys, scale=SCALE / np.sqrt(case["d"]))
@@ -218,8 +219,6 @@ def main():
                 )
             jl_s = (time.perf_counter() - t0) / n_loop * s
             rate = s * steps / run_s
-            flops = flops_per_seed_step(kind, model, loss)
-            nbytes = roundtrip_bytes(kind, case["d"])
             row = dict(
                 case=kind,
                 d=case["d"],
