@@ -4,6 +4,7 @@ import functools
 import hashlib
 import math
 import os
+import warnings
 from pathlib import Path
 
 import equinox as eqx
@@ -235,6 +236,33 @@ def _default_lanes(params: RNNParams, num_seeds: int, platform: str) -> int:
     return math.ceil(num_seeds / math.ceil(num_seeds / cap))
 
 
+def _without_lapack_deadlock(model, loss, method, params, save, stop, devices, lanes):
+    """`devices`, or the first of them alone if the step or a save metric calls LAPACK.
+
+    With several CPU devices running at once, jaxlib 0.10.2's batched LAPACK calls (e.g.
+    `jnp.linalg.eigh` under vmap) can deadlock: each device's thread waits inside the call
+    for batch tasks queued on the thread pool that those same threads make up. One device
+    leaves a thread free. The check lowers the first block as it will run, so the call
+    that follows reuses the trace.
+    """
+    num_seeds = jax.tree.leaves(params)[0].shape[0]
+    lanes = lanes or _default_lanes(params, math.ceil(num_seeds / len(devices)), "cpu")
+    block = jax.tree.map(
+        lambda x: jnp.zeros((lanes * len(devices),) + x.shape[1:], x.dtype), params
+    )
+    lowered = _train_block_jit.lower(model, loss, method, block, save, stop, devices)
+    if "custom_call @lapack_" not in lowered.as_text():
+        return devices
+    warnings.warn(
+        f"train_seeds runs on one CPU device instead of {len(devices)}: the step or a save "
+        "metric calls LAPACK (e.g. jnp.linalg.eigh), which can deadlock when several CPU "
+        "devices run at once (jaxlib 0.10.2).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return devices[:1]
+
+
 def train_seeds(
     model: AbstractRNN,
     loss,
@@ -268,10 +296,10 @@ def train_seeds(
       pass `jax.devices()`. On a CPU, JAX makes one device of all its cores; with
       `jax.config.update("jax_num_cpu_devices", n)` before any JAX operation it makes n,
       and the seeds then run on all n at once: with one per core on two cores, gradient
-      descent ran 2.0-2.3× and a Tsit5 flow 1.9× faster. With jaxlib 0.10.2 that can
-      deadlock, though, if the step or a save metric calls a batched LAPACK routine such
-      as `jnp.linalg.eigh` (seen from 10 seeds per device, with 2 or 4 devices on two
-      cores); one device, the default, is not affected.
+      descent ran 2.0-2.3× and a Tsit5 flow 1.9× faster. If the step or a save metric
+      calls LAPACK (e.g. `jnp.linalg.eigh`), which with jaxlib 0.10.2 can deadlock when
+      several CPU devices run at once, the seeds run on the first device alone, with a
+      warning.
     - `progress`: print a line as each chunk finishes.
     - `checkpoint`: a folder to keep each finished chunk in. A run killed at any point and
       called again with the same arguments loads the finished chunks and computes only
@@ -318,10 +346,12 @@ def train_seeds(
     devices = tuple(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("`devices` must name at least one device.")
+    if lanes is not None:
+        lanes = check_positive_int("lanes", lanes)
+    if devices[0].platform == "cpu" and len(devices) > 1:
+        devices = _without_lapack_deadlock(model, loss, method, params, save, stop, devices, lanes)
     if lanes is None:
         lanes = _default_lanes(params, math.ceil(num_seeds / len(devices)), devices[0].platform)
-    else:
-        lanes = check_positive_int("lanes", lanes)
     block = lanes * len(devices)  # seeds per compiled call
     num_blocks = math.ceil(num_seeds / block)
     if chunk_size is None:

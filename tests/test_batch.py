@@ -10,6 +10,10 @@ exact=False)`) where it is not.
 """
 
 import functools
+import os
+import subprocess
+import sys
+import warnings
 
 import equinox as eqx
 import jax
@@ -282,3 +286,46 @@ def test_default_lanes_fit_transition_matrices_in_a_cpu_cache():
     # Accelerators: wide blocks whatever the transition.
     assert lanes((32, 32), 1000, "gpu") == 1000
     assert lanes((32, 32), 100_000, "gpu") == 50_000
+
+
+# -- several CPU devices and LAPACK ---------------------------------------------------------
+
+# A save metric that calls LAPACK (jaxlib's batched eigh) under vmap.
+EIGH_SAVE = rf.Save(num=3, metrics={"eig": lambda t, p: jnp.linalg.eigh(jnp.diag(p.a))[0]})
+
+
+def test_lapack_in_a_metric_runs_on_one_cpu_device_with_a_warning():
+    params = _seeds(8)
+    one = rf.train_seeds(MODEL, LOSS, GD, params, save=EIGH_SAVE, devices=jax.devices()[:1])
+    with pytest.warns(RuntimeWarning, match="one CPU device instead of 4"):
+        traj = rf.train_seeds(MODEL, LOSS, GD, params, save=EIGH_SAVE)
+    assert len(traj.final.a.sharding.device_set) == 1
+    _assert_same(traj, one, exact=True)
+    # Without LAPACK the seeds stay sharded over the four devices, and nothing is said.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        traj = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE)
+    assert len(traj.final.a.sharding.device_set) == 4
+
+
+# Ten seeds per device, with a LAPACK metric on 20 x 20 matrices: with four CPU devices
+# running at once on two cores this deadlocked in jaxlib's batched eigh in about one run
+# of two (with two devices at ten seeds each, in every run tried).
+_DEADLOCK = """
+import jax, jax.numpy as jnp, rnnflow as rf
+model = rf.SymmetricRNN(20)
+loss = rf.ImpulseLoss(rf.modes_teacher([0.8, -0.5], [1.0, 0.5]), 7)
+params = rf.init_seeds(model, jax.random.split(jax.random.key(0), 40), scale=0.1)
+save = rf.Save(num=10, metrics={"eig": lambda t, p: jnp.linalg.eigh(p.a)[0]})
+traj = rf.train_seeds(model, loss, rf.GradientDescent(0.01, 300), params, save=save)
+print(traj.summary())
+"""
+
+
+def test_lapack_with_several_cpu_devices_finishes():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    out = subprocess.run(
+        [sys.executable, "-c", _DEADLOCK], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "{'finished': 40}"
