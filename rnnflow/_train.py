@@ -348,16 +348,15 @@ def train_seeds(
         raise ValueError("`devices` must name at least one device.")
     if lanes is not None:
         lanes = check_positive_int("lanes", lanes)
+    if chunk_size is not None:
+        chunk_size = check_positive_int("chunk_size", chunk_size)
     if devices[0].platform == "cpu" and len(devices) > 1:
         devices = _without_lapack_deadlock(model, loss, method, params, save, stop, devices, lanes)
     if lanes is None:
         lanes = _default_lanes(params, math.ceil(num_seeds / len(devices)), devices[0].platform)
     block = lanes * len(devices)  # seeds per compiled call
     num_blocks = math.ceil(num_seeds / block)
-    if chunk_size is None:
-        per_chunk = num_blocks
-    else:
-        per_chunk = math.ceil(check_positive_int("chunk_size", chunk_size) / block)
+    per_chunk = num_blocks if chunk_size is None else math.ceil(chunk_size / block)
 
     def seeds(first, last):  # blocks first, ..., last - 1
         lo, hi = first * block, min(last * block, num_seeds)
