@@ -237,7 +237,8 @@ def _default_lanes(params: RNNParams, num_seeds: int, platform: str) -> int:
 
 
 def _without_lapack_deadlock(model, loss, method, params, save, stop, devices, lanes):
-    """`devices`, or the first of them alone if the step or a save metric calls LAPACK.
+    """`devices`, or the first of them alone if the step or a save metric calls LAPACK,
+    for blocks of `lanes` seeds per device.
 
     With several CPU devices running at once, jaxlib 0.10.2's batched LAPACK calls (e.g.
     `jnp.linalg.eigh` under vmap) can deadlock: each device's thread waits inside the call
@@ -245,8 +246,6 @@ def _without_lapack_deadlock(model, loss, method, params, save, stop, devices, l
     leaves a thread free. The check lowers the first block as it will run, so the call
     that follows reuses the trace.
     """
-    num_seeds = jax.tree.leaves(params)[0].shape[0]
-    lanes = lanes or _default_lanes(params, math.ceil(num_seeds / len(devices)), "cpu")
     block = jax.tree.map(
         lambda x: jnp.zeros((lanes * len(devices),) + x.shape[1:], x.dtype), params
     )
@@ -350,10 +349,15 @@ def train_seeds(
         lanes = check_positive_int("lanes", lanes)
     if chunk_size is not None:
         chunk_size = check_positive_int("chunk_size", chunk_size)
+
+    def default_lanes(devices):
+        return _default_lanes(params, math.ceil(num_seeds / len(devices)), devices[0].platform)
+
     if devices[0].platform == "cpu" and len(devices) > 1:
-        devices = _without_lapack_deadlock(model, loss, method, params, save, stop, devices, lanes)
-    if lanes is None:
-        lanes = _default_lanes(params, math.ceil(num_seeds / len(devices)), devices[0].platform)
+        devices = _without_lapack_deadlock(
+            model, loss, method, params, save, stop, devices, lanes or default_lanes(devices)
+        )
+    lanes = lanes or default_lanes(devices)
     block = lanes * len(devices)  # seeds per compiled call
     num_blocks = math.ceil(num_seeds / block)
     per_chunk = num_blocks if chunk_size is None else math.ceil(chunk_size / block)
