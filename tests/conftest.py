@@ -3,7 +3,8 @@ import os
 # Four virtual CPU devices, so that sharding over the seed axis is tested without a GPU.
 # XLA reads this flag once, when the backend starts: it must be set before jax is imported.
 # With several CPU devices jaxlib 0.10.2 can deadlock in batched LAPACK calls (eigh in a
-# save metric, from about 10 seeds per device): keep such tests to a few seeds per device.
+# save metric, from about 10 seeds per device). train_seeds runs such blocks on one device;
+# a test that calls LAPACK on sharded arrays outside it should keep to a few per device.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
 import jax  # noqa: E402
