@@ -1,4 +1,4 @@
-r"""Fused gradient descent for a diagonal student on the impulse loss.
+r"""The closed-form gradient of the impulse loss of a diagonal student, and a fused kernel.
 
 For a diagonal single-input single-output student, $h_t = \sum_j c_j b_j a_j^t$ and the
 impulse loss $L = \sum_{t<k} r_t^2$, $r_t = h_t - \hat h_t$, has the closed-form gradient
@@ -8,13 +8,14 @@ $$\partial_{c_j} L = 2 b_j u_j,\quad \partial_{b_j} L = 2 c_j u_j,\quad
 u_j = \sum_{t<k} r_t a_j^t,\quad v_j = \sum_{0<t<k} t\, r_t a_j^{t-1},$$
 
 with the powers taken as running products and $u, v$ by Horner's rule: about $7k$ flops
-per coordinate and no intermediate arrays beyond the parameters. `descend` runs plain
-gradient descent with it for many seeds at once, each seed stopping on its own, as a
-single loop over arrays of shape `(seeds, d)`, or as one Pallas kernel per block of seeds
-that keeps the parameters on chip across steps.
+per coordinate and no intermediate arrays beyond the parameters.
 
-[`rnnflow.GradientDescent`][] uses it automatically where it applies (see
-`diagonal_impulse_target`); its result equals the autodiff path's to rounding (tested).
+`ImpulseLoss(...).bind(DiagonalRNN(d))` returns a [`rnnflow.BoundLoss`][] that offers
+`descend`: plain gradient descent with this gradient for many seeds at once, each seed
+stopping on its own, as a single loop over arrays of shape `(seeds, d)` (a strategy the loss
+offers and [`rnnflow.GradientDescent`][] uses, as it would any loss's), or as one Pallas
+kernel per block of seeds that keeps the parameters on chip across steps (for GPUs). Both
+equal the autodiff path to rounding (tested).
 """
 
 import functools
@@ -22,27 +23,47 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._losses import ImpulseLoss
+from ._losses import BoundLoss, ImpulseLoss
 from ._models import DiagonalRNN, RNNParams
 
-# Impulse responses longer than this keep the generic path: the running products are
+# Impulse responses longer than this keep the autodiff path: the running products are
 # unrolled, so the step's code grows with k.
 MAX_TRAIN_LEN = 32
 # Seeds per Pallas program (a power of two, as Triton requires).
 _BLOCK_SEEDS = 16
 
 
-def diagonal_impulse_target(model, loss):
-    """The targets $\\hat h_0, \\dots, \\hat h_{k-1}$, shape `(k,)`, when `loss` is the
-    impulse loss of a diagonal single-input single-output `model`; otherwise `None`."""
-    if not (
-        type(loss) is ImpulseLoss
+def applies(bound: BoundLoss) -> bool:
+    """Whether `bound` is the impulse loss of a diagonal single-input single-output student
+    with train length ≤ `MAX_TRAIN_LEN`, whose gradient has the closed form above."""
+    model = bound.model
+    return (
+        type(bound.loss) is ImpulseLoss
         and isinstance(model, DiagonalRNN)
         and model.in_dim == model.out_dim == 1
-        and loss.train_len <= MAX_TRAIN_LEN
-    ):
-        return None
-    return loss.target[:, 0, 0]
+        and bound.loss.train_len <= MAX_TRAIN_LEN
+    )
+
+
+class DiagonalImpulseLoss(BoundLoss):
+    """The impulse loss of a diagonal single-input single-output student, which offers
+    fused gradient descent with its closed-form gradient (`descend`)."""
+
+    def descend(self, params: RNNParams, value, count, *, lr, running, kernel="auto"):
+        """Up to `count` steps of plain gradient descent of step `lr` from `params` (one
+        seed; vmap for many; `value` the loss there), each taken while `running(loss)`
+        holds: as one loop over the whole batch of seeds (`kernel="auto"`) or one Pallas
+        kernel per block of seeds (`"pallas"`). Returns the parameters, the loss at them
+        and the steps taken."""
+        if kernel == "pallas":
+            if not isinstance(lr, float):
+                raise ValueError('kernel="pallas" needs a learning rate known before tracing.')
+            fn = _descend_fn(running, functools.partial(_descend_pallas, lr=lr))
+        else:
+            fn = _descend_fn(running, None)
+        y = self.loss.target[:, 0, 0]
+        lr = jnp.asarray(lr, params.a.dtype)
+        return fn(params, value, jnp.asarray(count, jnp.int32), y, lr)
 
 
 def value_and_grad(a, b, c, y):
@@ -143,17 +164,22 @@ def _descend_pallas(a, b, c, value, count, y, *, interpret, **rule):
     return a, b, c, outs[3][:seeds], outs[4][:seeds]
 
 
-def _descend_fn(lr: float, running, kernel: str):
-    rule = dict(lr=lr, running=running)
-    if kernel == "pallas":
-        interpret = jax.default_backend() == "cpu"
-        block = functools.partial(_descend_pallas, interpret=interpret, **rule)
+def _descend_fn(running, pallas):
+    """The fused loop for one seed (a block of one) whose vmap runs the whole batch as one
+    block: over arrays, or through `pallas` (`_descend_pallas` with its rate bound)."""
+    if pallas is not None:
+        interpret = jax.default_backend() == "cpu"  # Pallas's (slow) interpreter off GPUs
+
+        def block(a, b, c, value, count, y, lr):
+            return pallas(a, b, c, value, count, y, running=running, interpret=interpret)
     else:
 
-        def block(a, b, c, value, count, y):
-            # One target per lag: scalars, or one column per seed when they differ.
+        def block(a, b, c, value, count, y, lr):
+            # One target per lag: scalars, or one column per seed when they differ; one
+            # rate, or a column of them (vmapped over rates).
             ys = [y[t] if y.ndim == 1 else y[:, t, None] for t in range(y.shape[-1])]
-            return _descend_arrays(a, b, c, value, count, ys, **rule)
+            lr = lr if lr.ndim == 0 else lr[:, None]
+            return _descend_arrays(a, b, c, value, count, ys, lr=lr, running=running)
 
     def unpack(params):
         return params.a, params.b[..., 0], params.c[..., 0, :]
@@ -163,36 +189,26 @@ def _descend_fn(lr: float, running, kernel: str):
 
     # One seed is a block of one; under vmap (train_seeds), the whole batch is one block.
     @jax.custom_batching.custom_vmap
-    def descend(params, value, count, y):
+    def descend(params, value, count, y, lr):
         a, b, c = (x[None] for x in unpack(params))
-        a, b, c, value, taken = block(a, b, c, value[None], count[None], y)
+        a, b, c, value, taken = block(a, b, c, value[None], count[None], y, lr)
         return pack(a[0], b[0], c[0]), value[0], taken[0]
 
     @descend.def_vmap
-    def descend_batched(axis_size, in_batched, params, value, count, y):
-        if in_batched[3] and kernel == "pallas":
+    def descend_batched(axis_size, in_batched, params, value, count, y, lr):
+        if (in_batched[3] or in_batched[4]) and pallas is not None:
             raise NotImplementedError(
-                'kernel="pallas" needs the same teacher for every seed; vmapping over '
-                'teachers works with the default kernel="auto".'
+                'kernel="pallas" needs the same teacher and rate for every seed; vmapping '
+                'over them works with the default kernel="auto".'
             )
 
         def full(x, batched):
             return x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
 
-        # Targets stay unbatched (k,) unless they differ per seed (vmap over teachers).
+        # Targets and rates stay unbatched unless they differ per seed (vmap over them).
         params, value, count = jax.tree.map(full, (params, value, count), tuple(in_batched[:3]))
-        a, b, c, value, taken = block(*unpack(params), value, count, y)
+        a, b, c, value, taken = block(*unpack(params), value, count, y, lr)
         out = (pack(a, b, c), value, taken)
         return out, jax.tree.map(lambda _: True, out)
 
     return descend
-
-
-def descend(params, value, count, y, *, lr, running, kernel="arrays"):
-    """Gradient descent from `params` (one seed; vmap for many) for up to `count` steps,
-    stopping early when `running(loss)` fails; `value` is the loss at `params`.
-
-    Returns the parameters, the loss at them, and the number of steps taken.
-    """
-    fn = _descend_fn(float(lr), running, kernel)
-    return fn(params, value, jnp.asarray(count, jnp.int32), y)

@@ -10,7 +10,9 @@ Student $h_i = CA^iB$, teacher $\hat h_i$, training length $k$, horizon $q > k$:
 - extrapolation error $\sum_{k \le i < q} \|h_i - \hat h_i\|_F^2$, absolute or relative to
   $\sum_{k \le i < q} \|\hat h_i\|_F^2$.
 
-A loss is a small frozen module called as `loss(model, params) -> scalar`.
+A loss is a small frozen module called as `loss(model, params) -> scalar`; bound to a
+student, `loss.bind(model)` is the function of the parameters alone that
+[`rnnflow.train`][] takes (a [`rnnflow.BoundLoss`][]).
 """
 
 import abc
@@ -45,6 +47,20 @@ class AbstractLoss(eqx.Module):
     def __call__(self, model: AbstractRNN, params: RNNParams) -> Float[Array, ""]:
         """The loss of `params` for `model`."""
 
+    def bind(self, model: AbstractRNN) -> "BoundLoss":
+        """This loss for the student `model`: a function of its parameters alone, for
+        [`rnnflow.train`][].
+
+        ```python
+        loss_fn = ImpulseLoss(modes_teacher([0.9], [1.0]), train_len=5).bind(DiagonalRNN(40))
+        loss_fn(params)  # == ImpulseLoss(...)(model, params)
+        ```
+        """
+        if not isinstance(model, AbstractRNN):
+            raise TypeError(f"`model` must be an rnnflow model; got {type(model).__name__}.")
+        self.check_model(model)
+        return BoundLoss(self, model)
+
     def check_model(self, model: AbstractRNN) -> None:
         """Raise a `ValueError` if `model`'s input/output dims differ from the teacher's."""
         t = self.teacher.model
@@ -74,6 +90,15 @@ class ImpulseLoss(AbstractLoss):
         self.teacher = teacher
         self.train_len = check_positive_int("train_len", train_len)
         self.target = teacher.impulse_response(self.train_len)
+
+    def bind(self, model: AbstractRNN) -> "BoundLoss":
+        """As [`rnnflow.AbstractLoss.bind`][]. For a diagonal single-input single-output
+        student (train length ≤ 32) the bound loss also offers its gradient in closed form,
+        which gradient descent then uses (see `rnnflow._fused`)."""
+        from . import _fused
+
+        bound = super().bind(model)
+        return _fused.DiagonalImpulseLoss(self, model) if _fused.applies(bound) else bound
 
     def __call__(self, model: AbstractRNN, params: RNNParams) -> Float[Array, ""]:
         return jnp.sum(self.residuals(model, params) ** 2)
@@ -155,6 +180,52 @@ class SequenceLoss(AbstractLoss):
         if self.supervise == "last":
             err = err[:, -1]
         return jnp.ravel(err) / jnp.sqrt(self.xs.shape[0])
+
+
+class BoundLoss(eqx.Module):
+    """An RNN loss bound to its student: `loss_fn(params) -> scalar`, the function
+    [`rnnflow.train`][] and [`rnnflow.train_seeds`][] train. Made by `loss.bind(model)`.
+
+    Besides its value it offers the engine (see [`rnnflow.train`][]): its `residuals`
+    (a least-squares loss), a parameter `check` run before compiling, and
+    `default_metrics`: the loss, the relative imbalance $\|Q\|_F / \|θ\|^2$ and, with a
+    teacher, the relative extrapolation error to 10 × `train_len`.
+
+    **Fields:** `loss` (an [`rnnflow.ImpulseLoss`][] or [`rnnflow.SequenceLoss`][]) and
+    `model` (the student).
+    """
+
+    loss: AbstractLoss
+    model: AbstractRNN
+
+    def __call__(self, params: RNNParams) -> Float[Array, ""]:
+        return self.loss(self.model, params)
+
+    @property
+    def residuals(self):
+        """`params -> r` with the loss $\sum_i r_i^2$, or `None`."""
+        if self.loss.residuals is None:
+            return None
+        return lambda params: self.loss.residuals(self.model, params)
+
+    def check(self, params) -> None:
+        """Raise a `TypeError`/`ValueError` naming the field if `params` do not fit the model."""
+        self.model.check_params(params)
+
+    def default_metrics(self) -> dict:
+        from ._rnn_metrics import extrapolation_metric, imbalance_metric
+
+        metrics = {
+            "loss": lambda t, params: self(params),
+            "relative_imbalance": imbalance_metric(self.model),
+        }
+        teacher = getattr(self.loss, "teacher", None)
+        if teacher is not None:
+            k = self.loss.train_len
+            metrics["extrapolation"] = extrapolation_metric(
+                self.model, teacher, train_len=k, horizon=10 * k
+            )
+        return metrics
 
 
 def extrapolation_error(

@@ -2,18 +2,16 @@
 (`Trajectory`, with a per-seed `Result` code)."""
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, PyTree
 
 from ._checks import check_choice, check_positive_int, check_real
-from ._losses import extrapolation_error
-from ._models import RNNParams
-
-Metric = Callable[[Array, RNNParams], Array]
+from ._objective import Metric
 
 
 class Result(enum.IntEnum):
@@ -64,9 +62,11 @@ class Save(eqx.Module):
       `t1 / 10**decades` to `t1`).
     - `decades`: the span of log spacing (default 4).
     - `every`: save every this many steps (gradient descent only).
-    - `metrics`: a mapping name → `fn(t, params) -> array` evaluated at each save time.
-      `None` means the defaults: the loss, the relative imbalance and, where the loss has a
-      teacher, the relative extrapolation error to 10 × `train_len`.
+    - `metrics`: a mapping name → `fn(t, params) -> array` evaluated at each save time
+      (`t` the flow time, `params` the whole parameter pytree). `None` means the loss's
+      defaults: the loss alone for a plain function; for an RNN loss
+      ([`rnnflow.ImpulseLoss`][]`.bind(model)`) also the relative imbalance and the relative
+      extrapolation error to 10 × `train_len`.
     - `params`: also keep the parameters at each save time (memory: seeds × saves × params).
 
     Only saved quantities cost memory, so 10⁴ seeds × 10⁶ steps with 101 saves of 3 metrics
@@ -117,20 +117,24 @@ class Save(eqx.Module):
         self.metrics = metrics
         self.params = bool(params)
 
-    def times(self, t1: float) -> np.ndarray:
-        """The save times for a run that ends at `t1` (gradient descent resolves `every` itself)."""
+    def times(self, t1) -> np.ndarray:
+        """The save times for a run that ends at `t1` (gradient descent resolves `every`
+        itself). A traced `t1` (a method vmapped over its step size) gives traced times."""
+        xp = jnp if isinstance(t1, jax.core.Tracer) else np
         if self.ts is not None:
             ts = np.asarray(self.ts)
-            if ts[0] < 0 or ts[-1] > t1 * (1 + 1e-12):
+            if xp is np and (ts[0] < 0 or ts[-1] > t1 * (1 + 1e-12)):
                 raise ValueError(
                     f"`Save.ts` must lie in [0, t1] = [0, {t1}]; got [{ts[0]}, {ts[-1]}]."
                 )
             return ts
         if self.spacing == "linear":
-            return np.linspace(0.0, t1, self.num)
+            return xp.linspace(0.0, t1, self.num)
         if self.num == 1:
-            return np.array([t1])
-        return np.concatenate([[0.0], np.geomspace(t1 * 10.0**-self.decades, t1, self.num - 1)])
+            return xp.asarray([t1])
+        return xp.concatenate(
+            [xp.zeros(1), xp.geomspace(t1 * 10.0**-self.decades, t1, self.num - 1)]
+        )
 
 
 class Stop(eqx.Module):
@@ -154,12 +158,14 @@ class Trajectory(eqx.Module):
 
     **Fields:**
 
-    - `ts`: the save times, shape `(saves,)`. For gradient descent, step × learning rate.
+    - `ts`: the save times, shape `(saves,)`, in flow time: for gradient descent the sum
+      of the step sizes taken, $\sum_{j<n} η_j$ ($nη$ at a constant rate), so that gradient
+      descent and the flows share one time axis.
     - `metrics`: name → values at the save times, shape `(saves, ...)`. After a seed stops
       (converged or diverged), its values hold the state it stopped in.
     - `params`: the parameters at the save times (leading axis `saves`), if `Save(params=True)`.
     - `final`: the parameters at the end (or where the seed stopped).
-    - `t_stop`: the time the seed stopped (`t1` if it ran to the end).
+    - `t_stop`: the (flow) time the seed stopped (`t1` if it ran to the end).
     - `result`: a [`rnnflow.Result`][] code, as an integer array.
     - `num_steps`: optimizer steps, or ODE solver steps (accepted + rejected).
     - `num_grad_evals`: gradient evaluations of the training loss.
@@ -167,8 +173,8 @@ class Trajectory(eqx.Module):
 
     ts: Float[Array, " saves"]
     metrics: dict[str, Array]
-    params: RNNParams | None
-    final: RNNParams
+    params: PyTree | None
+    final: PyTree
     t_stop: Float[Array, ""]
     result: Int[Array, ""]
     num_steps: Int[Array, ""]
@@ -188,27 +194,3 @@ class Trajectory(eqx.Module):
         """How many seeds ended each way, e.g. `{"finished": 998, "diverged": 2}`."""
         codes = np.atleast_1d(np.asarray(self.result))
         return {r.name: int(np.sum(codes == r)) for r in Result if np.any(codes == r)}
-
-
-def default_metrics(model, loss) -> dict[str, Metric]:
-    """The loss, the relative imbalance, and (with a teacher) the relative extrapolation error."""
-    metrics: dict[str, Metric] = {
-        "loss": lambda t, p: loss(model, p),
-        "relative_imbalance": lambda t, p: model.relative_imbalance(p),
-    }
-    teacher = getattr(loss, "teacher", None)
-    if teacher is not None:
-        k = loss.train_len
-        metrics["extrapolation"] = lambda t, p: extrapolation_error(
-            model, p, teacher, train_len=k, horizon=10 * k, relative=True
-        )
-    return metrics
-
-
-def metric_fn(save: Save, model, loss) -> Callable[[Array, RNNParams], dict[str, Array]]:
-    metrics = default_metrics(model, loss) if save.metrics is None else dict(save.metrics)
-
-    def fn(t, params):
-        return {name: jnp.asarray(f(t, params)) for name, f in metrics.items()}
-
-    return fn

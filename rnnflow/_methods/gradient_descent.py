@@ -1,190 +1,319 @@
-import hashlib
+from collections.abc import Callable
 
+import diffrax
 import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .. import _fused
 from .._checks import check_choice, check_positive_int, check_real
+from .._objective import Objective, offered
 from .._trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
 
+# How each adjoint runs the loop of steps between saves (`equinox.internal.while_loop`).
+_LOOPS = {
+    diffrax.RecursiveCheckpointAdjoint: "checkpointed",
+    diffrax.ForwardMode: "lax",
+    diffrax.DirectAdjoint: "bounded",
+}
+
 
 class GradientDescent(AbstractMethod):
-    """Discrete gradient descent (or any optax optimizer), run inside `lax.scan`.
+    """Discrete gradient descent (or any optax optimizer): a loop of steps between saves.
 
     **Arguments:**
 
-    - `lr`: the step size η. It also sets the time axis: step $n$ is time $nη$, so that
-      gradient descent is the explicit Euler discretisation of the gradient flow.
-    - `num_steps`: how many steps to take; the run ends at `t1 = lr * num_steps`.
-    - `optimizer`: any `optax.GradientTransformation` (momentum, adam, schedules, ...).
-      Default `optax.sgd(lr)`, plain gradient descent.
-    - `kernel`: how plain gradient descent on the impulse loss of a diagonal single-input
-      single-output student (train length ≤ 32) is computed. `"auto"` (default): with the
-      closed-form gradient, the whole batch of seeds as one loop over `(seeds, d)` arrays;
-      `"pallas"`: the same as one Pallas kernel per block of 16 seeds, parameters kept on
-      chip across steps (for GPUs; elsewhere it runs in Pallas's slow interpreter);
-      `"generic"`: by autodiff, seed by seed under vmap, as every other case is. All
-      three agree to rounding.
+    - `lr`: the step size η: a positive number, a traced array (to `jax.vmap` or
+      differentiate over it), or an optax schedule `step -> η_step`. It sets the time axis:
+      after $n$ steps the flow time is $\\sum_{j<n} η_j$ ($nη$ at a constant rate), so that
+      gradient descent is the explicit Euler discretisation of the gradient flow, with a
+      decaying rate too.
+    - `num_steps`: how many steps to take; the run ends at `t1`, the flow time of them all.
+    - `optimizer`: any `optax.GradientTransformation` (momentum, adam, ...). Default
+      `optax.sgd(lr)`, plain gradient descent. The time axis follows `lr` either way.
+    - `kernel`: `"auto"` (default) uses the loss's own `value_and_grad` where it offers one
+      (the impulse loss of a diagonal student does, in closed form); `"generic"` always
+      differentiates the loss by autodiff; `"pallas"` runs plain gradient descent through
+      the loss's `descend` (one Pallas kernel per block of seeds, parameters on chip across
+      steps: for GPUs; elsewhere Pallas's slow interpreter). All agree to rounding.
+    - `adjoint`: how the steps are differentiated, with diffrax's adjoint objects:
+      `diffrax.RecursiveCheckpointAdjoint()` (default: `jax.grad` works; memory grows with
+      the number of saves and checkpoints, not steps; `checkpoints=` sets how many per
+      segment between saves), `diffrax.ForwardMode()` (`jax.jvp`, `jax.jacfwd`) or
+      `diffrax.DirectAdjoint()` (both, at more memory and compile time). All run the same
+      steps with the same results.
 
     Only the save times cost memory: between saves the loop keeps just the parameters and
     optimizer state. A seed that converges or diverges (see [`rnnflow.Stop`][]) stops
-    updating, while the others go on.
+    updating, while the others go on. Differentiated, the stopping step counts as fixed: the
+    derivative is that of the steps actually taken.
 
     ```python
     method = GradientDescent(lr=0.01, num_steps=10_000)
     method = GradientDescent(lr=0.01, num_steps=10_000, optimizer=optax.adam(0.01))
+    method = GradientDescent(optax.cosine_decay_schedule(0.1, 10_000), num_steps=10_000)
     ```
     """
 
-    lr: float = eqx.field(static=True)
+    lr: float | jax.Array | Callable
     num_steps: int = eqx.field(static=True)
-    optimizer: optax.GradientTransformation = eqx.field(static=True)
+    optimizer: optax.GradientTransformation | None = eqx.field(static=True)
     kernel: str = eqx.field(static=True)
-    plain: bool = eqx.field(static=True)  # the optimizer is plain gradient descent
+    adjoint: diffrax.AbstractAdjoint
 
-    def __init__(self, lr: float, num_steps: int, optimizer=None, *, kernel: str = "auto"):
-        check_real("lr", lr, positive=True)
-        self.lr = float(lr)
+    def __init__(
+        self,
+        lr,
+        num_steps: int,
+        optimizer: optax.GradientTransformation | None = None,
+        *,
+        kernel: str = "auto",
+        adjoint: diffrax.AbstractAdjoint | None = None,
+    ):
+        if callable(lr):
+            self.lr = lr
+        else:
+            check_real("lr", lr, positive=True)
+            # A concrete rate is a Python float: static under jit, as before arrays were allowed.
+            self.lr = lr if isinstance(lr, jax.core.Tracer) else float(lr)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.kernel = check_choice("kernel", kernel, ("auto", "pallas", "generic"))
-        self.plain = optimizer is None
-        if optimizer is None:
-            optimizer = optax.sgd(self.lr)
-        if not isinstance(optimizer, optax.GradientTransformation):
+        if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
             raise TypeError(
                 "`optimizer` must be an optax.GradientTransformation (e.g. optax.sgd(lr), "
                 f"optax.adam(lr)); got {type(optimizer).__name__}."
             )
         self.optimizer = optimizer
+        adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+        if type(adjoint) not in _LOOPS:
+            raise TypeError(
+                "`adjoint` for GradientDescent must be diffrax.RecursiveCheckpointAdjoint(), "
+                "diffrax.ForwardMode() or diffrax.DirectAdjoint() (steps are discrete: there "
+                f"is no continuous adjoint to solve); got {type(adjoint).__name__}."
+            )
+        self.adjoint = adjoint
+        if callable(lr):
+            self.flow_times()  # a schedule that fails or is not positive fails here
+
+    def _traced(self) -> bool:
+        return isinstance(self.lr, jax.core.Tracer)
+
+    def flow_times(self):
+        """For a schedule: the flow time after $n = 0, …,$ `num_steps` steps, $\\sum_{j<n} η_j$
+        (float64 where concrete). For a constant rate: `None` (it is $nη$)."""
+        if not callable(self.lr):
+            return None
+        rates = self.lr(jnp.arange(self.num_steps))
+        if isinstance(rates, jax.core.Tracer):
+            return jnp.concatenate([jnp.zeros(1, rates.dtype), jnp.cumsum(rates)])
+        rates = np.asarray(rates, np.float64)
+        if rates.shape != (self.num_steps,) or not np.all(np.isfinite(rates) & (rates > 0)):
+            raise ValueError(
+                "`lr` as a schedule must give a finite, positive rate at every step 0, …, "
+                f"num_steps - 1; got rates from {rates.min()} to {rates.max()}."
+            )
+        return np.concatenate([[0.0], np.cumsum(rates)])
 
     @property
-    def t1(self) -> float:
-        return self.lr * self.num_steps
+    def t1(self):
+        times = self.flow_times()
+        return self.lr * self.num_steps if times is None else times[-1]
 
-    def settings(self, params) -> str:
-        """The fields, and for an optax optimizer a digest of what it does: its
-        hyperparameters live in closures, which print as `<function chain...>`. The digest
-        is of its updates over the first few steps, from fixed gradients, at the shapes
-        and dtypes of `params`; optimizers that first differ later (a schedule changing
-        after step 4) look the same."""
-        text = super().settings(params)
-        if self.plain:
-            return text
-        leaves, treedef = jax.tree.flatten(params)
-
-        def fixed(f):  # a pytree like `params` with entries f(1), f(2), ...
-            xs = [f(np.arange(1, x.size + 1)).reshape(x.shape).astype(x.dtype) for x in leaves]
-            return jax.tree.unflatten(treedef, [jnp.asarray(x) for x in xs])
-
-        p = fixed(np.sin)
-        state = self.optimizer.init(p)
-        digest = hashlib.sha256()
-        for step in range(1, 5):
-            grads = fixed(lambda i: np.cos(step * i))
-            updates, state = self.optimizer.update(grads, state, p)
-            p = optax.apply_updates(p, updates)
-            for u in jax.tree.leaves(updates):
-                # 16 bits of mantissa: the last bits may round differently on another CPU.
-                m, e = np.frexp(np.asarray(u, np.float64))
-                digest.update(np.rint(m * 2**16).astype(np.int32).tobytes() + e.tobytes())
-        return f"{text}; optimizer updates {digest.hexdigest()[:16]}"
-
-    def save_steps(self, save: Save) -> np.ndarray:
-        """The step indices saved at: the nearest step to each save time, or every `every`."""
+    def save_steps(self, save: Save):
+        """The step indices saved at: every `every` steps, or the step whose flow time is
+        nearest each save time (`num` times spaced over the run are spaced in steps, at a
+        constant rate)."""
         if save.every is not None:
             steps = np.arange(0, self.num_steps + 1, save.every)
-            if steps[-1] != self.num_steps:
-                steps = np.append(steps, self.num_steps)
-            return steps
-        return np.rint(save.times(self.t1) / self.lr).astype(np.int64)
+            return steps if steps[-1] == self.num_steps else np.append(steps, self.num_steps)
+        times = self.flow_times()
+        if times is not None:
+            xp = jnp if isinstance(times, jax.Array) else np
+            want = save.times(times[-1])
+            hi = xp.clip(xp.searchsorted(times, want), 1, self.num_steps)
+            return xp.where(want - times[hi - 1] <= times[hi] - want, hi - 1, hi)
+        if save.ts is None:  # independent of the rate: the same steps for every rate
+            return np.rint(save.times(float(self.num_steps))).astype(np.int64)
+        ts = np.asarray(save.times(self.t1))
+        if self._traced():
+            return jnp.rint(ts / self.lr).astype(jnp.int32)
+        return np.rint(ts / self.lr).astype(np.int64)
 
-    def save_times(self, save: Save) -> np.ndarray:
-        return self.save_steps(save) * self.lr
+    def save_times(self, save: Save):
+        steps = self.save_steps(save)
+        times = self.flow_times()
+        return steps * self.lr if times is None else times[steps]
 
-    def check(self, model, loss) -> None:
-        if self.kernel == "pallas" and not (
-            self.plain and _fused.diagonal_impulse_target(model, loss) is not None
-        ):
+    def check(self, loss_fn, stop) -> None:
+        if self.kernel != "pallas":
+            return
+        if self.optimizer is not None or callable(self.lr):
             raise ValueError(
-                'kernel="pallas" needs plain gradient descent (no `optimizer`) on the '
-                "ImpulseLoss of a DiagonalRNN with in_dim = out_dim = 1 and train_len ≤ "
-                f"{_fused.MAX_TRAIN_LEN}."
+                'kernel="pallas" runs plain gradient descent at a constant rate: give no '
+                "`optimizer` and a number as `lr`."
+            )
+        if offered(loss_fn, "descend") is None:
+            raise ValueError(
+                'kernel="pallas" needs a loss that offers `descend`, such as the ImpulseLoss '
+                "of a DiagonalRNN with in_dim = out_dim = 1 (bound with `.bind(model)`) and "
+                "train_len ≤ 32."
             )
 
-    def run(self, objective, params, *, save, stop, metrics) -> Trajectory:
-        value_and_grad = objective.value_and_grad
+    def _while_loop(self, max_steps: int):
+        kind = _LOOPS[type(self.adjoint)]
+        checkpoints = getattr(self.adjoint, "checkpoints", None)
+
+        def loop(cond, body, init):
+            return eqxi.while_loop(
+                cond, body, init, max_steps=max_steps, kind=kind, checkpoints=checkpoints
+            )
+
+        return loop
+
+    def run(self, objective: Objective, params, *, save, stop, metrics) -> Trajectory:
         steps = self.save_steps(save)
+        flow_times = self.flow_times()
+        xp = jnp if isinstance(steps, jax.Array) else np
         # Steps to take before each save (the first save is after steps[0] steps), then the
         # rest of the run up to t1, whose metrics are dropped: a run always ends at t1.
-        counts = np.diff(steps, prepend=0)
-        tail = self.num_steps - int(steps[-1])
-        counts = jnp.asarray(np.append(counts, tail) if tail else counts, dtype=jnp.int32)
-        opt = self.optimizer
+        counts = xp.diff(steps, prepend=0)
+        num_saves = len(counts)
+        counts = xp.append(counts, self.num_steps - steps[-1])
+        max_count = int(np.max(counts)) if xp is np else self.num_steps
+        counts = jnp.asarray(counts, dtype=jnp.int32)
         below = -np.inf if stop.loss_below is None else stop.loss_below
+
+        def time(n):
+            return n * self.lr if flow_times is None else jnp.asarray(flow_times)[n]
 
         def running(value):
             return jnp.isfinite(value) & (value <= stop.loss_above) & ~(value < below)
 
-        # The state is (params, loss at params, steps taken, optimizer state and gradient).
-        target = objective.diagonal_impulse
-        if self.plain and self.kernel != "generic" and target is not None:
-            kernel = "pallas" if self.kernel == "pallas" else "arrays"
-
-            def advance(state, count):  # the same rule, fused over the batch of seeds
-                params, value, n, _ = state
-                params, value, taken = _fused.descend(
-                    params, value, count, target, lr=self.lr, running=running, kernel=kernel
-                )
-                return params, value, n + taken, None
-
-            init = (params, objective.value(params), jnp.asarray(0), None)
-        else:
-            # The loop carries the loss and gradient at the current parameters, so its
-            # condition checks each state before a step is taken from it: a seed that
-            # diverged or converged takes no step (under vmap, the batched loop keeps its
-            # carry), and the step itself needs no masking.
-            def step(carry):
-                i, (params, _, n, (opt_state, grad)) = carry
-                updates, opt_state = opt.update(grad, opt_state, params)
-                params = optax.apply_updates(params, updates)
-                value, grad = value_and_grad(params)
-                return i + 1, (params, value, n + 1, (opt_state, grad))
-
-            def advance(state, count):
-                # A while loop, not a fori loop: a seed that has stopped takes no more
-                # steps, and under vmap the batch leaves the loop as soon as every seed
-                # has stopped.
-                def cond(carry):
-                    i, (_, value, _, _) = carry
-                    return (i < count) & running(value)
-
-                return jax.lax.while_loop(cond, step, (0, state))[1]
-
-            value, grad = value_and_grad(params)
-            init = (params, value, jnp.asarray(0), (opt.init(params), grad))
+        lr = self.lr
+        if isinstance(lr, jax.Array):
+            # A traced rate in the parameters' precision, as a Python float is used: the
+            # steps are then bitwise those of a separate run at that rate.
+            lr = lr.astype(jnp.result_type(*jax.tree.leaves(params)))
+        fused = (
+            self.kernel != "generic"
+            and self.optimizer is None
+            and not callable(lr)
+            and offered(objective.loss_fn, "descend") is not None
+            and not isinstance(self.adjoint, diffrax.DirectAdjoint)
+        )
+        loop = self._fused if fused else self._steps
+        advance, init = loop(objective, lr, params, running, max_count)
 
         def segment(state, count):
             state = advance(state, count)
             params, _, n, _ = state
-            out = metrics(n * self.lr, params)
+            out = metrics(time(n), objective.params(params))
             return state, (out, params if save.params else None)
 
         (final, value, n, _), saved = jax.lax.scan(segment, init, counts)
         diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
         result = jnp.where(value < below, Result.converged, Result.finished)
         result = jnp.where(diverged, Result.diverged, result)
-        saved, saved_params = jax.tree.map(lambda x: x[: len(steps)], saved)
+        saved, saved_params = jax.tree.map(lambda x: x[:num_saves], saved)
         return Trajectory(
-            ts=jnp.asarray(steps * self.lr),
+            ts=jnp.asarray(self.save_times(save)),
             metrics=saved,
             params=saved_params,
             final=final,
-            t_stop=n * self.lr,
+            t_stop=time(n),
             result=result,
             num_steps=n,
             num_grad_evals=n + 1,  # at the start and after every step
         )
+
+    def _steps(self, objective, lr, params, running, max_count):
+        """The loop of optimizer steps: `advance(state, count)` and the initial state
+        (params, loss, steps taken, (optimizer state, gradient))."""
+        opt = optax.sgd(lr) if self.optimizer is None else self.optimizer
+
+        def value_and_grad(p):
+            return objective.value_and_grad(p, fast=self.kernel == "auto")
+
+        # The loop carries the loss and gradient at the current parameters, so its condition
+        # checks each state before a step is taken from it: a seed that diverged or converged
+        # takes no step (under vmap, the batched loop keeps its carry), and the step itself
+        # needs no masking.
+        def step(carry):
+            i, (params, _, n, (opt_state, grad)) = carry
+            updates, opt_state = opt.update(grad, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            value, grad = value_and_grad(params)
+            return i + 1, (params, value, n + 1, (opt_state, grad))
+
+        loop = self._while_loop(max_count)
+
+        def advance(state, count):
+            # A while loop: a seed that has stopped takes no more steps, and under vmap the
+            # batch leaves the loop as soon as every seed has stopped.
+            def cond(carry):
+                i, (_, value, _, _) = carry
+                return (i < count) & running(value)
+
+            return loop(cond, step, (0, state))[1]
+
+        value, grad = value_and_grad(params)
+        return advance, (params, value, jnp.asarray(0), (opt.init(params), grad))
+
+    def _fused(self, objective, lr, params, running, max_count):
+        """Plain gradient descent through the loss's own `descend` (many steps, fused).
+        Reverse-mode derivatives (the default adjoint) are those of the same steps taken
+        by `_steps`, recomputed on the backward pass."""
+        fixed, kernel = objective.fixed, self.kernel
+
+        def descend(vjp_arg, count):
+            p, value, loss_fn, lr = vjp_arg
+            p, value, taken = loss_fn.descend(
+                eqx.combine(p, fixed), value, count, lr=lr, running=running, kernel=kernel
+            )
+            return eqx.filter(p, eqx.is_inexact_array), value, taken
+
+        if isinstance(self.adjoint, diffrax.RecursiveCheckpointAdjoint):
+
+            def recompute(vjp_arg, count):
+                p, _, loss_fn, lr = vjp_arg
+                advance, init = self._steps(Objective(loss_fn, fixed), lr, p, running, max_count)
+                p, value, n, _ = advance(init, count)
+                return p, value, n
+
+            descend = _backward_by(descend, recompute)
+
+        def advance(state, count):
+            p, value, n, _ = state
+            p, value, taken = descend((p, value, objective.loss_fn, lr), count)
+            return p, value, n + taken, None
+
+        return advance, (params, objective.value(params), jnp.asarray(0), None)
+
+
+def _backward_by(fast, slow):
+    """`fast(vjp_arg, count)`, differentiated in reverse mode as `slow`, which computes the
+    same function another way (`fast` itself need not be differentiable)."""
+
+    @eqx.filter_custom_vjp
+    def fn(vjp_arg, count):
+        return fast(vjp_arg, count)
+
+    @fn.def_fwd
+    def fn_fwd(perturbed, vjp_arg, count):
+        return fast(vjp_arg, count), None
+
+    @fn.def_bwd
+    def fn_bwd(residuals, grad_out, perturbed, vjp_arg, count):
+        out, vjp = eqx.filter_vjp(lambda arg: slow(arg, count), vjp_arg)
+        grad_out = jax.tree.map(
+            lambda g, o: g if g is not None or o is None else jnp.zeros_like(o),
+            grad_out,
+            eqx.filter(out, eqx.is_inexact_array),
+            is_leaf=lambda x: x is None,
+        )
+        return vjp(grad_out)[0]
+
+    return fn

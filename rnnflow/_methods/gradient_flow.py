@@ -1,5 +1,4 @@
 import warnings
-from typing import ClassVar
 
 import diffrax
 import equinox as eqx
@@ -9,6 +8,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._checks import check_positive_int, check_real
+from .._objective import Objective, offered
 from .._trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
 from .rosenbrock import LeastSquaresRosenbrock, LeastSquaresTerm, residual_jacobian
@@ -33,6 +33,16 @@ class GradientFlow(AbstractMethod):
     - `max_steps`: the most solver steps per seed (default 100 000); a seed that needs more
       ends with `Result.max_steps_reached` and keeps what it had.
     - `progress_meter`: a diffrax progress meter, e.g. `diffrax.TextProgressMeter()`.
+    - `adjoint`: how the solve is differentiated, a diffrax adjoint:
+      `diffrax.RecursiveCheckpointAdjoint()` (default: `jax.grad` through the solver's
+      steps, with checkpointing), `diffrax.BacksolveAdjoint()` (solves the adjoint ODE
+      backwards: little memory, approximate gradients; it cannot stop early, so a seed
+      runs to `t1` and one that diverged is marked from its final loss; not with
+      `LeastSquaresRosenbrock` unless given another `solver=`), `diffrax.ForwardMode()`
+      (`jax.jvp`, `jax.jacfwd`) or `diffrax.DirectAdjoint()` (both modes).
+
+    Tolerances may be arrays: `jax.vmap` over `PIDController(rtol=...)` solves each
+    tolerance as a separate run would.
 
     ```python
     method = GradientFlow(t1=2000.0)
@@ -41,12 +51,12 @@ class GradientFlow(AbstractMethod):
     """
 
     t1: float = eqx.field(static=True)
-    solver: diffrax.AbstractSolver = eqx.field(static=True)
-    stepsize_controller: diffrax.AbstractStepSizeController = eqx.field(static=True)
+    solver: diffrax.AbstractSolver
+    stepsize_controller: diffrax.AbstractStepSizeController
     dt0: float | None = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
     progress_meter: diffrax.AbstractProgressMeter = eqx.field(static=True)
-    _display_only: ClassVar[tuple[str, ...]] = ("progress_meter",)
+    adjoint: diffrax.AbstractAdjoint
 
     def __init__(
         self,
@@ -57,6 +67,7 @@ class GradientFlow(AbstractMethod):
         dt0: float | None = None,
         max_steps: int = 100_000,
         progress_meter: diffrax.AbstractProgressMeter | None = None,
+        adjoint: diffrax.AbstractAdjoint | None = None,
     ):
         check_real("t1", t1, positive=True)
         self.t1 = float(t1)
@@ -88,6 +99,21 @@ class GradientFlow(AbstractMethod):
         self.progress_meter = (
             diffrax.NoProgressMeter() if progress_meter is None else progress_meter
         )
+        adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+        if not isinstance(adjoint, diffrax.AbstractAdjoint):
+            raise TypeError(
+                "`adjoint` must be a diffrax adjoint (e.g. diffrax.RecursiveCheckpointAdjoint(),"
+                f" diffrax.BacksolveAdjoint(), diffrax.ForwardMode()); got {type(adjoint).__name__}."
+            )
+        if isinstance(adjoint, diffrax.ImplicitAdjoint):
+            raise TypeError(
+                "diffrax.ImplicitAdjoint differentiates a steady state, not a trajectory; use "
+                "RecursiveCheckpointAdjoint, BacksolveAdjoint, ForwardMode or DirectAdjoint."
+            )
+        self.adjoint = adjoint
+
+    def quiet(self) -> "GradientFlow":
+        return eqx.tree_at(lambda m: m.progress_meter, self, diffrax.NoProgressMeter())
 
     def save_times(self, save: Save) -> np.ndarray:
         if save.every is not None:
@@ -101,62 +127,79 @@ class GradientFlow(AbstractMethod):
         """The right-hand side as a function of the parameters: here $-\nabla L$."""
         return lambda params: jax.tree.map(jnp.negative, value_and_grad(params)[1])
 
-    def check(self, model, loss) -> None:
-        if (
-            isinstance(self.solver, LeastSquaresRosenbrock)
-            and getattr(loss, "residuals", None) is None
-        ):
+    def check(self, loss_fn, stop) -> None:
+        rosenbrock = isinstance(self.solver, LeastSquaresRosenbrock)
+        if rosenbrock and offered(loss_fn, "residuals") is None:
             raise TypeError(
-                "LeastSquaresRosenbrock needs a least-squares loss with `residuals` (e.g. "
-                f"ImpulseLoss or SequenceLoss); got {type(loss).__name__}."
+                "LeastSquaresRosenbrock needs a least-squares loss that offers `residuals` "
+                "(e.g. ImpulseLoss(...).bind(model) or SequenceLoss(...).bind(model)); got "
+                f"{type(loss_fn).__name__}."
+            )
+        if isinstance(self.adjoint, diffrax.BacksolveAdjoint) and rosenbrock:
+            if "solver" not in self.adjoint.kwargs:
+                raise ValueError(
+                    "BacksolveAdjoint solves the adjoint equations with the forward solver, "
+                    "which LeastSquaresRosenbrock cannot (they are not a least-squares flow): "
+                    "give it one, e.g. BacksolveAdjoint(solver=diffrax.Tsit5())."
+                )
+        if isinstance(self.adjoint, diffrax.BacksolveAdjoint) and stop.loss_below is not None:
+            raise ValueError(
+                "BacksolveAdjoint cannot stop a seed early (diffrax's backsolve takes no "
+                "events): remove `Stop.loss_below`, or use RecursiveCheckpointAdjoint."
             )
 
-    def run(self, objective, params, *, save, stop, metrics) -> Trajectory:
+    def run(self, objective: Objective, params, *, save, stop, metrics) -> Trajectory:
         ts = self.save_times(save)
         _warn_if_tolerance_below_precision(self.stepsize_controller, params)
-        field = self.vector_field(objective.value_and_grad)
+
+        # The objective travels as diffrax's `args`, not in a closure, so that every adjoint
+        # (backsolve too) differentiates with respect to what it holds (a teacher, say).
+        def field(objective, y):
+            return self.vector_field(lambda p: objective.value_and_grad(p, fast=False))(y)
+
         if isinstance(self.solver, LeastSquaresRosenbrock):
             # Its stages work on the flat parameter vector (the Jacobian's columns are in
             # its order), so it is given one: no unravelling and ravelling at every stage.
             y0, unravel = ravel_pytree(params)
             jacobian = residual_jacobian(objective.residuals)
             term = LeastSquaresTerm(
-                lambda t, y, args: ravel_pytree(field(unravel(y)))[0],
+                lambda t, y, args: ravel_pytree(field(args, unravel(y)))[0],
                 lambda y: jacobian(unravel(y)),
             )
         else:
             y0, unravel = params, lambda y: y
-            term = diffrax.ODETerm(lambda t, y, args: field(y))
+            term = diffrax.ODETerm(lambda t, y, args: field(args, y))
+        solve = dict(
+            t0=0.0,
+            t1=self.t1,
+            dt0=self.dt0,
+            y0=y0,
+            args=objective,
+            stepsize_controller=self.stepsize_controller,
+            max_steps=self.max_steps,
+            throw=False,
+            progress_meter=self.progress_meter,
+            adjoint=self.adjoint,
+        )
+        if isinstance(self.adjoint, diffrax.BacksolveAdjoint):
+            return self._run_backsolve(term, solve, objective, unravel, ts, save, stop, metrics)
 
         def save_fn(t, y, args):
             y = unravel(y)
-            return metrics(t, y), (y if save.params else None)
+            return metrics(t, objective.params(y)), (y if save.params else None)
 
         saveat = diffrax.SaveAt(
             subs=[diffrax.SubSaveAt(ts=ts, fn=save_fn), diffrax.SubSaveAt(t1=True)]
         )
         conds = {
             "diverged": lambda t, y, args, **kw: (
-                ~jnp.isfinite(v := objective.value(unravel(y))) | (v > stop.loss_above)
+                ~jnp.isfinite(v := args.value(unravel(y))) | (v > stop.loss_above)
             )
         }
         if stop.loss_below is not None:
-            conds["converged"] = lambda t, y, args, **kw: (
-                objective.value(unravel(y)) < stop.loss_below
-            )
+            conds["converged"] = lambda t, y, args, **kw: args.value(unravel(y)) < stop.loss_below
         sol = diffrax.diffeqsolve(
-            term,
-            self.solver,
-            t0=0.0,
-            t1=self.t1,
-            dt0=self.dt0,
-            y0=y0,
-            saveat=saveat,
-            stepsize_controller=self.stepsize_controller,
-            event=diffrax.Event(conds),
-            max_steps=self.max_steps,
-            throw=False,
-            progress_meter=self.progress_meter,
+            term, self.solver, saveat=saveat, event=diffrax.Event(conds), **solve
         )
         (saved, saved_params), final = sol.ys
         final_y = jax.tree.map(lambda x: x[0], final)
@@ -171,16 +214,28 @@ class GradientFlow(AbstractMethod):
             return jnp.where(reached.reshape((-1,) + (1,) * f.ndim), s, f[None])
 
         saved, saved_params = jax.tree.map(fill, (saved, saved_params), last)
-
-        result = jnp.asarray(Result.solver_failed)
-        result = jnp.where(sol.result == diffrax.RESULTS.successful, Result.finished, result)
-        result = jnp.where(
-            sol.result == diffrax.RESULTS.max_steps_reached, Result.max_steps_reached, result
-        )
+        result = _result(sol)
         event = sol.result == diffrax.RESULTS.event_occurred
         result = jnp.where(event & sol.event_mask["diverged"], Result.diverged, result)
         if "converged" in conds:
             result = jnp.where(event & sol.event_mask["converged"], Result.converged, result)
+        return self._trajectory(sol, ts, saved, saved_params, final, t_stop, result)
+
+    def _run_backsolve(self, term, solve, objective, unravel, ts, save, stop, metrics):
+        """Without events or save functions, which diffrax's backsolve does not take: the
+        states at `ts` and `t1` are saved, and the metrics evaluated from them."""
+        sol = diffrax.diffeqsolve(term, self.solver, saveat=diffrax.SaveAt(ts=ts, t1=True), **solve)
+        ys = jax.vmap(unravel)(sol.ys)
+        final = jax.tree.map(lambda x: x[-1], ys)
+        saved_params = jax.tree.map(lambda x: x[:-1], ys)
+        saved = jax.vmap(lambda t, y: metrics(t, objective.params(y)))(sol.ts[:-1], saved_params)
+        value = objective.value(final)
+        diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
+        result = jnp.where(diverged, Result.diverged, _result(sol))
+        saved_params = saved_params if save.params else None
+        return self._trajectory(sol, ts, saved, saved_params, final, sol.ts[-1], result)
+
+    def _trajectory(self, sol, ts, saved, saved_params, final, t_stop, result):
         return Trajectory(
             ts=jnp.asarray(ts),
             metrics=saved,
@@ -191,6 +246,15 @@ class GradientFlow(AbstractMethod):
             num_steps=sol.stats["num_steps"],
             num_grad_evals=_gradient_evals(self.solver, sol.stats["num_steps"]),
         )
+
+
+def _result(sol):
+    """The rnnflow result code of diffrax's outcome (events are read by the caller)."""
+    result = jnp.asarray(Result.solver_failed)
+    result = jnp.where(sol.result == diffrax.RESULTS.successful, Result.finished, result)
+    return jnp.where(
+        sol.result == diffrax.RESULTS.max_steps_reached, Result.max_steps_reached, result
+    )
 
 
 def _gradient_evals(solver, num_steps):

@@ -1,0 +1,117 @@
+"""What the engine asks of a loss: `loss_fn(params) -> scalar`, and what a loss may offer.
+
+[`rnnflow.train`][] takes any callable `loss_fn` and any pytree `params` whose trainable
+leaves are the floating-point arrays (other leaves, such as an equinox module's activation
+functions, are held fixed). A loss may also offer, as attributes, faster or richer forms
+of itself; the engine looks for them by name and never by type:
+
+| attribute | what it is | used by |
+| --- | --- | --- |
+| `value_and_grad(params)` | the loss and its gradient, e.g. in closed form | `GradientDescent` |
+| `residuals(params)` | the vector $r$ with loss $= \\sum_i r_i^2$ | `LeastSquaresRosenbrock` |
+| `descend(params, value, count, *, lr, running)` | up to `count` fused steps of plain gradient descent | `GradientDescent(kernel="pallas")` |
+| `default_metrics()` | name → `fn(t, params)`: what `Save()` records by default | `Save` |
+| `check(params)` | raise `TypeError`/`ValueError` if `params` do not fit | `train`, before compiling |
+
+The gradient flows differentiate `loss_fn` itself (their vector fields also need
+Hessian-vector products or residual Jacobians, which autodiff gives consistently).
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PyTree
+
+Metric = Callable[[Array, PyTree], Array]
+
+
+def offered(loss_fn, name: str) -> Callable | None:
+    """The method `name` that `loss_fn` offers, or `None`."""
+    fn = getattr(loss_fn, name, None)
+    return fn if callable(fn) else None
+
+
+def split(params):
+    """`(trainable, fixed)`: the floating-point arrays of `params`, and everything else."""
+    return eqx.partition(params, eqx.is_inexact_array)
+
+
+class Objective(eqx.Module):
+    """`loss_fn` as a function of the trainable leaves alone, in the forms the methods use.
+
+    Methods carry only the floating-point arrays through their loops (`trainable`, with
+    `None` where `params` has a fixed leaf); `params(trainable)` puts the fixed leaves back.
+    """
+
+    loss_fn: Callable
+    fixed: PyTree
+
+    def params(self, trainable):
+        return eqx.combine(trainable, self.fixed)
+
+    def value(self, trainable) -> Array:
+        return self.loss_fn(self.params(trainable))
+
+    def value_and_grad(self, trainable, *, fast: bool = True):
+        """The loss and its gradient: the loss's own `value_and_grad` where it offers one
+        (and `fast`), else reverse-mode autodiff."""
+        own = offered(self.loss_fn, "value_and_grad") if fast else None
+        if own is None:
+            return jax.value_and_grad(self.value)(trainable)
+        value, grad = own(self.params(trainable))
+        return value, split(grad)[0]
+
+    @property
+    def residuals(self) -> Callable | None:
+        own = offered(self.loss_fn, "residuals")
+        return None if own is None else lambda trainable: own(self.params(trainable))
+
+
+def default_metrics(loss_fn) -> dict[str, Metric]:
+    """What `Save()` records when it names no metrics: the loss's own choice, else the loss."""
+    own = offered(loss_fn, "default_metrics")
+    if own is not None:
+        return dict(own())
+    return {"loss": lambda t, params: loss_fn(params)}
+
+
+def metric_fn(metrics, loss_fn) -> Callable[[Array, PyTree], dict[str, Array]]:
+    """`(t, params) -> {name: value}` for `Save.metrics` (`None`: the defaults)."""
+    metrics = default_metrics(loss_fn) if metrics is None else dict(metrics)
+
+    def fn(t, params):
+        return {name: jnp.asarray(f(t, params)) for name, f in metrics.items()}
+
+    return fn
+
+
+def check_params(loss_fn, params) -> None:
+    """Raise a `TypeError`/`ValueError` naming the leaf if `params` cannot be trained by
+    `loss_fn` (no floating leaves, integer arrays, the loss's own check); then check, by
+    abstract evaluation only, that the loss returns a real scalar."""
+    if not callable(loss_fn):
+        raise TypeError(
+            f"`loss_fn` must be callable as loss_fn(params) -> scalar; got {type(loss_fn).__name__}."
+        )
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if eqx.is_array(leaf) and not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            raise TypeError(
+                f"`params{jax.tree_util.keystr(path)}` is a {leaf.dtype} array: trained leaves "
+                "must be floating point (integer updates would truncate). Keep fixed integers "
+                "out of `params` (e.g. in the loss) or convert them."
+            )
+        if eqx.is_array(leaf) and jnp.iscomplexobj(leaf):
+            raise TypeError(f"`params{jax.tree_util.keystr(path)}` must be real; got {leaf.dtype}.")
+    if not jax.tree.leaves(split(params)[0]):
+        raise ValueError("`params` must hold at least one floating-point array to train.")
+    own = offered(loss_fn, "check")
+    if own is not None:
+        own(params)
+    out = jax.eval_shape(loss_fn, params)
+    if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
+        raise ValueError(
+            f"`loss_fn(params)` must return a real scalar; got {getattr(out, 'shape', out)} "
+            f"{getattr(out, 'dtype', '')}."
+        )
