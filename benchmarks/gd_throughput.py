@@ -86,7 +86,7 @@ def rnnflow_run(model, loss, params, steps, kernel="auto", lanes=None):
     save = rf.Save(num=2, metrics={"loss": lambda t, p: loss(model, p)})
 
     def run():
-        return rf.train_seeds(model, loss, method, params, save=save, lanes=lanes)
+        return rf.train_seeds(loss.bind(model), params, method, save=save, lanes=lanes)
 
     _, first = _timed(run)
     traj, second = _timed(run)
@@ -205,15 +205,14 @@ def main():
             tl_s = (time.perf_counter() - t0) / n_loop * s
             method = rf.GradientDescent(LR, steps)
             first = jax.tree.map(lambda x: x[0], params)
-            rf.train(model, loss, method, first, save=rf.Save(num=2))  # compile
+            rf.train(loss.bind(model), first, method, save=rf.Save(num=2))  # compile
             t0 = time.perf_counter()
             for i in range(n_loop):
                 jax.block_until_ready(
                     rf.train(
-                        model,
-                        loss,
-                        method,
+                        loss.bind(model),
                         jax.tree.map(lambda x: x[i], params),
+                        method,
                         save=rf.Save(num=2),
                     )
                 )

@@ -71,7 +71,7 @@ def _call(model, loss, method, params, save):
     before = _rss()
     compiles = _compiles["count"]
     start = time.perf_counter()
-    traj = jax.block_until_ready(rf.train_seeds(model, loss, method, params, save=save))
+    traj = jax.block_until_ready(rf.train_seeds(loss.bind(model), params, method, save=save))
     seconds = time.perf_counter() - start
     compiles = _compiles["count"] - compiles
     after = _rss()

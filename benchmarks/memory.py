@@ -68,7 +68,7 @@ def child(seeds, mode, steps):
     kw["lanes"] = kw["lanes"] or seeds
     start = time.perf_counter()
     traj = rf.train_seeds(
-        model, loss, rf.GradientDescent(LR, steps), params, save=rf.Save(num=2), **kw
+        loss.bind(model), params, rf.GradientDescent(LR, steps), save=rf.Save(num=2), **kw
     )
     jax.block_until_ready(traj)
     seconds = time.perf_counter() - start

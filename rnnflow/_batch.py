@@ -22,9 +22,16 @@ from ._trajectory import Save, Stop, Trajectory
 
 def _block(loss_fn, method, trainable, fixed, save, stop, devices):
     """Train one block of seeds: vmapped, and sharded over `devices` when there are several."""
-    one = jax.vmap(lambda f, p: run(f, method, p, fixed, save, stop), in_axes=(None, 0))
+    # The loss's arrays (a teacher, data) go in as an argument shared by every seed; its
+    # other leaves (functions) stay in the closure.
+    arrays, rest = eqx.partition(loss_fn, eqx.is_array)
+
+    def one(arrays, p):
+        return run(eqx.combine(arrays, rest), method, p, fixed, save, stop)
+
+    one = jax.vmap(one, in_axes=(None, 0))
     if len(devices) == 1:
-        return one(loss_fn, trainable)
+        return one(arrays, trainable)
     sharded = jax.shard_map(
         one,
         mesh=Mesh(np.asarray(devices), ("seeds",)),
@@ -32,7 +39,7 @@ def _block(loss_fn, method, trainable, fixed, save, stop, devices):
         out_specs=PartitionSpec("seeds"),
         check_vma=False,
     )
-    return sharded(loss_fn, trainable)
+    return sharded(arrays, trainable)
 
 
 _block_jit = eqx.filter_jit(_block)

@@ -188,7 +188,7 @@ class BoundLoss(eqx.Module):
 
     Besides its value it offers the engine (see [`rnnflow.train`][]): its `residuals`
     (a least-squares loss), a parameter `check` run before compiling, and
-    `default_metrics`: the loss, the relative imbalance $\|Q\|_F / \|θ\|^2$ and, with a
+    `default_metrics`: the loss, the relative imbalance $\\|Q\\|_F / \\|θ\\|^2$ and, with a
     teacher, the relative extrapolation error to 10 × `train_len`.
 
     **Fields:** `loss` (an [`rnnflow.ImpulseLoss`][] or [`rnnflow.SequenceLoss`][]) and
@@ -203,7 +203,7 @@ class BoundLoss(eqx.Module):
 
     @property
     def residuals(self):
-        """`params -> r` with the loss $\sum_i r_i^2$, or `None`."""
+        """`params -> r` with the loss $\\sum_i r_i^2$, or `None`."""
         if self.loss.residuals is None:
             return None
         return lambda params: self.loss.residuals(self.model, params)

@@ -2,19 +2,25 @@
 
 [`rnnflow.train`][] takes any callable `loss_fn` and any pytree `params` whose trainable
 leaves are the floating-point arrays (other leaves, such as an equinox module's activation
-functions, are held fixed). A loss may also offer, as attributes, faster or richer forms
-of itself; the engine looks for them by name and never by type:
+functions, are held fixed). A loss may also offer, as methods, faster or richer forms of
+itself; the engine looks for them by name and never by type:
 
-| attribute | what it is | used by |
-| --- | --- | --- |
-| `value_and_grad(params)` | the loss and its gradient, e.g. in closed form | `GradientDescent` |
-| `residuals(params)` | the vector $r$ with loss $= \\sum_i r_i^2$ | `LeastSquaresRosenbrock` |
-| `descend(params, value, count, *, lr, running)` | up to `count` fused steps of plain gradient descent | `GradientDescent(kernel="pallas")` |
-| `default_metrics()` | name → `fn(t, params)`: what `Save()` records by default | `Save` |
-| `check(params)` | raise `TypeError`/`ValueError` if `params` do not fit | `train`, before compiling |
+- `value_and_grad(params) -> (loss, gradient)`: the gradient in closed form (or otherwise
+  faster than autodiff). Used by `GradientDescent` (`kernel="auto"`) in its loop of steps.
+- `descend(params, value, count, *, lr, running, kernel) -> (params, loss, steps)`: up
+  to `count` fused steps of plain gradient descent from `params` (one seed; under `vmap`
+  a batch), each taken while `running(loss)` holds, `value` the loss at `params`. Used by
+  `GradientDescent` for plain gradient descent at a constant rate; reverse-mode
+  derivatives go through the generic steps instead.
+- `residuals(params) -> r`: the vector with loss $\\sum_i r_i^2$. Needed by
+  `LeastSquaresRosenbrock`.
+- `default_metrics() -> {name: fn(t, params)}`: what `Save()` records when it names no
+  metrics (otherwise the loss alone).
+- `check(params)`: raise a `TypeError`/`ValueError` naming what is wrong with `params`;
+  `train` calls it before compiling.
 
-The gradient flows differentiate `loss_fn` itself (their vector fields also need
-Hessian-vector products or residual Jacobians, which autodiff gives consistently).
+The gradient flows differentiate `loss_fn` itself by autodiff (their vector fields also
+need Hessian-vector products or residual Jacobians, which autodiff gives consistently).
 """
 
 from collections.abc import Callable
@@ -93,7 +99,8 @@ def check_params(loss_fn, params) -> None:
     abstract evaluation only, that the loss returns a real scalar."""
     if not callable(loss_fn):
         raise TypeError(
-            f"`loss_fn` must be callable as loss_fn(params) -> scalar; got {type(loss_fn).__name__}."
+            "`loss_fn` must be callable as loss_fn(params) -> scalar; "
+            f"got {type(loss_fn).__name__}."
         )
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         if eqx.is_array(leaf) and not jnp.issubdtype(leaf.dtype, jnp.inexact):
@@ -109,7 +116,7 @@ def check_params(loss_fn, params) -> None:
     own = offered(loss_fn, "check")
     if own is not None:
         own(params)
-    out = jax.eval_shape(loss_fn, params)
+    out = eqx.filter_eval_shape(loss_fn, params)
     if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
         raise ValueError(
             f"`loss_fn(params)` must return a real scalar; got {getattr(out, 'shape', out)} "

@@ -159,7 +159,7 @@ class Trajectory(eqx.Module):
     **Fields:**
 
     - `ts`: the save times, shape `(saves,)`, in flow time: for gradient descent the sum
-      of the step sizes taken, $\sum_{j<n} η_j$ ($nη$ at a constant rate), so that gradient
+      of the step sizes taken, $\\sum_{j<n} η_j$ ($nη$ at a constant rate), so that gradient
       descent and the flows share one time axis.
     - `metrics`: name → values at the save times, shape `(saves, ...)`. After a seed stops
       (converged or diverged), its values hold the state it stopped in.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 _EPILOG = """
 Results folders hold metadata.json (config, versions, seed keys, summary), results.npz
-(per-seed arrays) and figure.png; load one with rnnflow.load_results(DIR). An existing
+(per-seed arrays) and figure.png; load one with rnnflow.experiments.load_results(DIR). An existing
 folder is never overwritten: complete results for the same config are reused, anything
 else is an error. A run killed part-way resumes when the same command is run again.
 """

@@ -106,8 +106,12 @@ class GradientDescent(AbstractMethod):
         (float64 where concrete). For a constant rate: `None` (it is $nη$)."""
         if not callable(self.lr):
             return None
-        rates = self.lr(jnp.arange(self.num_steps))
+        # At int32 counts, as optax evaluates a schedule: the rates the steps are taken at.
+        # Evaluated now even inside a trace, unless the schedule depends on traced values.
+        with jax.ensure_compile_time_eval():
+            rates = self.lr(jnp.arange(self.num_steps, dtype=jnp.int32))
         if isinstance(rates, jax.core.Tracer):
+            rates = rates.astype(jnp.result_type(float))
             return jnp.concatenate([jnp.zeros(1, rates.dtype), jnp.cumsum(rates)])
         rates = np.asarray(rates, np.float64)
         if rates.shape != (self.num_steps,) or not np.all(np.isfinite(rates) & (rates > 0)):

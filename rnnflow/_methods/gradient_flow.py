@@ -1,3 +1,4 @@
+import dataclasses
 import warnings
 
 import diffrax
@@ -102,8 +103,9 @@ class GradientFlow(AbstractMethod):
         adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
         if not isinstance(adjoint, diffrax.AbstractAdjoint):
             raise TypeError(
-                "`adjoint` must be a diffrax adjoint (e.g. diffrax.RecursiveCheckpointAdjoint(),"
-                f" diffrax.BacksolveAdjoint(), diffrax.ForwardMode()); got {type(adjoint).__name__}."
+                "`adjoint` must be a diffrax adjoint (e.g. diffrax.RecursiveCheckpointAdjoint(), "
+                "diffrax.BacksolveAdjoint(), diffrax.ForwardMode()); "
+                f"got {type(adjoint).__name__}."
             )
         if isinstance(adjoint, diffrax.ImplicitAdjoint):
             raise TypeError(
@@ -113,7 +115,7 @@ class GradientFlow(AbstractMethod):
         self.adjoint = adjoint
 
     def quiet(self) -> "GradientFlow":
-        return eqx.tree_at(lambda m: m.progress_meter, self, diffrax.NoProgressMeter())
+        return dataclasses.replace(self, progress_meter=diffrax.NoProgressMeter())
 
     def save_times(self, save: Save) -> np.ndarray:
         if save.every is not None:

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._methods import GradientDescent, GradientFlow, LeastSquaresRosenbrock
+from .._seeds import init_seeds
 from .._teachers import Teacher, modes_teacher
-from .._train import init_seeds
 from .._trajectory import Result
 
 # Named teachers (eigenvalues, weights): short memory, long memory (eigenvalue 1),

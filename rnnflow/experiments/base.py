@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._train import train_seeds
+from .._batch import train_seeds
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -163,14 +163,13 @@ class Sweep:
         if self.progress:
             print(*args, **{"flush": True, **kwargs})
 
-    def train(self, name: str, model, loss, method, params, **kwargs):
+    def train(self, name: str, loss_fn, method, params, **kwargs):
         """[`rnnflow.train_seeds`][] under `name`, unique within the experiment."""
         checkpoint = None if self.workdir is None else Path(self.workdir) / name
         return train_seeds(
-            model,
-            loss,
-            method,
+            loss_fn,
             params,
+            method,
             chunk_size=self.chunk_size,
             lanes=self.lanes,
             checkpoint=checkpoint,

@@ -34,7 +34,7 @@ from .._diagnostics import effective_dim
 from .._losses import ImpulseLoss, extrapolation_error
 from .._methods import GradientDescent
 from .._models import DenseRNN, RNNParams
-from .._train import init_seeds
+from .._seeds import init_seeds
 from .._trajectory import Result, Save, Stop
 from . import _common
 from .base import Experiment, ExperimentConfig, Outcome, Sweep
@@ -138,7 +138,12 @@ def run(config: CounterexampleConfig, sweep: Sweep = Sweep()) -> Outcome:
     loss = ImpulseLoss(teacher, k)
     method = GradientDescent(config.lr, int(round(config.t1 / config.lr)))
     traj = sweep.train(
-        "gd", model, loss, method, params, save=Save(num=2), stop=Stop(loss_below=config.loss_below)
+        "gd",
+        loss.bind(model),
+        method,
+        params,
+        save=Save(num=2),
+        stop=Stop(loss_below=config.loss_below),
     )
     trained = measure(traj.final)
     for field in ("loss", "extrapolation", "dim", "impulse"):

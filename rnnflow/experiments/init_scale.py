@@ -99,8 +99,7 @@ def run(config: InitScaleConfig, sweep: Sweep = Sweep()) -> Outcome:
             loss = ImpulseLoss(teacher, config.train_len)
             traj = sweep.train(
                 f"{pname}-{tname}",
-                model,
-                loss,
+                loss.bind(model),
                 method,
                 params,
                 save=save,

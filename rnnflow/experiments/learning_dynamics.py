@@ -196,7 +196,7 @@ def run(config: LearningDynamicsConfig, sweep: Sweep = Sweep()) -> Outcome:
         f"{method.num_steps} steps",
         flush=True,
     )
-    traj = sweep.train("train", model, loss, method, params, save=save)
+    traj = sweep.train("train", loss.bind(model), method, params, save=save)
     extrap, final_lam, final_w = _final(model, teacher, config.train_len, traj.final)
 
     grid = (n_scales, n_seeds)

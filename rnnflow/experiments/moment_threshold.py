@@ -42,8 +42,8 @@ from .._diagnostics import learned_measure, spectrum_distance
 from .._losses import ImpulseLoss, extrapolation_error
 from .._methods import GradientDescent
 from .._models import DiagonalRNN, RNNParams, SymmetricRNN
+from .._seeds import init_seeds
 from .._teachers import modes_teacher
-from .._train import init_seeds
 from .._trajectory import Result, Save, Stop
 from . import _common
 from .base import Experiment, ExperimentConfig, Outcome, Sweep
@@ -221,8 +221,7 @@ def run(config: MomentThresholdConfig, sweep: Sweep = Sweep()) -> Outcome:
             loss = ImpulseLoss(teacher, k)
             traj = sweep.train(
                 f"d{d}-k{k}",
-                model,
-                loss,
+                loss.bind(model),
                 method,
                 params,
                 save=Save(num=41, spacing="log", metrics=_metrics(model, loss, teacher, q)),

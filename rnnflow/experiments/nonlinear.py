@@ -171,7 +171,7 @@ def run(config: NonlinearConfig, sweep: Sweep = Sweep()) -> Outcome:
         f"{config.num_sequences} sequences",
         flush=True,
     )
-    traj = sweep.train("train", model, loss, method, params, save=save)
+    traj = sweep.train("train", loss.bind(model), method, params, save=save)
 
     errors = _errors_jit(model, traj.final, xt, yt, config.train_len)
     sv = np.stack(

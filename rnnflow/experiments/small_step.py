@@ -48,7 +48,7 @@ from jax.flatten_util import ravel_pytree
 from .._losses import ImpulseLoss, extrapolation_error
 from .._methods import GradientDescent, GradientFlow, ModifiedFlow
 from .._models import MODELS, DenseRNN
-from .._train import init_seeds
+from .._seeds import init_seeds
 from .._trajectory import Result, Save, Stop
 from . import _common
 from .base import Experiment, ExperimentConfig, Outcome, Sweep
@@ -169,7 +169,7 @@ def _small_step_part(config: SmallStepConfig, keys, sweep: Sweep) -> tuple[dict,
     q0 = jax.vmap(model.imbalance)(params)
 
     sweep.log("small_step: gradient flow (reference)", flush=True)
-    gf = sweep.train("gf", model, loss, GradientFlow(config.t1, **flow), params, save=save)
+    gf = sweep.train("gf", loss.bind(model), GradientFlow(config.t1, **flow), params, save=save)
     gf_ok = _ok(gf)
     theta_gf = _flat(gf.params)
     shape = (len(config.lrs), config.seeds, config.num_saves)
@@ -184,14 +184,17 @@ def _small_step_part(config: SmallStepConfig, keys, sweep: Sweep) -> tuple[dict,
         sweep.log(f"small_step: η = {lr}: gradient descent and modified flow", flush=True)
         gd = sweep.train(
             f"gd-{lr}",
-            model,
-            loss,
+            loss.bind(model),
             GradientDescent(lr, int(round(config.t1 / lr))),
             params,
             save=save,
         )
         mf = sweep.train(
-            f"modified-{lr}", model, loss, ModifiedFlow(lr, config.t1, **flow), params, save=save
+            f"modified-{lr}",
+            loss.bind(model),
+            ModifiedFlow(lr, config.t1, **flow),
+            params,
+            save=save,
         )
         theta_gd = _flat(gd.params)
         both_gf = (_ok(gd) & gf_ok)[:, None]
@@ -307,8 +310,7 @@ def _dense_part(config: SmallStepConfig, keys, sweep: Sweep) -> tuple[dict, dict
         method = GradientDescent(lr, int(round(config.dense_t1 / lr)))
         traj = sweep.train(
             f"dense-{lr}",
-            model,
-            loss,
+            loss.bind(model),
             method,
             params,
             save=Save(num=2),
