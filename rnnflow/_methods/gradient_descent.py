@@ -2,7 +2,6 @@ from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
-import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,13 +11,7 @@ from .._checks import check_choice, check_positive_int, check_real
 from .._objective import Objective, offered
 from .._trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
-
-# How each adjoint runs the loop of steps between saves (`equinox.internal.while_loop`).
-_LOOPS = {
-    diffrax.RecursiveCheckpointAdjoint: "checkpointed",
-    diffrax.ForwardMode: "lax",
-    diffrax.DirectAdjoint: "bounded",
-}
+from .descent_steps import LOOPS, fused_steps, optimizer_steps, while_loop
 
 
 class GradientDescent(AbstractMethod):
@@ -88,7 +81,7 @@ class GradientDescent(AbstractMethod):
             )
         self.optimizer = optimizer
         adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
-        if type(adjoint) not in _LOOPS:
+        if type(adjoint) not in LOOPS:
             raise TypeError(
                 "`adjoint` for GradientDescent must be diffrax.RecursiveCheckpointAdjoint(), "
                 "diffrax.ForwardMode() or diffrax.DirectAdjoint() (steps are discrete: there "
@@ -166,17 +159,6 @@ class GradientDescent(AbstractMethod):
                 "train_len ≤ 32."
             )
 
-    def _while_loop(self, max_steps: int):
-        kind = _LOOPS[type(self.adjoint)]
-        checkpoints = getattr(self.adjoint, "checkpoints", None)
-
-        def loop(cond, body, init):
-            return eqxi.while_loop(
-                cond, body, init, max_steps=max_steps, kind=kind, checkpoints=checkpoints
-            )
-
-        return loop
-
     def run(self, objective: Objective, params, *, save, stop, metrics) -> Trajectory:
         steps = self.save_steps(save)
         flow_times = self.flow_times()
@@ -208,8 +190,27 @@ class GradientDescent(AbstractMethod):
             and offered(objective.loss_fn, "descend") is not None
             and not isinstance(self.adjoint, diffrax.DirectAdjoint)
         )
-        loop = self._fused if fused else self._steps
-        advance, init = loop(objective, lr, params, running, max_count)
+        loop = while_loop(self.adjoint, max_count)
+        if fused:
+            advance, init = fused_steps(
+                objective,
+                params,
+                lr=lr,
+                running=running,
+                loop=loop,
+                kernel=self.kernel,
+                differentiate=isinstance(self.adjoint, diffrax.RecursiveCheckpointAdjoint),
+            )
+        else:
+            advance, init = optimizer_steps(
+                objective,
+                params,
+                lr=lr,
+                optimizer=self.optimizer,
+                running=running,
+                loop=loop,
+                fast=self.kernel == "auto",
+            )
 
         def segment(state, count):
             state = advance(state, count)
@@ -232,92 +233,3 @@ class GradientDescent(AbstractMethod):
             num_steps=n,
             num_grad_evals=n + 1,  # at the start and after every step
         )
-
-    def _steps(self, objective, lr, params, running, max_count):
-        """The loop of optimizer steps: `advance(state, count)` and the initial state
-        (params, loss, steps taken, (optimizer state, gradient))."""
-        opt = optax.sgd(lr) if self.optimizer is None else self.optimizer
-
-        def value_and_grad(p):
-            return objective.value_and_grad(p, fast=self.kernel == "auto")
-
-        # The loop carries the loss and gradient at the current parameters, so its condition
-        # checks each state before a step is taken from it: a seed that diverged or converged
-        # takes no step (under vmap, the batched loop keeps its carry), and the step itself
-        # needs no masking.
-        def step(carry):
-            i, (params, _, n, (opt_state, grad)) = carry
-            updates, opt_state = opt.update(grad, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            value, grad = value_and_grad(params)
-            return i + 1, (params, value, n + 1, (opt_state, grad))
-
-        loop = self._while_loop(max_count)
-
-        def advance(state, count):
-            # A while loop: a seed that has stopped takes no more steps, and under vmap the
-            # batch leaves the loop as soon as every seed has stopped.
-            def cond(carry):
-                i, (_, value, _, _) = carry
-                return (i < count) & running(value)
-
-            return loop(cond, step, (0, state))[1]
-
-        value, grad = value_and_grad(params)
-        return advance, (params, value, jnp.asarray(0), (opt.init(params), grad))
-
-    def _fused(self, objective, lr, params, running, max_count):
-        """Plain gradient descent through the loss's own `descend` (many steps, fused).
-        Reverse-mode derivatives (the default adjoint) are those of the same steps taken
-        by `_steps`, recomputed on the backward pass."""
-        fixed, kernel = objective.fixed, self.kernel
-
-        def descend(vjp_arg, count):
-            p, value, loss_fn, lr = vjp_arg
-            p, value, taken = loss_fn.descend(
-                eqx.combine(p, fixed), value, count, lr=lr, running=running, kernel=kernel
-            )
-            return eqx.filter(p, eqx.is_inexact_array), value, taken
-
-        if isinstance(self.adjoint, diffrax.RecursiveCheckpointAdjoint):
-
-            def recompute(vjp_arg, count):
-                p, _, loss_fn, lr = vjp_arg
-                advance, init = self._steps(Objective(loss_fn, fixed), lr, p, running, max_count)
-                p, value, n, _ = advance(init, count)
-                return p, value, n
-
-            descend = _backward_by(descend, recompute)
-
-        def advance(state, count):
-            p, value, n, _ = state
-            p, value, taken = descend((p, value, objective.loss_fn, lr), count)
-            return p, value, n + taken, None
-
-        return advance, (params, objective.value(params), jnp.asarray(0), None)
-
-
-def _backward_by(fast, slow):
-    """`fast(vjp_arg, count)`, differentiated in reverse mode as `slow`, which computes the
-    same function another way (`fast` itself need not be differentiable)."""
-
-    @eqx.filter_custom_vjp
-    def fn(vjp_arg, count):
-        return fast(vjp_arg, count)
-
-    @fn.def_fwd
-    def fn_fwd(perturbed, vjp_arg, count):
-        return fast(vjp_arg, count), None
-
-    @fn.def_bwd
-    def fn_bwd(residuals, grad_out, perturbed, vjp_arg, count):
-        out, vjp = eqx.filter_vjp(lambda arg: slow(arg, count), vjp_arg)
-        grad_out = jax.tree.map(
-            lambda g, o: g if g is not None or o is None else jnp.zeros_like(o),
-            grad_out,
-            eqx.filter(out, eqx.is_inexact_array),
-            is_leaf=lambda x: x is None,
-        )
-        return vjp(grad_out)[0]
-
-    return fn

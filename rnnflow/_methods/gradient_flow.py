@@ -1,5 +1,4 @@
 import dataclasses
-import warnings
 
 import diffrax
 import equinox as eqx
@@ -13,6 +12,7 @@ from .._objective import Objective, offered
 from .._trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
 from .rosenbrock import LeastSquaresRosenbrock, LeastSquaresTerm, residual_jacobian
+from .solve_report import gradient_evals, result_code, warn_if_tolerance_below_precision
 
 
 class GradientFlow(AbstractMethod):
@@ -152,7 +152,7 @@ class GradientFlow(AbstractMethod):
 
     def run(self, objective: Objective, params, *, save, stop, metrics) -> Trajectory:
         ts = self.save_times(save)
-        _warn_if_tolerance_below_precision(self.stepsize_controller, params)
+        warn_if_tolerance_below_precision(self.stepsize_controller, params)
 
         # The objective travels as diffrax's `args`, not in a closure, so that every adjoint
         # (backsolve too) differentiates with respect to what it holds (a teacher, say).
@@ -216,7 +216,7 @@ class GradientFlow(AbstractMethod):
             return jnp.where(reached.reshape((-1,) + (1,) * f.ndim), s, f[None])
 
         saved, saved_params = jax.tree.map(fill, (saved, saved_params), last)
-        result = _result(sol)
+        result = result_code(sol)
         event = sol.result == diffrax.RESULTS.event_occurred
         result = jnp.where(event & sol.event_mask["diverged"], Result.diverged, result)
         if "converged" in conds:
@@ -233,7 +233,7 @@ class GradientFlow(AbstractMethod):
         saved = jax.vmap(lambda t, y: metrics(t, objective.params(y)))(sol.ts[:-1], saved_params)
         value = objective.value(final)
         diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
-        result = jnp.where(diverged, Result.diverged, _result(sol))
+        result = jnp.where(diverged, Result.diverged, result_code(sol))
         saved_params = saved_params if save.params else None
         return self._trajectory(sol, ts, saved, saved_params, final, sol.ts[-1], result)
 
@@ -246,48 +246,5 @@ class GradientFlow(AbstractMethod):
             t_stop=t_stop,
             result=result,
             num_steps=sol.stats["num_steps"],
-            num_grad_evals=_gradient_evals(self.solver, sol.stats["num_steps"]),
-        )
-
-
-def _result(sol):
-    """The rnnflow result code of diffrax's outcome (events are read by the caller)."""
-    result = jnp.asarray(Result.solver_failed)
-    result = jnp.where(sol.result == diffrax.RESULTS.successful, Result.finished, result)
-    return jnp.where(
-        sol.result == diffrax.RESULTS.max_steps_reached, Result.max_steps_reached, result
-    )
-
-
-def _gradient_evals(solver, num_steps):
-    # Explicit Runge-Kutta solvers evaluate the vector field once per stage, on accepted and
-    # rejected steps alike. FSAL tableaux reuse the last stage of a step as the first of the
-    # next, saving one per step, except on the first step (if any), which has no previous one.
-    # LeastSquaresRosenbrock takes one per stage and one at the start (the last, at the new
-    # point, is the next step's first; its residual Jacobians, one per step, are not
-    # counted). Implicit solvers depend on their Newton iterations, which diffrax does not
-    # report: -1 then.
-    if isinstance(solver, LeastSquaresRosenbrock):
-        return solver.stages * num_steps + 1
-    tableau = getattr(solver, "tableau", None)
-    if isinstance(solver, diffrax.AbstractImplicitSolver) or tableau is None:
-        return num_steps if isinstance(solver, diffrax.Euler) else jnp.asarray(-1)
-    stages = len(tableau.c) + 1
-    return num_steps * (stages - 1) + (num_steps > 0) if tableau.fsal else num_steps * stages
-
-
-def _warn_if_tolerance_below_precision(controller, params) -> None:
-    # A relative tolerance within a few ulps of the dtype's resolution cannot be met: the
-    # controller then shrinks the step until max_steps, or accepts noise. Warned at trace time.
-    rtol = getattr(controller, "rtol", None)
-    if rtol is None or isinstance(rtol, jax.core.Tracer):
-        return
-    eps = float(jnp.finfo(jnp.result_type(*jax.tree.leaves(params))).eps)
-    if rtol < 4 * eps:
-        warnings.warn(
-            f"rtol={rtol:g} is below what {jnp.result_type(*jax.tree.leaves(params))} can "
-            f"deliver (4 × eps = {4 * eps:.1e}); compute in float64 "
-            "(jax.config.update('jax_enable_x64', True), or `rnnflow run --float64`) or "
-            "loosen rtol.",
-            stacklevel=2,
+            num_grad_evals=gradient_evals(self.solver, sol.stats["num_steps"]),
         )

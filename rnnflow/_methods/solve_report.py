@@ -1,0 +1,54 @@
+"""What a diffrax solve reports, in rnnflow's terms: result codes, gradient evaluations,
+and a warning for tolerances the precision cannot meet."""
+
+import warnings
+
+import diffrax
+import jax
+import jax.numpy as jnp
+
+from .._trajectory import Result
+from .rosenbrock import LeastSquaresRosenbrock
+
+
+def result_code(sol):
+    """The rnnflow result code of diffrax's outcome (events are read by the caller)."""
+    result = jnp.asarray(Result.solver_failed)
+    result = jnp.where(sol.result == diffrax.RESULTS.successful, Result.finished, result)
+    return jnp.where(
+        sol.result == diffrax.RESULTS.max_steps_reached, Result.max_steps_reached, result
+    )
+
+
+def gradient_evals(solver, num_steps):
+    # Explicit Runge-Kutta solvers evaluate the vector field once per stage, on accepted and
+    # rejected steps alike. FSAL tableaux reuse the last stage of a step as the first of the
+    # next, saving one per step, except on the first step (if any), which has no previous one.
+    # LeastSquaresRosenbrock takes one per stage and one at the start (the last, at the new
+    # point, is the next step's first; its residual Jacobians, one per step, are not
+    # counted). Implicit solvers depend on their Newton iterations, which diffrax does not
+    # report: -1 then.
+    if isinstance(solver, LeastSquaresRosenbrock):
+        return solver.stages * num_steps + 1
+    tableau = getattr(solver, "tableau", None)
+    if isinstance(solver, diffrax.AbstractImplicitSolver) or tableau is None:
+        return num_steps if isinstance(solver, diffrax.Euler) else jnp.asarray(-1)
+    stages = len(tableau.c) + 1
+    return num_steps * (stages - 1) + (num_steps > 0) if tableau.fsal else num_steps * stages
+
+
+def warn_if_tolerance_below_precision(controller, params) -> None:
+    # A relative tolerance within a few ulps of the dtype's resolution cannot be met: the
+    # controller then shrinks the step until max_steps, or accepts noise. Warned at trace time.
+    rtol = getattr(controller, "rtol", None)
+    if rtol is None or isinstance(rtol, jax.core.Tracer):
+        return
+    eps = float(jnp.finfo(jnp.result_type(*jax.tree.leaves(params))).eps)
+    if rtol < 4 * eps:
+        warnings.warn(
+            f"rtol={rtol:g} is below what {jnp.result_type(*jax.tree.leaves(params))} can "
+            f"deliver (4 × eps = {4 * eps:.1e}); compute in float64 "
+            "(jax.config.update('jax_enable_x64', True), or `rnnflow run --float64`) or "
+            "loosen rtol.",
+            stacklevel=2,
+        )
