@@ -15,27 +15,31 @@ from jaxtyping import PyTree
 from ._checkpoints import Checkpoints, array_hash, computation_hash
 from ._checks import check_positive_int
 from ._methods import AbstractMethod
-from ._objective import offered, split
+from ._objective import check_finite, offered, split
 from ._train import check_call, run, with_fixed
 from ._trajectory import Save, Stop, Trajectory
 
 
-def _block(loss_fn, method, trainable, fixed, save, stop, devices):
-    """Train one block of seeds: vmapped, and sharded over `devices` when there are several."""
-    # The loss's arrays (a teacher, data) go in as an argument shared by every seed; its
-    # other leaves (functions) stay in the closure.
-    arrays, rest = eqx.partition(loss_fn, eqx.is_array)
+def _block(loss_fn, method, trainable, fixed, save, stop, devices, per_lane=False):
+    """Train one block of seeds: vmapped, and sharded over `devices` when there are several.
+
+    The arrays of the loss (a teacher, data) and of the method (a traced rate) go in as an
+    argument: shared by every lane, or with `per_lane` one per lane, like the parameters
+    (a sweep over teachers or rates); their other leaves (functions) stay in the closure.
+    """
+    arrays, rest = eqx.partition((loss_fn, method), eqx.is_array)
 
     def one(arrays, p):
-        return run(eqx.combine(arrays, rest), method, p, fixed, save, stop)
+        loss_fn, method = eqx.combine(arrays, rest)
+        return run(loss_fn, method, p, fixed, save, stop)
 
-    one = jax.vmap(one, in_axes=(None, 0))
+    one = jax.vmap(one, in_axes=(0 if per_lane else None, 0))
     if len(devices) == 1:
         return one(arrays, trainable)
     sharded = jax.shard_map(
         one,
         mesh=Mesh(np.asarray(devices), ("seeds",)),
-        in_specs=(PartitionSpec(), PartitionSpec("seeds")),
+        in_specs=(PartitionSpec("seeds") if per_lane else PartitionSpec(), PartitionSpec("seeds")),
         out_specs=PartitionSpec("seeds"),
         check_vma=False,
     )
@@ -193,6 +197,7 @@ def train_seeds(
     ```
     """
     num_seeds = _num_seeds(loss_fn, params)
+    check_finite("params", params)  # every seed's; `check_call` sees the first seed
     trainable, fixed = split(params)
     first_seed = jax.tree.map(lambda x: x[0], trainable)
     check_call(loss_fn, eqx.combine(first_seed, fixed), method, save, stop)

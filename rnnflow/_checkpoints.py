@@ -3,15 +3,15 @@
 Each file records what computed it, in two parts, and a checksum of its content:
 
 - the *run*: a hash of the traced computation of one seed (the jaxpr of loss, method,
-  saves and stops, with every constant it closes over) and the lanes. A file of another run
-  is an error: the folder belongs to that run, and nothing in it is overwritten;
+  saves and stops, with every constant it closes over) and the lanes;
 - the *chunk*: a hash of the chunk's initial parameters;
 - the checksum of the arrays stored.
 
-A file that cannot be read, whose chunk hash or checksum does not match (truncated,
-overwritten, swapped with another chunk's file), is reported with a warning and
-recomputed. Files are written atomically, so a run killed at any moment leaves complete
-files only.
+A file that cannot be read, was computed by another run or for other seeds (swapped with
+another chunk's file), or whose content does not match its checksum (truncated,
+overwritten), is reported once, with a warning naming it and why, and recomputed: the
+result is the same as an uninterrupted run's. Files are written atomically, so a run
+killed at any moment leaves complete files only.
 """
 
 import hashlib
@@ -54,7 +54,7 @@ def computation_hash(fn, *args) -> str:
 
 
 class Checkpoints:
-    """A folder of chunk files for one run (identified by `run_hash`)."""
+    """The chunk files of one run (identified by `run_hash`) in `folder`."""
 
     def __init__(self, folder, run_hash: str):
         self.folder = Path(folder)
@@ -76,9 +76,8 @@ class Checkpoints:
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
             return self._discard(path, f"it cannot be read ({type(e).__name__}: {e})")
         if run != self.run_hash:
-            raise FileExistsError(
-                f"{path} was written by a different run (another loss, method, save times, "
-                "stop or lanes); use another checkpoint folder, or delete this one."
+            return self._discard(
+                path, "it was computed by another run (another loss, method, saves, stop or lanes)"
             )
         if chunk != chunk_hash:
             return self._discard(path, "it holds other seeds than this chunk's")

@@ -10,6 +10,10 @@ practice: modes that carry the fit have singular values within a few decades of 
 largest, while what gradient descent leaves behind from a small initialization sits near
 the init scale squared (≲ 1e-6 relative for scale 1e-3).
 
+**Non-finite inputs** (a diverged seed) give NaN, quietly: the LAPACK routines behind
+the SVD and eigendecompositions are never called on them (they would print parameter
+errors), and the seed's `Trajectory.result` says why it failed.
+
 **Learned measure.** For a diagonalizable $A = V \Lambda V^{-1}$,
 $h_i = \sum_j w_j \lambda_j^i$ with weights $w_j = (C v_j)(u_j^\top B)$, $u_j^\top$ the rows
 of $V^{-1}$. For a balanced student ($A$ symmetric, $B = C^\top$) the $w_j \ge 0$ and the
@@ -45,7 +49,8 @@ def hankel_singular_values(
     idx = jnp.arange(size)[:, None] + jnp.arange(size)[None, :]
     blocks = h[idx]  # (size, size, out, in)
     hankel = blocks.transpose(0, 2, 1, 3).reshape(size * h.shape[1], size * h.shape[2])
-    return jnp.linalg.svd(hankel, compute_uv=False)
+    hankel, finite = _finite_or_zero(hankel)
+    return jnp.where(finite, jnp.linalg.svd(hankel, compute_uv=False), jnp.nan)
 
 
 def effective_dim(
@@ -54,7 +59,8 @@ def effective_dim(
     rtol: float = 1e-3,
     size: int | None = None,
 ) -> Array:
-    """Numerical rank of the Hankel matrix of `h`: singular values above `rtol` × the largest.
+    """Numerical rank of the Hankel matrix of `h`: singular values above `rtol` × the largest
+    (a float: NaN where `h` is not finite).
 
     ```python
     effective_dim(0.9 ** jnp.arange(40))  # 1
@@ -62,7 +68,8 @@ def effective_dim(
     """
     check_real("rtol", rtol, positive=True)
     s = hankel_singular_values(h, size)
-    return jnp.sum(s > rtol * s[0])
+    rank = jnp.sum(s > rtol * s[0]).astype(s.dtype)
+    return jnp.where(jnp.isnan(s[0]), jnp.nan, rank)
 
 
 def learned_measure(model: AbstractLinearRNN, params: RNNParams) -> tuple[Array, Array]:
@@ -76,7 +83,7 @@ def learned_measure(model: AbstractLinearRNN, params: RNNParams) -> tuple[Array,
     if not isinstance(model, AbstractLinearRNN):
         raise TypeError(f"`model` must be a linear RNN; got {type(model).__name__}.")
     model.check_params(params)
-    a = model.transition(params)
+    a, finite = _finite_or_zero(model.transition(params))
     if a.ndim == 1:
         lam, right, left_t = a, None, None
         w = jnp.einsum("oj,ji->joi", params.c, params.b)
@@ -90,7 +97,8 @@ def learned_measure(model: AbstractLinearRNN, params: RNNParams) -> tuple[Array,
         w = jnp.einsum("oa,aj,jb,bi->joi", params.c, right, left_t, params.b)
     if model.in_dim == model.out_dim == 1:
         w = w[:, 0, 0]
-    return lam, w
+    finite = finite & jnp.all(jnp.isfinite(params.b)) & jnp.all(jnp.isfinite(params.c))
+    return jnp.where(finite, lam, jnp.nan), jnp.where(finite, w, jnp.nan)
 
 
 def spectrum_distance(
@@ -107,4 +115,11 @@ def spectrum_distance(
     mag = jnp.abs(w).reshape(w.shape[0], -1).sum(axis=1)
     used = mag > wtol * jnp.sum(mag)
     dist = jnp.min(jnp.abs(lam[:, None] - teacher_lam[None, :]), axis=1)
-    return jnp.max(jnp.where(used, dist, 0.0))
+    return jnp.where(jnp.any(jnp.isnan(lam)), jnp.nan, jnp.max(jnp.where(used, dist, 0.0)))
+
+
+def _finite_or_zero(x):
+    """`x`, or zeros where `x` has a non-finite entry (so that LAPACK never sees one), and
+    whether it was finite."""
+    finite = jnp.all(jnp.isfinite(x))
+    return jnp.where(finite, x, jnp.zeros_like(x)), finite

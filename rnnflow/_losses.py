@@ -25,6 +25,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._checks import check_choice, check_positive_int
 from ._models import AbstractRNN, RNNParams
+from ._objective import check_finite
 from ._teachers import Teacher
 
 Supervise = Literal["last", "all"]
@@ -139,6 +140,7 @@ class SequenceLoss(AbstractLoss):
             )
         # Checked before the teacher runs on `xs`: bad input fails before any compilation.
         self.supervise = check_choice("supervise", supervise, ("last", "all"))
+        check_finite("xs", xs)
         self.teacher = teacher
         self.xs = jnp.asarray(xs)
         self.ys = jax.vmap(teacher)(self.xs)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PyTree
 
 Metric = Callable[[Array, PyTree], Array]
@@ -93,6 +94,18 @@ def metric_fn(metrics, loss_fn) -> Callable[[Array, PyTree], dict[str, Array]]:
     return fn
 
 
+def check_finite(name: str, tree) -> None:
+    """Raise a `ValueError` naming the leaf if a floating-point array of `tree` known before
+    tracing holds NaN or inf."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if not eqx.is_inexact_array(leaf) or isinstance(leaf, jax.core.Tracer):
+            continue
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(
+                f"`{name}{jax.tree_util.keystr(path)}` holds non-finite values (NaN or inf)."
+            )
+
+
 def check_params(loss_fn, params) -> None:
     """Raise a `TypeError`/`ValueError` naming the leaf if `params` cannot be trained by
     `loss_fn` (no floating leaves, integer arrays, the loss's own check); then check, by
@@ -113,10 +126,17 @@ def check_params(loss_fn, params) -> None:
             raise TypeError(f"`params{jax.tree_util.keystr(path)}` must be real; got {leaf.dtype}.")
     if not jax.tree.leaves(split(params)[0]):
         raise ValueError("`params` must hold at least one floating-point array to train.")
+    check_finite("params", params)
     own = offered(loss_fn, "check")
     if own is not None:
         own(params)
-    out = eqx.filter_eval_shape(loss_fn, params)
+    try:
+        out = eqx.filter_eval_shape(loss_fn, params)
+    except Exception as e:  # the user's function: say what it was given
+        structure = jax.tree.structure(params)
+        raise TypeError(
+            f"`loss_fn(params)` failed for params of structure {structure}: {type(e).__name__}: {e}"
+        ) from e
     if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
         raise ValueError(
             f"`loss_fn(params)` must return a real scalar; got {getattr(out, 'shape', out)} "

@@ -8,6 +8,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._checks import check_positive_int, check_real
 from ._models import AbstractLinearRNN, DenseRNN, DiagonalRNN, RNNParams
+from ._objective import check_finite
 
 
 class Teacher(eqx.Module):
@@ -28,6 +29,7 @@ class Teacher(eqx.Module):
         if not isinstance(self.model, AbstractLinearRNN):
             raise TypeError(f"a Teacher's model must be linear; got {type(self.model).__name__}.")
         self.model.check_params(self.params)
+        check_finite("teacher.params", self.params)
 
     @property
     def state_dim(self) -> int:

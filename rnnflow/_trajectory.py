@@ -22,6 +22,7 @@ class Result(enum.IntEnum):
     diverged = 2
     max_steps_reached = 3
     solver_failed = 4
+    stalled = 5
 
     @property
     def message(self) -> str:
@@ -42,6 +43,12 @@ _MESSAGES = {
     Result.max_steps_reached: (
         "The ODE solver reached `max_steps` before the end time. Increase `max_steps`, loosen "
         "the tolerances, or use an implicit solver (e.g. diffrax.Kvaerno5) for stiff phases."
+    ),
+    Result.stalled: (
+        "Stalled: the ODE solver's step size became too small to reach the end time within "
+        "`max_steps` (see GradientFlow's `stall`). The flow is stiff there: use "
+        "LeastSquaresRosenbrock or an implicit solver (diffrax.Kvaerno5), loosen the "
+        "tolerances, or raise `max_steps`."
     ),
     Result.solver_failed: (
         "The ODE solver failed (e.g. its step size collapsed). Check for non-finite gradients, "

@@ -76,7 +76,7 @@ def _loop(method, stop=rf.Stop()):
     params = _seeds()
     return _stack(
         [
-            rf.train(MODEL, LOSS, method, _seed(params, i), save=SAVE, stop=stop)
+            rf.train(LOSS.bind(MODEL), _seed(params, i), method, save=SAVE, stop=stop)
             for i in range(NUM_SEEDS)
         ]
     )
@@ -87,13 +87,13 @@ def _loop(method, stop=rf.Stop()):
 
 def test_train_seeds_equals_loop_and_vmap():
     params = _seeds()
-    batched = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE)
+    batched = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE)
     assert batched.result.shape == (NUM_SEEDS,)
     assert batched.params.a.shape == (NUM_SEEDS, 6, 4)
     _assert_same(batched, _loop(GD), exact=False)
     # The seeds really differ, so a mix-up of seeds would be caught.
     assert np.ptp(batched.metrics["loss"][:, -1]) > 1e-3
-    vmapped = jax.vmap(lambda p: rf.train(MODEL, LOSS, GD, p, save=SAVE))(params)
+    vmapped = jax.vmap(lambda p: rf.train(LOSS.bind(MODEL), p, GD, save=SAVE))(params)
     _assert_same(vmapped, batched, exact=False)
 
 
@@ -102,11 +102,17 @@ def test_results_are_bitwise_the_same_for_any_chunk_size(method):
     method, stop = (GD, rf.Stop()) if method == "gd" else (GF, GF_STOP)
     params = _seeds()
     one = jax.devices()[:1]
-    whole = rf.train_seeds(MODEL, LOSS, method, params, save=SAVE, stop=stop, devices=one)
+    whole = rf.train_seeds(LOSS.bind(MODEL), params, method, save=SAVE, stop=stop, devices=one)
     # Every chunk size, including ones that do not divide the seeds (7 = 3 + 3 + 1).
     for chunk_size in range(1, NUM_SEEDS + 1):
         traj = rf.train_seeds(
-            MODEL, LOSS, method, params, save=SAVE, stop=stop, devices=one, chunk_size=chunk_size
+            LOSS.bind(MODEL),
+            params,
+            method,
+            save=SAVE,
+            stop=stop,
+            devices=one,
+            chunk_size=chunk_size,
         )
         _assert_same(traj, whole, exact=True)
 
@@ -116,23 +122,23 @@ def test_results_do_not_depend_on_devices_and_barely_on_lanes():
     params = _seeds()
     one = jax.devices()[:1]
     # Default: sharded over the 4 devices, 2 lanes per device (7 padded to 8).
-    sharded = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE)
+    sharded = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE)
     # The same 2 lanes on one device, in any chunks: bitwise the same, since only the
     # placement changed.
     for chunk_size in (None, 2, 5):
         traj = rf.train_seeds(
-            MODEL, LOSS, GD, params, save=SAVE, devices=one, lanes=2, chunk_size=chunk_size
+            LOSS.bind(MODEL), params, GD, save=SAVE, devices=one, lanes=2, chunk_size=chunk_size
         )
         _assert_same(traj, sharded, exact=True)
     # Other batch widths on one device: 3 lanes (7 padded to 9), 5 (padded to 10), 7.
     for lanes in (3, 5, None):
-        traj = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE, devices=one, lanes=lanes)
+        traj = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE, devices=one, lanes=lanes)
         _assert_same(traj, sharded, exact=False)
         _assert_same(traj, _loop(GD), exact=False)
 
 
 def test_gradient_flow_train_seeds_equals_loop():
-    batched = rf.train_seeds(MODEL, LOSS, GF, _seeds(), save=SAVE, stop=GF_STOP)
+    batched = rf.train_seeds(LOSS.bind(MODEL), _seeds(), GF, save=SAVE, stop=GF_STOP)
     loop = _loop(GF, GF_STOP)
     # Adaptive steps: every seed takes its own number (46-52 here), the same as alone.
     np.testing.assert_array_equal(batched.num_steps, loop.num_steps)
@@ -152,8 +158,8 @@ def _with_bad_seed(params):
 def test_a_diverging_seed_leaves_the_others_alone(method):
     method, stop = (GD, rf.Stop()) if method == "gd" else (GF, GF_STOP)
     params = _seeds()
-    bad = rf.train_seeds(MODEL, LOSS, method, _with_bad_seed(params), save=SAVE, stop=stop)
-    good = rf.train_seeds(MODEL, LOSS, method, params, save=SAVE, stop=stop)
+    bad = rf.train_seeds(LOSS.bind(MODEL), _with_bad_seed(params), method, save=SAVE, stop=stop)
+    good = rf.train_seeds(LOSS.bind(MODEL), params, method, save=SAVE, stop=stop)
 
     assert bad.result[0] == rf.Result.diverged and not bool(bad.ok[0])
     assert float(bad.t_stop[0]) < method.t1
@@ -187,8 +193,8 @@ def test_one_percent_diverging_seeds_leave_the_statistics_of_the_rest_unchanged(
     from rnnflow.experiments._common import masked, median
 
     params = _seeds(100, key=jax.random.key(2))
-    bad = rf.train_seeds(MODEL, LOSS, GD, _with_bad_seed(params), save=SAVE)
-    good = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE)
+    bad = rf.train_seeds(LOSS.bind(MODEL), _with_bad_seed(params), GD, save=SAVE)
+    good = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE)
     assert bad.summary() == {"finished": 99, "diverged": 1}
     # What the experiments report: statistics over seeds, failed ones masked out (and
     # counted in the summary). They are those of the other 99 seeds alone, exactly.
@@ -204,7 +210,7 @@ def test_one_percent_diverging_seeds_leave_the_statistics_of_the_rest_unchanged(
 def test_max_steps_reached_is_a_value():
     max_steps = 5
     method = rf.GradientFlow(t1=5.0, max_steps=max_steps)
-    traj = rf.train_seeds(MODEL, LOSS, method, _seeds(), save=SAVE)  # no exception
+    traj = rf.train_seeds(LOSS.bind(MODEL), _seeds(), method, save=SAVE)  # no exception
     assert traj.summary() == {"max_steps_reached": NUM_SEEDS}
     np.testing.assert_array_equal(traj.result, rf.Result.max_steps_reached)
     np.testing.assert_array_equal(traj.num_steps, max_steps)
@@ -255,20 +261,22 @@ def test_second_call_does_not_retrace():
     # Each call runs the loss once in Python for its argument check (jax.eval_shape); a
     # trace of the training loop runs it again (the objective, the final stop check): 3
     # calls in all today. A second call may only do the check.
-    first = _traces(lambda: rf.train(MODEL, loss, method, _seed(params, 0), save=save))
+    first = _traces(lambda: rf.train(loss.bind(MODEL), _seed(params, 0), method, save=save))
     assert first >= 2
-    assert _traces(lambda: rf.train(MODEL, other_loss, method, _seed(other, 1), save=save)) <= 1
-    first = _traces(lambda: rf.train_seeds(MODEL, loss, method, params, save=save))
+    assert (
+        _traces(lambda: rf.train(other_loss.bind(MODEL), _seed(other, 1), method, save=save)) <= 1
+    )
+    first = _traces(lambda: rf.train_seeds(loss.bind(MODEL), params, method, save=save))
     assert first >= 2
-    assert _traces(lambda: rf.train_seeds(MODEL, other_loss, method, other, save=save)) <= 1
+    assert _traces(lambda: rf.train_seeds(other_loss.bind(MODEL), other, method, save=save)) <= 1
     # The count does see a retrace: a model of another size has other shapes.
     big = rf.DiagonalRNN(5, scan="sequential")
     big_params = big.init(key=jax.random.key(3), scale=0.3)
-    assert _traces(lambda: rf.train(big, loss, method, big_params, save=save)) >= 2
+    assert _traces(lambda: rf.train(loss.bind(big), big_params, method, save=save)) >= 2
 
 
 def test_default_lanes_fit_transition_matrices_in_a_cpu_cache():
-    from rnnflow._train import _default_lanes
+    from rnnflow._batch import _default_lanes
 
     def lanes(shape_a, n, platform="cpu", dtype=jnp.float32):
         a = jax.ShapeDtypeStruct((n,) + shape_a, dtype)
@@ -296,15 +304,15 @@ EIGH_SAVE = rf.Save(num=3, metrics={"eig": lambda t, p: jnp.linalg.eigh(jnp.diag
 
 def test_lapack_in_a_metric_runs_on_one_cpu_device_with_a_warning():
     params = _seeds(8)
-    one = rf.train_seeds(MODEL, LOSS, GD, params, save=EIGH_SAVE, devices=jax.devices()[:1])
+    one = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=EIGH_SAVE, devices=jax.devices()[:1])
     with pytest.warns(RuntimeWarning, match="one CPU device instead of 4"):
-        traj = rf.train_seeds(MODEL, LOSS, GD, params, save=EIGH_SAVE)
+        traj = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=EIGH_SAVE)
     assert len(traj.final.a.sharding.device_set) == 1
     _assert_same(traj, one, exact=True)
     # Without LAPACK the seeds stay sharded over the four devices, and nothing is said.
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        traj = rf.train_seeds(MODEL, LOSS, GD, params, save=SAVE)
+        traj = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE)
     assert len(traj.final.a.sharding.device_set) == 4
 
 
@@ -317,7 +325,7 @@ model = rf.SymmetricRNN(20)
 loss = rf.ImpulseLoss(rf.modes_teacher([0.8, -0.5], [1.0, 0.5]), 7)
 params = rf.init_seeds(model, jax.random.split(jax.random.key(0), 40), scale=0.1)
 save = rf.Save(num=10, metrics={"eig": lambda t, p: jnp.linalg.eigh(p.a)[0]})
-traj = rf.train_seeds(model, loss, rf.GradientDescent(0.01, 300), params, save=save)
+traj = rf.train_seeds(loss.bind(model), params, rf.GradientDescent(0.01, 300), save=save)
 print(traj.summary())
 """
 

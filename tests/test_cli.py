@@ -5,6 +5,7 @@ import pytest
 
 import rnnflow as rf
 from rnnflow.cli import main
+from rnnflow.experiments import load_results, run_experiment
 
 TINY_TOML = """
 seeds = 2
@@ -64,7 +65,7 @@ def test_run_writes_results_and_protects_them(capsys, tmp_path):
     out = tmp_path / "o"
     assert main(["run", "init_scale", "--config", str(config), "--out", str(out)]) == 0
     assert "median relative extrapolation error" in capsys.readouterr().out
-    res = rf.load_results(out)
+    res = load_results(out)
     assert res.config["seeds"] == 2 and res["extrapolation"].shape == (1, 1, 2, 2)
     assert main(["show", str(out)]) == 0
     # A different config into the same folder: refused, nothing overwritten.
@@ -81,7 +82,7 @@ def test_folder_of_another_experiment_is_refused(tmp_path):
     out.mkdir()
     (out / "metadata.json").write_text('{"experiment": "something_else", "config": {}}')
     with pytest.raises(FileExistsError, match="something_else"):
-        rf.run_experiment("init_scale", rf.experiments.get_experiment("init_scale").small, out=out)
+        run_experiment("init_scale", rf.experiments.get_experiment("init_scale").small, out=out)
 
 
 def test_module_entry_point_help():

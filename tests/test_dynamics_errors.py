@@ -10,12 +10,14 @@ import re
 import warnings
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
 
 import rnnflow as rf
+import rnnflow._batch
 import rnnflow._train
 
 TEACHER = rf.modes_teacher([0.8, -0.5], [1.0, 0.5])
@@ -27,6 +29,7 @@ GD = rf.GradientDescent(lr=0.1, num_steps=10)  # t1 = 1
 GF = rf.GradientFlow(t1=1.0)
 PALLAS = rf.GradientDescent(lr=0.1, num_steps=10, kernel="pallas")
 PALLAS_ADAM = rf.GradientDescent(0.1, 10, optax.adam(0.1), kernel="pallas")
+PALLAS_SCHEDULE = rf.GradientDescent(optax.linear_schedule(0.1, 0.01, 10), 10, kernel="pallas")
 DENSE_PARAMS = rf.DenseRNN(4).init(key=jax.random.key(0), scale=0.3)
 NAN = float("nan")
 INF = float("inf")
@@ -133,6 +136,67 @@ CONSTRUCTORS = [
     (lambda: rf.Stop(loss_below=0.0), ValueError, "`Stop.loss_below` must be positive"),
     (lambda: rf.Stop(loss_below=NAN), ValueError, "`Stop.loss_below` must not be NaN"),
     (lambda: rf.Stop(loss_above=0.0), ValueError, "`Stop.loss_above` must be positive"),
+    # Non-finite values and settings that cannot finish
+    (
+        lambda: rf.Teacher(
+            TEACHER.model,
+            eqx.tree_at(lambda p: p.a, TEACHER.params, TEACHER.params.a.at[0].set(NAN)),
+        ),
+        ValueError,
+        "`teacher.params.a` holds non-finite values",
+    ),
+    (
+        lambda: rf.Teacher(
+            TEACHER.model, eqx.tree_at(lambda p: p.c, TEACHER.params, TEACHER.params.c * INF)
+        ),
+        ValueError,
+        "`teacher.params.c` holds non-finite values",
+    ),
+    (
+        lambda: rf.SequenceLoss(TEACHER, jnp.full((2, 3, 1), NAN)),
+        ValueError,
+        "`xs` holds non-finite values",
+    ),
+    (
+        lambda: rf.GradientFlow(
+            1.0, stepsize_controller=diffrax.PIDController(rtol=NAN, atol=1e-9)
+        ),
+        ValueError,
+        "`stepsize_controller.rtol` must be finite and non-negative",
+    ),
+    (
+        lambda: rf.GradientFlow(
+            1.0, stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=-1.0)
+        ),
+        ValueError,
+        "`stepsize_controller.atol` must be finite and non-negative",
+    ),
+    (
+        lambda: rf.GradientFlow(
+            10.0, stepsize_controller=diffrax.ConstantStepSize(), dt0=1e-5, max_steps=1000
+        ),
+        ValueError,
+        "more than max_steps = 1000",
+    ),
+    (lambda: rf.GradientFlow(1.0, stall=0.0), ValueError, "`stall` must be positive"),
+    (lambda: rf.GradientFlow(1.0, stall=INF), ValueError, "`stall` must be finite"),
+    (lambda: rf.GradientDescent(lambda n: -0.1, 10), ValueError, "finite, positive rate"),
+    (lambda: rf.GradientDescent(lambda n: NAN, 10), ValueError, "finite, positive rate"),
+    (
+        lambda: rf.GradientDescent(0.1, 10, adjoint=diffrax.BacksolveAdjoint()),
+        TypeError,
+        "`adjoint` for GradientDescent must be",
+    ),
+    (
+        lambda: rf.GradientFlow(1.0, adjoint="backsolve"),
+        TypeError,
+        "`adjoint` must be a diffrax adjoint",
+    ),
+    (
+        lambda: rf.GradientFlow(1.0, adjoint=diffrax.ImplicitAdjoint()),
+        TypeError,
+        "ImplicitAdjoint differentiates a steady state",
+    ),
 ]
 
 
@@ -157,16 +221,23 @@ def no_compile(monkeypatch):
         raise _Tripwire("the compiled training program was reached")
 
     tripwire.lower = tripwire  # lowering it (to look for LAPACK calls) counts as reaching it
-    monkeypatch.setattr(rnnflow._train, "_train_jit", tripwire)
-    monkeypatch.setattr(rnnflow._train, "_train_block_jit", tripwire)
+    monkeypatch.setattr(rnnflow._train, "_run_jit", tripwire)
+    monkeypatch.setattr(rnnflow._batch, "_block_jit", tripwire)
 
 
-def _vector_loss(model, params):
-    return model.impulse_response(params, 4).ravel()
+def _vector_loss(params):
+    return MODEL.impulse_response(params, 4).ravel()
 
 
-def _int_loss(model, params):
+def _int_loss(params):
     return jnp.int32(1)
+
+
+def _sum_sq(params):
+    return sum(jnp.sum(x**2) for x in jax.tree.leaves(params))
+
+
+INT_PARAMS = rf.RNNParams(PARAMS.a, PARAMS.b.astype(jnp.int32), PARAMS.c)
 
 
 MIMO = rf.DiagonalRNN(4, in_dim=2)
@@ -176,151 +247,248 @@ DENSE_SEEDS = rf.init_seeds(DENSE, jax.random.split(jax.random.key(0), 3), scale
 DENSE_LOSS = rf.ImpulseLoss(TEACHER, train_len=4)
 
 TRAIN_CALLS = [
+    # Non-finite initial parameters, of one seed or of any seed of a batch
+    (
+        lambda: rf.train(
+            LOSS.bind(MODEL), eqx.tree_at(lambda p: p.a, PARAMS, PARAMS.a.at[1].set(NAN)), GD
+        ),
+        ValueError,
+        "`params.a` holds non-finite values",
+    ),
+    (
+        lambda: rf.train_seeds(
+            LOSS.bind(MODEL), eqx.tree_at(lambda p: p.b, SEEDS, SEEDS.b.at[2, 0, 0].set(INF)), GD
+        ),
+        ValueError,
+        "`params.b` holds non-finite values",
+    ),
+    (
+        lambda: rf.train(lambda p: jnp.sum(p["w"] ** 2), {"w": jnp.asarray([1.0, INF])}, GD),
+        ValueError,
+        "`params['w']` holds non-finite values",
+    ),
+    # A loss that does not take the parameters' structure
+    (
+        lambda: rf.train(lambda p: jnp.sum(p["w"] ** 2), (jnp.ones(2),), GD),
+        TypeError,
+        "`loss_fn(params)` failed for params of structure",
+    ),
+    # Adjoints that cannot do what is asked
+    (
+        lambda: rf.train(
+            LOSS.bind(MODEL),
+            PARAMS,
+            rf.GradientFlow(1.0, adjoint=diffrax.BacksolveAdjoint()),
+            stop=rf.Stop(loss_below=1e-6),
+        ),
+        ValueError,
+        "BacksolveAdjoint cannot stop a seed early",
+    ),
+    (
+        lambda: rf.train(
+            LOSS.bind(MODEL),
+            PARAMS,
+            rf.GradientFlow(
+                1.0, solver=rf.LeastSquaresRosenbrock(), adjoint=diffrax.BacksolveAdjoint()
+            ),
+        ),
+        ValueError,
+        "BacksolveAdjoint solves the adjoint equations with the forward solver",
+    ),
     # Save times outside [0, t1], for both kinds of method.
     (
-        lambda: rf.train(MODEL, LOSS, GD, PARAMS, save=rf.Save(ts=[-1.0, 1.0])),
+        lambda: rf.train(LOSS.bind(MODEL), PARAMS, GD, save=rf.Save(ts=[-1.0, 1.0])),
         ValueError,
         "must lie in [0, t1]",
     ),
     (
-        lambda: rf.train(MODEL, LOSS, GD, PARAMS, save=rf.Save(ts=[0.0, 2.0])),
+        lambda: rf.train(LOSS.bind(MODEL), PARAMS, GD, save=rf.Save(ts=[0.0, 2.0])),
         ValueError,
         "must lie in [0, t1]",
     ),
     (
-        lambda: rf.train(MODEL, LOSS, GF, PARAMS, save=rf.Save(ts=[0.0, 1.5])),
+        lambda: rf.train(LOSS.bind(MODEL), PARAMS, GF, save=rf.Save(ts=[0.0, 1.5])),
         ValueError,
         "`Save.ts` must lie in",
     ),
     # Save.every counts optimizer steps; a flow has none.
-    (lambda: rf.train(MODEL, LOSS, GF, PARAMS, save=rf.Save(every=2)), ValueError, "`Save.every`"),
+    (
+        lambda: rf.train(LOSS.bind(MODEL), PARAMS, GF, save=rf.Save(every=2)),
+        ValueError,
+        "`Save.every`",
+    ),
     # The loss must be a real scalar.
     (
-        lambda: rf.train(MODEL, _vector_loss, GD, PARAMS),
+        lambda: rf.train(_vector_loss, PARAMS, GD),
         ValueError,
         "must return a real scalar; got (4,)",
     ),
-    (lambda: rf.train(MODEL, _int_loss, GD, PARAMS), ValueError, "must return a real scalar"),
-    (lambda: rf.train(MODEL, 3.0, GD, PARAMS), TypeError, "`loss` must be callable"),
+    (lambda: rf.train(_int_loss, PARAMS, GD), ValueError, "must return a real scalar"),
+    (lambda: rf.train(3.0, PARAMS, GD), TypeError, "`loss_fn` must be callable"),
     # The least-squares solver needs residuals, which a plain function does not give.
     (
         lambda: rf.train(
-            MODEL,
-            lambda m, p: LOSS(m, p),
-            rf.GradientFlow(1.0, solver=rf.LeastSquaresRosenbrock()),
+            lambda p: LOSS(MODEL, p),
             PARAMS,
+            rf.GradientFlow(1.0, solver=rf.LeastSquaresRosenbrock()),
         ),
         TypeError,
-        "LeastSquaresRosenbrock needs a least-squares loss with `residuals`",
+        "LeastSquaresRosenbrock needs a least-squares loss that offers `residuals`",
     ),
     (
         lambda: rf.LeastSquaresRosenbrock("ros3"),
         ValueError,
         "`tableau` must be one of ('ros2', 'ros34pw2'); got 'ros3'",
     ),
-    # The Pallas kernel exists for plain gradient descent on a diagonal impulse loss only.
+    # The Pallas kernel exists for plain gradient descent at a constant rate, on a loss that
+    # offers a fused `descend` (the diagonal impulse loss) only.
     (
-        lambda: rf.train(MODEL, LOSS, PALLAS_ADAM, PARAMS),
+        lambda: rf.train(LOSS.bind(MODEL), PARAMS, PALLAS_ADAM),
         ValueError,
-        'kernel="pallas" needs plain gradient descent',
+        'kernel="pallas" runs plain gradient descent',
     ),
     (
-        lambda: rf.train(rf.DenseRNN(4), LOSS, PALLAS, DENSE_PARAMS),
+        lambda: rf.train(LOSS.bind(MODEL), PARAMS, PALLAS_SCHEDULE),
         ValueError,
-        'kernel="pallas" needs plain gradient descent',
+        'kernel="pallas" runs plain gradient descent',
     ),
     (
-        lambda: rf.train(MODEL, lambda m, p: LOSS(m, p), PALLAS, PARAMS),
+        lambda: rf.train(LOSS.bind(rf.DenseRNN(4)), DENSE_PARAMS, PALLAS),
         ValueError,
-        'kernel="pallas" needs plain gradient descent',
+        'kernel="pallas" needs a loss that offers `descend`',
+    ),
+    (
+        lambda: rf.train(lambda p: LOSS(MODEL, p), PARAMS, PALLAS),
+        ValueError,
+        'kernel="pallas" needs a loss that offers `descend`',
     ),
     # The wrong kind of object in each place.
-    (lambda: rf.train("diagonal", LOSS, GD, PARAMS), TypeError, "`model` must be an rnnflow model"),
+    (lambda: LOSS.bind("diagonal"), TypeError, "`model` must be an rnnflow model"),
+    # The old argument order, model first: the message says how to call it now.
+    (lambda: rf.train(MODEL, PARAMS, GD), TypeError, "takes the loss first"),
+    (lambda: rf.train_seeds(MODEL, SEEDS, GD), TypeError, "takes the loss first"),
     (
-        lambda: rf.train(MODEL, LOSS, optax.sgd(0.1), PARAMS),
+        lambda: rf.train(LOSS.bind(MODEL), PARAMS, optax.sgd(0.1)),
         TypeError,
         "`method` must be GradientDescent",
     ),
     (
-        lambda: rf.train(MODEL, LOSS, GD, PARAMS, save={"num": 3}),
+        lambda: rf.train(LOSS.bind(MODEL), PARAMS, GD, save={"num": 3}),
         TypeError,
         "`save` must be an rnnflow.Save",
     ),
     (
-        lambda: rf.train(MODEL, LOSS, GD, PARAMS, stop=1e-4),
+        lambda: rf.train(LOSS.bind(MODEL), PARAMS, GD, stop=1e-4),
         TypeError,
         "`stop` must be an rnnflow.Stop",
     ),
-    # Model and teacher disagree on input/output dimensions.
+    # Model and teacher disagree on input/output dimensions: binding the loss says so.
     (
-        lambda: rf.train(MIMO, LOSS, GD, MIMO_PARAMS),
+        lambda: rf.train(LOSS.bind(MIMO), MIMO_PARAMS, GD),
         ValueError,
         "(in_dim, out_dim) = (2, 1) but the teacher has (1, 1)",
     ),
     # Parameters that do not fit the model.
     (
-        lambda: rf.train(MODEL, LOSS, GD, rf.RNNParams(jnp.zeros(5), PARAMS.b, PARAMS.c)),
+        lambda: rf.train(LOSS.bind(MODEL), rf.RNNParams(jnp.zeros(5), PARAMS.b, PARAMS.c), GD),
         ValueError,
         "`params.a` must have shape (4,)",
     ),
     (
-        lambda: rf.train(MODEL, LOSS, GD, rf.RNNParams(PARAMS.a, PARAMS.b.T, PARAMS.c)),
+        lambda: rf.train(LOSS.bind(MODEL), rf.RNNParams(PARAMS.a, PARAMS.b.T, PARAMS.c), GD),
         ValueError,
         "`params.b` must have shape (4, 1)",
     ),
     (
-        lambda: rf.train(MODEL, LOSS, GD, (PARAMS.a, PARAMS.b, PARAMS.c)),
+        lambda: rf.train(LOSS.bind(MODEL), (PARAMS.a, PARAMS.b, PARAMS.c), GD),
         TypeError,
         "`params` must be an RNNParams",
     ),
     (
-        lambda: rf.train(MODEL, LOSS, GD, SEEDS),
+        lambda: rf.train(LOSS.bind(MODEL), SEEDS, GD),
         ValueError,
         "`params.a` must have shape (4,); got (3, 4)",
     ),
-    # train_seeds: parameters without a seed axis, diagonal and dense.
-    (lambda: rf.train_seeds(MODEL, LOSS, GD, PARAMS), ValueError, "no leading seed axis"),
+    # Any pytree of parameters: integer arrays would be truncated by the updates, and a
+    # pytree with nothing to train trains nothing.
+    (lambda: rf.train(LOSS.bind(MODEL), INT_PARAMS, GD), TypeError, "`params.b` is a int32 array"),
     (
-        lambda: rf.train_seeds(DENSE, DENSE_LOSS, GD, jax.tree.map(lambda x: x[0], DENSE_SEEDS)),
+        lambda: rf.train(_sum_sq, {"w": jnp.zeros(3, jnp.int32)}, GD),
+        TypeError,
+        "`params['w']` is a int32 array",
+    ),
+    (
+        lambda: rf.train(_sum_sq, {"w": 3.0}, GD),
+        ValueError,
+        "`params` must hold at least one floating-point array",
+    ),
+    # train_seeds: parameters without a seed axis, diagonal and dense.
+    (lambda: rf.train_seeds(LOSS.bind(MODEL), PARAMS, GD), ValueError, "no leading seed axis"),
+    (
+        lambda: rf.train_seeds(
+            DENSE_LOSS.bind(DENSE), jax.tree.map(lambda x: x[0], DENSE_SEEDS), GD
+        ),
         ValueError,
         "no leading seed axis",
     ),
-    (lambda: rf.train_seeds(MODEL, LOSS, GD, jnp.zeros((3, 4))), ValueError, "leading seed axis"),
+    # ... or not the model's parameters at all (one array for a seed axis of 3 diagonals):
+    # the model's own check says what it wants.
+    (
+        lambda: rf.train_seeds(LOSS.bind(MODEL), jnp.zeros((3, 4)), GD),
+        TypeError,
+        "`params` must be an RNNParams",
+    ),
+    (
+        lambda: rf.train_seeds(_sum_sq, {"w": jnp.zeros(())}, GD),
+        ValueError,
+        "leading seed axis",
+    ),
     # ... fields with different seed counts, or the wrong shape per seed.
     (
-        lambda: rf.train_seeds(MODEL, LOSS, GD, rf.RNNParams(SEEDS.a[:2], SEEDS.b, SEEDS.c)),
+        lambda: rf.train_seeds(_sum_sq, {"w": jnp.zeros((3, 2)), "v": jnp.zeros(2)}, GD),
         ValueError,
         "the same leading seed axis",
     ),
     (
-        lambda: rf.train_seeds(MODEL, LOSS, GD, rf.RNNParams(SEEDS.a, SEEDS.b[:, :3], SEEDS.c)),
+        lambda: rf.train_seeds(LOSS.bind(MODEL), rf.RNNParams(SEEDS.a[:2], SEEDS.b, SEEDS.c), GD),
+        ValueError,
+        "the same leading seed axis",
+    ),
+    (
+        lambda: rf.train_seeds(
+            LOSS.bind(MODEL), rf.RNNParams(SEEDS.a, SEEDS.b[:, :3], SEEDS.c), GD
+        ),
         ValueError,
         "`params.b` must have shape (4, 1)",
     ),
     (
-        lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, chunk_size=0),
+        lambda: rf.train_seeds(LOSS.bind(MODEL), SEEDS, GD, chunk_size=0),
         ValueError,
         "`chunk_size` must be a positive integer",
     ),
-    (lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, chunk_size=2.0), TypeError, "`chunk_size`"),
     (
-        lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, lanes=-3),
+        lambda: rf.train_seeds(LOSS.bind(MODEL), SEEDS, GD, chunk_size=2.0),
+        TypeError,
+        "`chunk_size`",
+    ),
+    (
+        lambda: rf.train_seeds(LOSS.bind(MODEL), SEEDS, GD, lanes=-3),
         ValueError,
         "`lanes` must be a positive integer",
     ),
-    (lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, lanes=True), TypeError, "`lanes`"),
+    (lambda: rf.train_seeds(LOSS.bind(MODEL), SEEDS, GD, lanes=True), TypeError, "`lanes`"),
     (
-        lambda: rf.train_seeds(MODEL, LOSS, GD, SEEDS, devices=[]),
+        lambda: rf.train_seeds(LOSS.bind(MODEL), SEEDS, GD, devices=[]),
         ValueError,
         "`devices` must name at least one",
     ),
     (
-        lambda: rf.train_seeds(MODEL, _vector_loss, GD, SEEDS),
+        lambda: rf.train_seeds(_vector_loss, SEEDS, GD),
         ValueError,
         "must return a real scalar",
     ),
     (
-        lambda: rf.train_seeds(MODEL, LOSS, GF, SEEDS, save=rf.Save(ts=[0.0, 3.0])),
+        lambda: rf.train_seeds(LOSS.bind(MODEL), SEEDS, GF, save=rf.Save(ts=[0.0, 3.0])),
         ValueError,
         "must lie in",
     ),
@@ -336,9 +504,9 @@ def test_bad_training_calls_fail_before_compiling(no_compile, call, error, text)
 def test_tripwire_is_reached_by_valid_calls(no_compile):
     # Without this, the test above would pass even if the checks ran after compiling.
     with pytest.raises(_Tripwire):
-        rf.train(MODEL, LOSS, GD, PARAMS)
+        rf.train(LOSS.bind(MODEL), PARAMS, GD)
     with pytest.raises(_Tripwire):
-        rf.train_seeds(MODEL, LOSS, GF, SEEDS)
+        rf.train_seeds(LOSS.bind(MODEL), SEEDS, GF)
 
 
 def test_float32_warns_when_tolerance_is_below_its_precision(key):
@@ -347,10 +515,10 @@ def test_float32_warns_when_tolerance_is_below_its_precision(key):
     params32 = model.init(key=key, scale=0.1, dtype=jnp.float32)
     tight = rf.GradientFlow(1.0, stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10))
     with pytest.warns(UserWarning, match="below what float32 can deliver"):
-        rf.train(model, loss, tight, params32, save=rf.Save(num=2))
+        rf.train(loss.bind(model), params32, tight, save=rf.Save(num=2))
     loose = rf.GradientFlow(1.0, stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-7))
     params64 = model.init(key=key, scale=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        rf.train(model, loss, loose, params32, save=rf.Save(num=2))
-        rf.train(model, loss, tight, params64, save=rf.Save(num=2))
+        rf.train(loss.bind(model), params32, loose, save=rf.Save(num=2))
+        rf.train(loss.bind(model), params64, tight, save=rf.Save(num=2))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import rnnflow
-from rnnflow.experiments import counterexample
+from rnnflow.experiments import counterexample, load_results, run_experiment
 
 # d = 8 ≥ k = 5, horizon 30 > d. GD from scale 1e-3 with lr 0.01 fits this teacher (0.9^i) to
 # loss ~1e-9 by t ≈ 5; the last decades are slow (a Hessian eigenvalue ~1e-4 at the solution),
@@ -15,7 +15,7 @@ TINY = counterexample.CounterexampleConfig(seeds=3, state_dim=8, horizon=30, t1=
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("counterexample") / "x"
-    return rnnflow.experiments.run_experiment(counterexample.EXPERIMENT, TINY, out=out), out
+    return run_experiment(counterexample.EXPERIMENT, TINY, out=out), out
 
 
 def test_shift_register_fits_and_fails(results):
@@ -50,7 +50,7 @@ def test_gd_student_extrapolates(results):
 
 def test_results_load_back(results):
     res, out = results
-    loaded = rnnflow.load_results(out)
+    loaded = load_results(out)
     assert loaded.experiment == "counterexample"
     assert (out / "figure.png").stat().st_size > 0
     assert loaded["register_extrapolation"].shape == (3, 3)  # (free parts, seeds)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import rnnflow as rf
-from rnnflow.experiments import init_scale
+from rnnflow.experiments import init_scale, load_results, run_experiment
 
 TINY = init_scale.InitScaleConfig(
     seeds=3,
@@ -21,7 +21,7 @@ TINY = init_scale.InitScaleConfig(
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("init_scale") / "run"
-    return out, rf.run_experiment(init_scale.EXPERIMENT, TINY, out=out)
+    return out, run_experiment(init_scale.EXPERIMENT, TINY, out=out)
 
 
 def test_small_init_extrapolates_large_init_does_not(results):
@@ -40,7 +40,7 @@ def test_small_init_extrapolates_large_init_does_not(results):
 
 def test_results_folder_round_trip(results):
     out, res = results
-    loaded = rf.load_results(out)
+    loaded = load_results(out)
     assert loaded.experiment == "init_scale"
     assert loaded.config == TINY.to_dict()
     assert loaded["extrapolation"].shape == (1, 1, 2, 3)
@@ -61,10 +61,10 @@ def test_rerun_does_no_work_and_overwrites_nothing(results):
     def fail(*args):
         raise AssertionError("a finished run was computed again")
 
-    rf.run_experiment(dataclasses.replace(init_scale.EXPERIMENT, run=fail), TINY, out=out)
+    run_experiment(dataclasses.replace(init_scale.EXPERIMENT, run=fail), TINY, out=out)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     with pytest.raises(FileExistsError, match="different config"):
-        rf.run_experiment("init_scale", TINY.replace(seeds=4), out=out)
+        run_experiment("init_scale", TINY.replace(seeds=4), out=out)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
@@ -90,7 +90,7 @@ def test_config_rejects_bad_values(values, error, match):
 def test_results_as_xarray(results):
     xr = pytest.importorskip("xarray")
     out, res = results
-    ds = rf.load_results(out).to_xarray()
+    ds = load_results(out).to_xarray()
     assert isinstance(ds, xr.Dataset)
     np.testing.assert_array_equal(ds["extrapolation"].values, res["extrapolation"])
     assert json.loads(ds.attrs["metadata"])["experiment"] == "init_scale"
@@ -99,6 +99,6 @@ def test_results_as_xarray(results):
 def test_gradient_flow_variant_runs_and_fits(tmp_path):
     # The same sweep through diffrax instead of optax: every seed fits the training lags.
     config = TINY.replace(method="gf", parameterizations=("diagonal",), state_dim=6, t1=100.0)
-    res = rf.run_experiment("init_scale", config, out=tmp_path / "gf")
+    res = run_experiment("init_scale", config, out=tmp_path / "gf")
     assert np.all(res["result"] <= rf.Result.converged)
     assert np.all(res["loss"] < 1e-4 * res["loss_curve"][..., 0])

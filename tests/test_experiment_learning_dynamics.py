@@ -7,8 +7,7 @@ once for the module; the numbers quoted in the comments are from that run.
 import numpy as np
 import pytest
 
-import rnnflow as rf
-from rnnflow.experiments import learning_dynamics
+from rnnflow.experiments import learning_dynamics, load_results, run_experiment
 
 TINY = learning_dynamics.LearningDynamicsConfig(
     seeds=2,
@@ -23,7 +22,7 @@ TINY = learning_dynamics.LearningDynamicsConfig(
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("learning_dynamics") / "x"
-    return out, rf.run_experiment(learning_dynamics.EXPERIMENT, TINY, out=out)
+    return out, run_experiment(learning_dynamics.EXPERIMENT, TINY, out=out)
 
 
 def test_modes_are_learned_one_at_a_time_in_order_of_weight(results):
@@ -56,7 +55,7 @@ def test_plateaus_grow_linearly_in_log_inverse_scale(results):
 
 def test_results_folder_round_trip(results):
     out, res = results
-    loaded = rf.load_results(out)
+    loaded = load_results(out)
     assert loaded.experiment == "learning_dynamics"
     assert loaded.config == TINY.to_dict()
     n_saves = len(loaded["ts"])

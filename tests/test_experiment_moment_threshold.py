@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-import rnnflow
-from rnnflow.experiments import moment_threshold
+from rnnflow.experiments import load_results, moment_threshold, run_experiment
 
 # One student size, the widest start (spectrum on [-0.9, 0.9]), three seeds: at k = 2d̂ = 2
 # these students fit m0, m1 with a spread-out measure (relative extrapolation error ≈ 0.1–10
@@ -17,7 +16,7 @@ TINY = moment_threshold.MomentThresholdConfig(
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("moment_threshold") / "x"
-    return rnnflow.experiments.run_experiment(moment_threshold.EXPERIMENT, TINY, out=out), out
+    return run_experiment(moment_threshold.EXPERIMENT, TINY, out=out), out
 
 
 def test_threshold(results):
@@ -76,7 +75,7 @@ def test_measure_spread():
 
 def test_results_load_back(results):
     res, out = results
-    loaded = rnnflow.load_results(out)
+    loaded = load_results(out)
     assert loaded.experiment == "moment_threshold"
     assert (out / "figure.png").stat().st_size > 0
     # (state dims, radii, k ∈ {2d̂, 2d̂+1}, seeds), and the learned measures padded to max d.
@@ -88,7 +87,7 @@ def test_results_load_back(results):
         assert name in loaded.arrays
     assert loaded.config == TINY.to_dict()
     # Rerunning into the same folder loads the results instead of recomputing them.
-    again = rnnflow.experiments.run_experiment(moment_threshold.EXPERIMENT, TINY, out=out)
+    again = run_experiment(moment_threshold.EXPERIMENT, TINY, out=out)
     assert again.metadata["created"] == loaded.metadata["created"]
 
 

@@ -8,8 +8,7 @@ from that run.
 import numpy as np
 import pytest
 
-import rnnflow as rf
-from rnnflow.experiments import nonlinear
+from rnnflow.experiments import load_results, nonlinear, run_experiment
 
 TINY = nonlinear.NonlinearConfig(
     seeds=2,
@@ -27,7 +26,7 @@ TINY = nonlinear.NonlinearConfig(
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("nonlinear") / "x"
-    return out, rf.run_experiment(nonlinear.EXPERIMENT, TINY, out=out)
+    return out, run_experiment(nonlinear.EXPERIMENT, TINY, out=out)
 
 
 def test_small_init_extrapolates_large_init_does_not(results):
@@ -58,7 +57,7 @@ def test_small_init_learns_a_low_dimensional_state_space(results):
 
 def test_results_folder_round_trip(results):
     out, res = results
-    loaded = rf.load_results(out)
+    loaded = load_results(out)
     assert loaded.experiment == "nonlinear"
     assert loaded.config == TINY.to_dict()
     n_saves = len(loaded["ts"])

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-import rnnflow
-from rnnflow.experiments import small_step
+from rnnflow.experiments import load_results, run_experiment, small_step
 
 # Two step sizes are enough for a slope in float64, where the GD errors (1e-2 … 1e-4) are far
 # above rounding and the reference flows are solved to rtol 1e-8. The dense part keeps the two
@@ -24,7 +23,7 @@ TINY = small_step.SmallStepConfig(
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("small_step") / "x"
-    return rnnflow.experiments.run_experiment(small_step.EXPERIMENT, TINY, out=out), out
+    return run_experiment(small_step.EXPERIMENT, TINY, out=out), out
 
 
 def test_convergence_orders(results):
@@ -58,7 +57,7 @@ def test_finite_step_size_dense(results):
 
 def test_results_load_back(results):
     res, out = results
-    loaded = rnnflow.load_results(out)
+    loaded = load_results(out)
     assert loaded.experiment == "small_step"
     assert (out / "figure.png").stat().st_size > 0
     assert loaded["gd_gf_distance"].shape == (2, 2, 2)  # (step sizes, seeds, save times)

@@ -29,22 +29,41 @@ def test_closed_form_gradient_equals_autodiff(d, k):
     # Modes up to |a| = 1.05, so that the higher powers matter.
     params = rf.init_seeds(model, keys, scale=0.6, dtype=jnp.float64)
     value, grad = jax.vmap(jax.value_and_grad(lambda p: loss(model, p)))(params)
-    y = _fused.diagonal_impulse_target(model, loss)
+    assert _fused.applies(loss.bind(model))
+    y = loss.target[:, 0, 0]  # the teacher's impulse response: what the fused step fits
     v, (ga, gb, gc) = _fused.value_and_grad(params.a, params.b[..., 0], params.c[:, 0], y)
     np.testing.assert_allclose(v, value, rtol=1e-13)
     for ours, theirs in [(ga, grad.a), (gb, grad.b[..., 0]), (gc, grad.c[:, 0])]:
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14 * np.abs(theirs).max())
 
 
+class _ImpulseLike(rf.AbstractLoss):
+    """The impulse loss under another type: the same values, but no closed form is known
+    for it."""
+
+    teacher: rf.Teacher
+    train_len: int = eqx.field(static=True)
+
+    def __call__(self, model, params):
+        return rf.ImpulseLoss(self.teacher, self.train_len)(model, params)
+
+
 def test_applies_only_to_the_diagonal_single_input_impulse_loss():
     loss = rf.ImpulseLoss(TEACHER, 4)
-    assert _fused.diagonal_impulse_target(rf.DiagonalRNN(3), loss).shape == (4,)
-    assert _fused.diagonal_impulse_target(rf.DenseRNN(3), loss) is None
-    assert _fused.diagonal_impulse_target(rf.DiagonalRNN(3), lambda m, p: loss(m, p)) is None
-    long = rf.ImpulseLoss(TEACHER, _fused.MAX_TRAIN_LEN + 1)
-    assert _fused.diagonal_impulse_target(rf.DiagonalRNN(3), long) is None
-    seq = rf.SequenceLoss.sample(TEACHER, 4, 8, key=jax.random.key(0))
-    assert _fused.diagonal_impulse_target(rf.DiagonalRNN(3), seq) is None
+    bound = loss.bind(rf.DiagonalRNN(3))
+    assert _fused.applies(bound)
+    assert isinstance(bound, _fused.DiagonalImpulseLoss) and callable(bound.descend)
+    for other in (
+        loss.bind(rf.DenseRNN(3)),
+        _ImpulseLike(TEACHER, 4).bind(rf.DiagonalRNN(3)),
+        rf.ImpulseLoss(TEACHER, _fused.MAX_TRAIN_LEN + 1).bind(rf.DiagonalRNN(3)),
+        rf.SequenceLoss.sample(TEACHER, 4, 8, key=jax.random.key(0)).bind(rf.DiagonalRNN(3)),
+    ):
+        assert not _fused.applies(other)
+        assert not isinstance(other, _fused.DiagonalImpulseLoss)
+        assert not hasattr(other, "descend")
+    # A plain function of the parameters offers no fused loop either.
+    assert not hasattr(lambda p: loss(rf.DiagonalRNN(3), p), "descend")
 
 
 MODEL = rf.DiagonalRNN(6)
@@ -76,13 +95,15 @@ def test_fused_kernels_equal_the_generic_path(kernel):
     params = _seeds()
     generic = rf.GradientDescent(0.05, 1500, kernel="generic")
     fused = rf.GradientDescent(0.05, 1500, kernel=kernel)
-    ref = rf.train_seeds(MODEL, LOSS, generic, params, save=SAVE, stop=STOP)
+    ref = rf.train_seeds(LOSS.bind(MODEL), params, generic, save=SAVE, stop=STOP)
     # The run exercises every way a seed can end, and seeds that stop at different steps.
     assert ref.summary() == {"finished": 1, "converged": 7, "diverged": 1}
     assert len(np.unique(ref.num_steps)) == 8
-    _assert_close(rf.train_seeds(MODEL, LOSS, fused, params, save=SAVE, stop=STOP), ref)
+    _assert_close(rf.train_seeds(LOSS.bind(MODEL), params, fused, save=SAVE, stop=STOP), ref)
     # One seed on its own is a batch of one.
-    one = rf.train(MODEL, LOSS, fused, jax.tree.map(lambda x: x[5], params), save=SAVE, stop=STOP)
+    one = rf.train(
+        LOSS.bind(MODEL), jax.tree.map(lambda x: x[5], params), fused, save=SAVE, stop=STOP
+    )
     _assert_close(one, jax.tree.map(lambda x: x[5], ref))
 
 
@@ -90,7 +111,7 @@ def _uses_fused_step(method, model=MODEL, loss=LOSS):
     # One seed: under vmap (train_seeds, which is vmapped `train`) the custom_vmap call is
     # replaced by its batched rule when traced, and leaves no trace of its own.
     params = model.init(key=jax.random.key(0), scale=0.3)
-    jaxpr = jax.make_jaxpr(lambda p: rf.train(model, loss, method, p))(params)
+    jaxpr = jax.make_jaxpr(lambda p: rf.train(loss.bind(model), p, method))(params)
     return "custom_vmap" in str(jaxpr)
 
 
@@ -123,7 +144,7 @@ def test_vmapping_over_teachers_works(kernel):
     method = rf.GradientDescent(0.05, 300, kernel=kernel)
 
     def run(loss, p):
-        return rf.train(MODEL, loss, method, p, save=SAVE, stop=STOP)
+        return rf.train(loss.bind(MODEL), p, method, save=SAVE, stop=STOP)
 
     both = jax.vmap(run)(losses, params)
     for i, teacher in enumerate(teachers):

@@ -12,10 +12,9 @@ def test_a_million_gd_steps(key):
     params = MODEL.init(key=key, scale=0.1)
     n = 10**6
     traj = rf.train(
-        MODEL,
-        LOSS,
-        rf.GradientDescent(1e-3, n),
+        LOSS.bind(MODEL),
         params,
+        rf.GradientDescent(1e-3, n),
         save=rf.Save(num=3, metrics={"loss": lambda t, p: LOSS(MODEL, p)}),
     )
     # Step counters and times past 2^20 steps stay exact (no float32 step counting).
@@ -33,10 +32,9 @@ def test_gradient_flow_through_a_long_plateau(key):
     # before the loss drops; an adaptive solver takes large steps on the plateau.
     params = MODEL.init(key=key, scale=1e-6)
     traj = rf.train(
-        MODEL,
-        LOSS,
-        rf.GradientFlow(200.0),
+        LOSS.bind(MODEL),
         params,
+        rf.GradientFlow(200.0),
         save=rf.Save(num=201, metrics={"loss": lambda t, p: LOSS(MODEL, p)}),
     )
     loss = np.asarray(traj.metrics["loss"])

@@ -100,7 +100,7 @@ COUNTING = _GradientCountingLoss(TEACHER, 4)
 def _train_counted(model, method, params, **kwargs):
     """Train on COUNTING (numerically LOSS); also return how many gradients were taken."""
     _GRADS[0] = 0
-    traj = rf.train(model, COUNTING, method, params, **kwargs)
+    traj = rf.train(COUNTING.bind(model), params, method, **kwargs)
     jax.effects_barrier()
     return traj, _GRADS[0]
 
@@ -129,7 +129,7 @@ SAVE_T20 = {
 @functools.cache
 def _flow(name):
     method = rf.GradientFlow(t1=20.0, stepsize_controller=TIGHT)
-    return rf.train(MODELS[name], LOSS, method, _params(MODELS[name]), save=SAVE_T20[name])
+    return rf.train(LOSS.bind(MODELS[name]), _params(MODELS[name]), method, save=SAVE_T20[name])
 
 
 # -- gradient descent is explicit Euler -------------------------------------------------------
@@ -187,7 +187,7 @@ def _flow_final():
 def _gd(model, eta):
     method = rf.GradientDescent(lr=eta, num_steps=round(2.0 / eta))
     save = SAVE_T2 if model is DIAG else rf.Save(ts=[0.0, 2.0], metrics=_metrics_with_q(model))
-    return rf.train(model, LOSS, method, _params(model), save=save)
+    return rf.train(LOSS.bind(model), _params(model), method, save=save)
 
 
 def _gd_final(eta):
@@ -197,7 +197,7 @@ def _gd_final(eta):
 @functools.cache
 def _modified_final(eta):
     method = rf.ModifiedFlow(lr=eta, t1=2.0, stepsize_controller=TIGHT)
-    return rf.train(DIAG, LOSS, method, _params(DIAG), save=SAVE_T2).final
+    return rf.train(LOSS.bind(DIAG), _params(DIAG), method, save=SAVE_T2).final
 
 
 def test_gradient_descent_converges_to_flow_at_first_order():
@@ -256,7 +256,9 @@ def test_least_squares_rosenbrock_order(tableau, order, dts):
             dt0=dt,
         )
         errors.append(
-            _dist(rf.train(DIAG, LOSS, method, _params(DIAG), save=SAVE_T2).final, _flow_final())
+            _dist(
+                rf.train(LOSS.bind(DIAG), _params(DIAG), method, save=SAVE_T2).final, _flow_final()
+            )
         )
     assert abs(_slope(dts, errors) - order) < 0.15, errors
     # The smallest error (measured: ROS2 1.2e-5, ROS34PW2 8.0e-7) is far above the
@@ -295,7 +297,7 @@ def test_least_squares_rosenbrock_follows_the_flow(name, tableau):
         solver=solver,
         stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
     )
-    traj = rf.train(model, LOSS, method, _params(model), save=SAVE_T20[name])
+    traj = rf.train(LOSS.bind(model), _params(model), method, save=SAVE_T20[name])
     ref = _flow(name)
     assert traj.result == rf.Result.finished
     np.testing.assert_array_equal(traj.ts, ref.ts)
@@ -358,7 +360,7 @@ def test_scalar_flow_matches_logistic_closed_form():
     method = rf.GradientFlow(
         t1=2.0, stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12)
     )
-    traj = rf.train(model, loss, method, params, save=rf.Save(num=21, params=True, metrics={}))
+    traj = rf.train(loss.bind(model), params, method, save=rf.Save(num=21, params=True, metrics={}))
     ts = np.asarray(traj.ts)
     w0 = u0**2
     exact = p * w0 / (w0 + (p - w0) * np.exp(-4 * p * ts))
@@ -431,10 +433,12 @@ def test_rosenbrock_early_stop_holds_the_stopped_state():
     # The Rosenbrock solver steps on the flattened parameters: the saves, the stop check
     # and the final state must come back as parameter pytrees, and match the flow.
     method = rf.GradientFlow(t1=20.0, solver=rf.LeastSquaresRosenbrock())
-    traj = rf.train(DIAG, LOSS, method, _params(DIAG), save=SAVE_STOP, stop=STOP)
+    traj = rf.train(LOSS.bind(DIAG), _params(DIAG), method, save=SAVE_STOP, stop=STOP)
     assert jax.tree.structure(traj.final) == jax.tree.structure(_params(DIAG))
     _assert_holds_the_stopped_state(traj, method.t1)
-    tsit5 = rf.train(DIAG, LOSS, rf.GradientFlow(t1=20.0), _params(DIAG), save=SAVE_STOP, stop=STOP)
+    tsit5 = rf.train(
+        LOSS.bind(DIAG), _params(DIAG), rf.GradientFlow(t1=20.0), save=SAVE_STOP, stop=STOP
+    )
     # Both at rtol 1e-6. Each stops at the end of the step that crosses 1e-4 (measured
     # 13.107 and 13.089, with steps of about 0.04), and the saves before that agree to
     # the tolerance (measured 2.9e-6 apart).
@@ -453,11 +457,11 @@ def test_gradient_descent_diverging_on_its_last_step_is_diverged():
     # Stop.loss_above (1e10), and only a check of the final state can see that.
     params = _params(DIAG)
     save = rf.Save(num=4, metrics={})
-    traj = rf.train(DIAG, LOSS, rf.GradientDescent(lr=1.0, num_steps=3), params, save=save)
+    traj = rf.train(LOSS.bind(DIAG), params, rf.GradientDescent(lr=1.0, num_steps=3), save=save)
     assert LOSS(DIAG, traj.final) > 1e10
     assert traj.result == rf.Result.diverged and not bool(traj.ok)
     # One step fewer ends at loss 16: finished, as the check must not fire spuriously.
-    traj = rf.train(DIAG, LOSS, rf.GradientDescent(lr=1.0, num_steps=2), params, save=save)
+    traj = rf.train(LOSS.bind(DIAG), params, rf.GradientDescent(lr=1.0, num_steps=2), save=save)
     assert traj.result == rf.Result.finished
 
 
@@ -499,7 +503,7 @@ def test_save_variants_gradient_descent():
     assert traj.metrics["loss"][-1] < 1e-3 * initial
 
     # Every 7th step, and the last step, as 1000 is not a multiple of 7.
-    traj_every = rf.train(DIAG, LOSS, method, params, save=rf.Save(every=7, metrics=NAMED))
+    traj_every = rf.train(LOSS.bind(DIAG), params, method, save=rf.Save(every=7, metrics=NAMED))
     steps = np.append(np.arange(0, n + 1, 7), n)
     np.testing.assert_array_equal(traj_every.ts, steps * eta)
     # The same steps give the same values, whichever Save asked for them (steps 0 and 1000).
@@ -509,7 +513,7 @@ def test_save_variants_gradient_descent():
     # Log spacing: 0, then num - 1 times from t1·10⁻⁴ to t1, rounded to whole steps (the
     # earliest ones round to step 0 or 1).
     traj_log = rf.train(
-        DIAG, LOSS, method, params, save=rf.Save(num=9, spacing="log", metrics=NAMED)
+        LOSS.bind(DIAG), params, method, save=rf.Save(num=9, spacing="log", metrics=NAMED)
     )
     times = np.concatenate([[0.0], np.geomspace(10.0 * 1e-4, 10.0, 8)])
     np.testing.assert_array_equal(traj_log.ts, np.rint(times / eta) * eta)
@@ -532,4 +536,4 @@ def test_save_variants_gradient_flow():
     assert np.all(np.diff(traj.metrics["loss"]) < 0)  # the flow decreases the loss
     assert traj.params is None  # not asked for
     with pytest.raises(ValueError, match="Save.every"):
-        rf.train(DIAG, LOSS, method, params, save=rf.Save(every=3))
+        rf.train(LOSS.bind(DIAG), params, method, save=rf.Save(every=3))

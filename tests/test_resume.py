@@ -2,10 +2,12 @@
 
 import functools
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import diffrax
 import jax
@@ -14,7 +16,7 @@ import optax
 import pytest
 
 import rnnflow as rf
-import rnnflow._train as train_module
+import rnnflow._batch as batch_module
 
 MODEL = rf.DiagonalRNN(6, scan="sequential")
 LOSS = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 4)
@@ -34,17 +36,17 @@ def assert_identical(a, b):
 @pytest.fixture
 def count_blocks(monkeypatch):
     calls = []
-    real = train_module._train_block_jit
+    real = batch_module._block_jit
 
     def counting(*args):
         # Counts computations; abstract evaluation (jax.eval_shape, for the output structure)
-        # traces with tracers and computes nothing.
-        if not isinstance(jax.tree.leaves(args[3])[0], jax.core.Tracer):
+        # traces with tracers and computes nothing. args: loss_fn, method, seeds' params, ...
+        if not isinstance(jax.tree.leaves(args[2])[0], jax.core.Tracer):
             calls.append(1)
         return real(*args)
 
     counting.lower = real.lower  # lowering (to look for LAPACK calls) computes nothing
-    monkeypatch.setattr(train_module, "_train_block_jit", counting)
+    monkeypatch.setattr(batch_module, "_block_jit", counting)
     return calls
 
 
@@ -52,14 +54,13 @@ def test_checkpointed_equals_plain_and_resumes_without_work(tmp_path, count_bloc
     p = params(10)
     one = jax.devices()[:1]
     # Blocks of 2 seeds (lanes), in chunks of 2 blocks: 10 seeds are 4 + 4 + 2.
-    plain = rf.train_seeds(MODEL, LOSS, METHOD, p, save=SAVE, lanes=2, devices=one)
+    plain = rf.train_seeds(LOSS.bind(MODEL), p, METHOD, save=SAVE, lanes=2, devices=one)
 
     def run():
         return rf.train_seeds(
-            MODEL,
-            LOSS,
-            METHOD,
+            LOSS.bind(MODEL),
             p,
+            METHOD,
             save=SAVE,
             lanes=2,
             chunk_size=4,
@@ -85,39 +86,114 @@ def test_checkpointed_equals_plain_and_resumes_without_work(tmp_path, count_bloc
     assert count_blocks == []
 
 
-def test_checkpoint_of_another_run_is_refused(tmp_path):
-    rf.train_seeds(MODEL, LOSS, METHOD, params(4), save=SAVE, checkpoint=tmp_path)
-    with pytest.raises(FileExistsError, match="different run"):
-        rf.train_seeds(MODEL, LOSS, METHOD, params(4, seed=1), save=SAVE, checkpoint=tmp_path)
-    with pytest.raises(FileExistsError, match="different run"):
-        method = rf.GradientDescent(0.05, 300)
-        rf.train_seeds(MODEL, LOSS, method, params(4), save=SAVE, checkpoint=tmp_path)
+def _recomputed(run, *args, **kwargs):
+    """`run(*args, **kwargs)` into a folder of another run: each chunk file is reported
+    ("computed by another run") and recomputed, to the results of a run without it."""
+    with pytest.warns(UserWarning, match="computed by another run"):
+        traj = run(*args, **kwargs)
+    kwargs.pop("checkpoint", None)
+    assert_identical(traj, run(*args, **kwargs))
+
+
+def test_checkpoint_of_another_run_is_recomputed(tmp_path):
+    rf.train_seeds(LOSS.bind(MODEL), params(4), METHOD, save=SAVE, checkpoint=tmp_path)
+
+    def run(loss_fn=LOSS.bind(MODEL), method=METHOD, save=SAVE, **kwargs):
+        return rf.train_seeds(loss_fn, params(4), method, save=save, **kwargs)
+
+    def other(**kwargs):
+        _recomputed(run, checkpoint=tmp_path, **kwargs)
+
+    other(method=rf.GradientDescent(0.05, 300))
     # The same end time and save times with another step size is another run too.
-    with pytest.raises(FileExistsError, match="different run"):
-        method = rf.GradientDescent(0.1, 100)
-        rf.train_seeds(MODEL, LOSS, method, params(4), save=SAVE, checkpoint=tmp_path)
+    other(method=rf.GradientDescent(0.1, 100))
+    # Another teacher of the same shapes (only the loss's values differ), other saves, an
+    # early stop, another batch width (which may round differently: see train_seeds).
+    other(loss_fn=rf.ImpulseLoss(rf.modes_teacher([0.9, -0.4], [1.0, 0.5]), 4).bind(MODEL))
+    other(save=rf.Save(num=4, metrics=dict(SAVE.metrics)))
+    other(stop=rf.Stop(loss_below=1e-6))
+    other(lanes=2)
 
 
-def test_checkpoint_of_a_flow_with_other_settings_is_refused(tmp_path):
+def test_damaged_or_foreign_chunk_files_are_recomputed(tmp_path, count_blocks):
+    p = params(10)
+    one = jax.devices()[:1]
+    plain = rf.train_seeds(LOSS.bind(MODEL), p, METHOD, save=SAVE, lanes=2, devices=one)
+
+    def run(seeds=p):
+        # Blocks of 2 seeds, in chunks of 2 blocks: 10 seeds are 4 + 4 + 2.
+        return rf.train_seeds(
+            LOSS.bind(MODEL),
+            seeds,
+            METHOD,
+            save=SAVE,
+            lanes=2,
+            chunk_size=4,
+            devices=one,
+            checkpoint=tmp_path,
+        )
+
+    def recomputed(chunk, why):
+        # Each damaged file is reported and its chunk (2 blocks) alone computed again, to
+        # the results of an uninterrupted run.
+        count_blocks.clear()
+        with pytest.warns(UserWarning, match=f"seeds-chunk-{chunk:05d}.npz is not used: {why}"):
+            traj = run()
+        assert_identical(traj, plain)
+        assert len(count_blocks) == 2
+
+    run()
+    files = [tmp_path / f"seeds-chunk-{i:05d}.npz" for i in range(3)]
+    # A truncated file.
+    files[0].write_bytes(files[0].read_bytes()[:100])
+    recomputed(0, "it cannot be read")
+    # A file whose results were altered.
+    with np.load(files[1]) as data:
+        fields = dict(data)
+    fields["leaf0"] = fields["leaf0"] + 1
+    np.savez(files[1], **fields)
+    recomputed(1, "its content does not match its checksum")
+    # A file of another chunk: chunk 0's file copied over chunk 1's.
+    files[1].write_bytes(files[0].read_bytes())
+    recomputed(1, "it holds other seeds than this chunk's")
+
+    # Other initial parameters: every chunk holds other seeds, and all are recomputed.
+    other = params(10, seed=1)
+    count_blocks.clear()
+    with pytest.warns(UserWarning, match="holds other seeds") as record:
+        traj = run(other)
+    assert len([w for w in record if "holds other seeds" in str(w.message)]) == 3
+    assert len(count_blocks) == 5
+    assert_identical(
+        traj, rf.train_seeds(LOSS.bind(MODEL), other, METHOD, save=SAVE, lanes=2, devices=one)
+    )
+
+
+def test_checkpoint_of_a_flow_with_other_settings_is_recomputed(tmp_path, count_blocks):
     save = rf.Save(num=3)
-    run = functools.partial(rf.train_seeds, MODEL, LOSS, params=params(4), save=save)
-    run(rf.GradientFlow(1.0), checkpoint=tmp_path / "a")
-    run(rf.GradientFlow(1.0), checkpoint=tmp_path / "a")  # the same run resumes
+    run = functools.partial(rf.train_seeds, LOSS.bind(MODEL), params(4), save=save)
+    first = run(rf.GradientFlow(1.0), checkpoint=tmp_path / "a")
+    run(rf.GradientFlow(1.0), checkpoint=tmp_path / "b")
+    count_blocks.clear()
+    assert_identical(run(rf.GradientFlow(1.0), checkpoint=tmp_path / "a"), first)
+    assert not count_blocks  # the same run resumes
     for other in (
         rf.GradientFlow(1.0, stepsize_controller=diffrax.PIDController(rtol=1e-4, atol=1e-7)),
         rf.GradientFlow(1.0, solver=rf.LeastSquaresRosenbrock()),
     ):
-        with pytest.raises(FileExistsError, match="different run"):
-            run(other, checkpoint=tmp_path / "a")
+        _recomputed(run, other, checkpoint=tmp_path / "b")
+        run(rf.GradientFlow(1.0), checkpoint=tmp_path / "b")  # and back
     # A progress meter changes nothing computed: the run resumes with one.
     with_meter = rf.GradientFlow(1.0, progress_meter=diffrax.TextProgressMeter())
-    assert with_meter.settings(params(1)) == rf.GradientFlow(1.0).settings(params(1))
+    count_blocks.clear()
+    assert_identical(run(with_meter, checkpoint=tmp_path / "a"), first)
+    assert not count_blocks
 
 
-def test_checkpoint_of_another_optax_optimizer_is_refused(tmp_path, count_blocks):
-    def run(optimizer):
+def test_checkpoint_of_another_optax_optimizer_is_recomputed(tmp_path, count_blocks):
+    def run(optimizer, checkpoint=tmp_path):
         method = rf.GradientDescent(0.05, 50, optimizer)
-        return rf.train_seeds(MODEL, LOSS, method, params(4), save=SAVE, checkpoint=tmp_path)
+        return rf.train_seeds(LOSS.bind(MODEL), params(4), method, save=SAVE, checkpoint=checkpoint)
 
     first = run(optax.adam(0.01))
     count_blocks.clear()
@@ -131,8 +207,28 @@ def test_checkpoint_of_another_optax_optimizer_is_refused(tmp_path, count_blocks
         optax.sgd(0.05, momentum=0.9),
         optax.adam(optax.linear_schedule(0.01, 0.0, 3)),
     ):
-        with pytest.raises(FileExistsError, match="different run"):
-            run(other)
+        _recomputed(run, other, checkpoint=tmp_path)
+        run(optax.adam(0.01))  # and back
+
+
+def test_checkpoint_of_another_learning_rate_schedule_is_recomputed(tmp_path, count_blocks):
+    def run(lr, checkpoint=tmp_path):
+        method = rf.GradientDescent(lr, 50)
+        return rf.train_seeds(LOSS.bind(MODEL), params(4), method, save=SAVE, checkpoint=checkpoint)
+
+    first = run(optax.linear_schedule(0.05, 0.01, 50))
+    count_blocks.clear()
+    assert_identical(run(optax.linear_schedule(0.05, 0.01, 50)), first)  # an equal schedule
+    assert not count_blocks
+    # A constant rate, and schedules whose hyperparameters (in closures) differ.
+    for other in (
+        0.05,
+        optax.linear_schedule(0.05, 0.02, 50),
+        optax.linear_schedule(0.05, 0.01, 40),
+        optax.cosine_decay_schedule(0.05, 50),
+    ):
+        _recomputed(run, other, checkpoint=tmp_path)
+        run(optax.linear_schedule(0.05, 0.01, 50))  # and back
 
 
 SCRIPT = textwrap.dedent(
@@ -141,7 +237,7 @@ SCRIPT = textwrap.dedent(
     model = rf.DiagonalRNN(6, scan="sequential")
     loss = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 4)
     params = rf.init_seeds(model, jax.random.split(jax.random.key(0), 12), scale=0.3)
-    rf.train_seeds(model, loss, rf.GradientDescent(0.05, 20000), params,
+    rf.train_seeds(loss.bind(model), params, rf.GradientDescent(0.05, 20000),
                    save=rf.Save(num=3), lanes=2, chunk_size=2, checkpoint=sys.argv[1],
                    progress=True)
     """
@@ -181,7 +277,7 @@ def test_sigkill_then_rerun_gives_identical_results(tmp_path):
 def test_interrupted_experiment_resumes_to_identical_results(tmp_path, count_blocks):
     import dataclasses
 
-    from rnnflow.experiments import Sweep, init_scale
+    from rnnflow.experiments import Sweep, init_scale, run_experiment
 
     config = init_scale.InitScaleConfig(
         seeds=2,
@@ -209,7 +305,7 @@ def test_interrupted_experiment_resumes_to_identical_results(tmp_path, count_blo
 
     out = tmp_path / "run"
     with pytest.raises(Interrupted):
-        rf.run_experiment(
+        run_experiment(
             dataclasses.replace(init_scale.EXPERIMENT, run=killed_after_first_cell), config, out=out
         )
     assert not (out / "metadata.json").exists()
@@ -217,13 +313,70 @@ def test_interrupted_experiment_resumes_to_identical_results(tmp_path, count_blo
 
     # Another config into the unfinished folder is refused.
     with pytest.raises(FileExistsError, match="unfinished run"):
-        rf.run_experiment("init_scale", config.replace(seeds=3), out=out)
+        run_experiment("init_scale", config.replace(seeds=3), out=out)
 
     count_blocks.clear()
-    resumed = rf.run_experiment("init_scale", config, out=out)
+    resumed = run_experiment("init_scale", config, out=out)
     assert len(count_blocks) == 1  # only the second cell (the "long" teacher) was trained
     assert not (out / ".partial").exists()
-    whole = rf.run_experiment("init_scale", config, out=tmp_path / "whole")
+    whole = run_experiment("init_scale", config, out=tmp_path / "whole")
     assert resumed.arrays.keys() == whole.arrays.keys()
     for name in whole.arrays:
         np.testing.assert_array_equal(resumed[name], whole[name])
+
+
+_KILL_SCRIPT = """
+import sys, jax, numpy as np, rnnflow as rf
+model = rf.DenseRNN(4)
+loss = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 5).bind(model)
+params = rf.init_seeds(model, jax.random.split(jax.random.key(0), 32), scale=0.3)
+traj = rf.train_seeds(loss, params, rf.GradientDescent(0.05, 20_000), save=rf.Save(num=3),
+                      chunk_size=2, lanes=2, checkpoint=sys.argv[1], progress=True)
+np.savez(sys.argv[2], *jax.tree.leaves(traj))
+"""
+
+
+def _run_script(script, folder, out, env):
+    subprocess.run(
+        [sys.executable, str(script), str(folder), str(out)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    with np.load(out) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def test_kill_9_at_random_moments_then_the_same_call_gives_the_same_result(tmp_path):
+    # Each run is killed at a random moment: after a random number of its chunks (0 to 6)
+    # have been reported finished, plus a random delay within a chunk's time, so that it
+    # dies while compiling, computing or writing a chunk.
+    script, out = tmp_path / "run.py", tmp_path / "out.npz"
+    script.write_text(_KILL_SCRIPT)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    reference = _run_script(script, tmp_path / "uninterrupted", out, env)  # 16 chunks
+    folder, rng = tmp_path / "ck", random.Random(0)
+    for _ in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(folder), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        wait_for = rng.randint(0, 6)
+        start = time.perf_counter()
+        for _ in range(wait_for):
+            if not proc.stdout.readline():
+                break
+        time.sleep(rng.uniform(0.0, 0.2) if wait_for else rng.uniform(0.5, 3.0))
+        proc.kill()  # SIGKILL
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, time.perf_counter() - start
+    written = len(list(folder.glob("seeds-chunk-*.npz")))
+    assert 0 < written < 16  # killed part-way: resuming has work to load and work to do
+    resumed = _run_script(script, folder, out, env)
+    assert len(resumed) == len(reference)
+    assert all(
+        np.array_equal(a, b, equal_nan=True) for a, b in zip(resumed, reference, strict=True)
+    )

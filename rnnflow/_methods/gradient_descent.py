@@ -99,10 +99,9 @@ class GradientDescent(AbstractMethod):
         (float64 where concrete). For a constant rate: `None` (it is $nη$)."""
         if not callable(self.lr):
             return None
-        # At int32 counts, as optax evaluates a schedule: the rates the steps are taken at.
         # Evaluated now even inside a trace, unless the schedule depends on traced values.
         with jax.ensure_compile_time_eval():
-            rates = self.lr(jnp.arange(self.num_steps, dtype=jnp.int32))
+            rates = jax.vmap(self._rate)(jnp.arange(self.num_steps))  # one step at a time
         if isinstance(rates, jax.core.Tracer):
             rates = rates.astype(jnp.result_type(float))
             return jnp.concatenate([jnp.zeros(1, rates.dtype), jnp.cumsum(rates)])
@@ -113,6 +112,12 @@ class GradientDescent(AbstractMethod):
                 f"num_steps - 1; got rates from {rates.min()} to {rates.max()}."
             )
         return np.concatenate([[0.0], np.cumsum(rates)])
+
+    def _rate(self, step):
+        """The schedule at step counts given as JAX's default float, so that float64 runs
+        compute their rates in float64 (optax's own int32 counts give float32 rates); the
+        optimizer steps at these rates and the time axis adds them up."""
+        return self.lr(jnp.asarray(step).astype(jnp.result_type(float)))
 
     @property
     def t1(self):
@@ -178,7 +183,7 @@ class GradientDescent(AbstractMethod):
         def running(value):
             return jnp.isfinite(value) & (value <= stop.loss_above) & ~(value < below)
 
-        lr = self.lr
+        lr = self._rate if callable(self.lr) else self.lr
         if isinstance(lr, jax.Array):
             # A traced rate in the parameters' precision, as a Python float is used: the
             # steps are then bitwise those of a separate run at that rate.

@@ -12,7 +12,13 @@ from .._objective import Objective, offered
 from .._trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
 from .rosenbrock import LeastSquaresRosenbrock, LeastSquaresTerm, residual_jacobian
-from .solve_report import gradient_evals, result_code, warn_if_tolerance_below_precision
+from .solve_report import (
+    check_controller,
+    gradient_evals,
+    result_code,
+    warn_if_tolerance_below_precision,
+)
+from .stall import StallGuard
 
 
 class GradientFlow(AbstractMethod):
@@ -33,6 +39,11 @@ class GradientFlow(AbstractMethod):
     - `dt0`: the initial step; `None` lets an adaptive controller choose it.
     - `max_steps`: the most solver steps per seed (default 100 000); a seed that needs more
       ends with `Result.max_steps_reached` and keeps what it had.
+    - `stall`: with an adaptive controller, a seed whose step size has collapsed stops as
+      `Result.stalled` instead of holding the batch until `max_steps`: after
+      max(100, `max_steps`/100) steps, when even `stall` × `max_steps` steps of its
+      current size would not reach `t1` (default 1000; `None`: never). A seed that is
+      merely slow runs on, and ends with `max_steps_reached` if it must.
     - `progress_meter`: a diffrax progress meter, e.g. `diffrax.TextProgressMeter()`.
     - `adjoint`: how the solve is differentiated, a diffrax adjoint:
       `diffrax.RecursiveCheckpointAdjoint()` (default: `jax.grad` through the solver's
@@ -58,6 +69,7 @@ class GradientFlow(AbstractMethod):
     max_steps: int = eqx.field(static=True)
     progress_meter: diffrax.AbstractProgressMeter = eqx.field(static=True)
     adjoint: diffrax.AbstractAdjoint
+    stall: float | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -69,6 +81,7 @@ class GradientFlow(AbstractMethod):
         max_steps: int = 100_000,
         progress_meter: diffrax.AbstractProgressMeter | None = None,
         adjoint: diffrax.AbstractAdjoint | None = None,
+        stall: float | None = 1000.0,
     ):
         check_real("t1", t1, positive=True)
         self.t1 = float(t1)
@@ -88,15 +101,18 @@ class GradientFlow(AbstractMethod):
                 "`stepsize_controller` must be a diffrax step-size controller; "
                 f"got {type(stepsize_controller).__name__}."
             )
-        if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
-            raise ValueError("a constant step size needs `dt0`.")
         if dt0 is not None:
             check_real("dt0", dt0, positive=True)
             dt0 = float(dt0)
+        self.max_steps = check_positive_int("max_steps", max_steps)
+        check_controller(stepsize_controller, dt0, self.t1, self.max_steps)
         self.solver = solver
         self.stepsize_controller = stepsize_controller
         self.dt0 = dt0
-        self.max_steps = check_positive_int("max_steps", max_steps)
+        if stall is not None:
+            check_real("stall", stall, positive=True)
+            stall = float(stall)
+        self.stall = stall
         self.progress_meter = (
             diffrax.NoProgressMeter() if progress_meter is None else progress_meter
         )
@@ -113,6 +129,13 @@ class GradientFlow(AbstractMethod):
                 "RecursiveCheckpointAdjoint, BacksolveAdjoint, ForwardMode or DirectAdjoint."
             )
         self.adjoint = adjoint
+
+    def _controller(self):
+        adaptive = isinstance(self.stepsize_controller, diffrax.AbstractAdaptiveStepSizeController)
+        if self.stall is None or not adaptive:
+            return self.stepsize_controller
+        patience = max(100, self.max_steps // 100)
+        return StallGuard(self.stepsize_controller, self.max_steps, patience, self.stall)
 
     def quiet(self) -> "GradientFlow":
         return dataclasses.replace(self, progress_meter=diffrax.NoProgressMeter())
@@ -177,7 +200,7 @@ class GradientFlow(AbstractMethod):
             dt0=self.dt0,
             y0=y0,
             args=objective,
-            stepsize_controller=self.stepsize_controller,
+            stepsize_controller=self._controller(),
             max_steps=self.max_steps,
             throw=False,
             progress_meter=self.progress_meter,

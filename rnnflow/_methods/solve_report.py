@@ -1,20 +1,25 @@
-"""What a diffrax solve reports, in rnnflow's terms: result codes, gradient evaluations,
-and a warning for tolerances the precision cannot meet."""
+"""A diffrax solve in rnnflow's terms: checks of its step-size controller, the result
+codes and gradient evaluations it reports, and a warning for tolerances the precision
+cannot meet."""
 
+import math
 import warnings
 
 import diffrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._trajectory import Result
 from .rosenbrock import LeastSquaresRosenbrock
+from .stall import STALLED
 
 
 def result_code(sol):
     """The rnnflow result code of diffrax's outcome (events are read by the caller)."""
     result = jnp.asarray(Result.solver_failed)
     result = jnp.where(sol.result == diffrax.RESULTS.successful, Result.finished, result)
+    result = jnp.where(sol.result == STALLED, Result.stalled, result)
     return jnp.where(
         sol.result == diffrax.RESULTS.max_steps_reached, Result.max_steps_reached, result
     )
@@ -52,3 +57,26 @@ def warn_if_tolerance_below_precision(controller, params) -> None:
             "loosen rtol.",
             stacklevel=2,
         )
+
+
+def check_controller(controller, dt0, t1: float, max_steps: int) -> None:
+    """Raise a `ValueError` naming the setting if `controller` cannot solve to `t1`:
+    tolerances that are not finite and non-negative (where known before tracing), or a
+    constant step without `dt0` or needing more than `max_steps` steps."""
+    if isinstance(controller, diffrax.ConstantStepSize):
+        if dt0 is None:
+            raise ValueError("a constant step size needs `dt0`.")
+        if math.ceil(t1 / dt0) > max_steps:
+            raise ValueError(
+                f"a constant step dt0 = {dt0:g} needs {math.ceil(t1 / dt0)} steps to t1 = "
+                f"{t1:g}, more than max_steps = {max_steps}."
+            )
+    for name in ("rtol", "atol"):
+        tol = getattr(controller, name, None)
+        if tol is None or isinstance(tol, jax.core.Tracer):
+            continue
+        tol = np.asarray(tol, dtype=np.float64)
+        if not np.all(np.isfinite(tol) & (tol >= 0)):
+            raise ValueError(
+                f"`stepsize_controller.{name}` must be finite and non-negative; got {tol}."
+            )
