@@ -3,6 +3,13 @@ from ._diagnostics import effective_dim as effective_dim
 from ._diagnostics import hankel_singular_values as hankel_singular_values
 from ._diagnostics import learned_measure as learned_measure
 from ._diagnostics import spectrum_distance as spectrum_distance
+from ._laziness import kernel_change_metric as kernel_change_metric
+from ._laziness import linearization_gap_metric as linearization_gap_metric
+from ._laziness import parameter_change_metric as parameter_change_metric
+from ._linearize import LinearizedLoss as LinearizedLoss
+from ._linearize import TaylorModel as TaylorModel
+from ._linearize import TaylorParams as TaylorParams
+from ._linearize import linearize as linearize
 from ._losses import AbstractLoss as AbstractLoss
 from ._losses import BoundLoss as BoundLoss
 from ._losses import ImpulseLoss as ImpulseLoss
@@ -22,6 +29,8 @@ from ._models import RNNParams as RNNParams
 from ._models import SymmetricRNN as SymmetricRNN
 from ._models import TanhRNN as TanhRNN
 from ._models import make_model as make_model
+from ._ntk import ntk as ntk
+from ._ntk import ntk_residuals as ntk_residuals
 from ._rnn_metrics import effective_dim_metric as effective_dim_metric
 from ._rnn_metrics import extrapolation_metric as extrapolation_metric
 from ._rnn_metrics import hankel_metric as hankel_metric
@@ -31,6 +40,9 @@ from ._scan import associative_scan as associative_scan
 from ._scan import linear_recurrence as linear_recurrence
 from ._scan import sequential_scan as sequential_scan
 from ._seeds import init_seeds as init_seeds
+from ._side_by_side import SideBySide as SideBySide
+from ._side_by_side import SideBySideLoss as SideBySideLoss
+from ._side_by_side import side_by_side as side_by_side
 from ._teachers import Teacher as Teacher
 from ._teachers import modes_teacher as modes_teacher
 from ._teachers import random_teacher as random_teacher
