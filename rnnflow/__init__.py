@@ -43,6 +43,9 @@ from ._seeds import init_seeds as init_seeds
 from ._side_by_side import SideBySide as SideBySide
 from ._side_by_side import SideBySideLoss as SideBySideLoss
 from ._side_by_side import side_by_side as side_by_side
+from ._store import open_results as open_results
+from ._sweep import Sweep as Sweep
+from ._sweep import run_sweep as run_sweep
 from ._teachers import Teacher as Teacher
 from ._teachers import modes_teacher as modes_teacher
 from ._teachers import random_teacher as random_teacher

@@ -45,7 +45,7 @@ def main(t1: float = 12.0, num: int = 241, rtol: float = 1e-10):
     error = float(jnp.max(jnp.abs(u - exact)) / jnp.max(STRENGTHS))
     # When each mode reaches half its strength: the first save time (every t1 / (num - 1))
     # from the run, and the formula.
-    half = np.asarray(traj.ts)[np.argmax(np.asarray(u) >= STRENGTHS / 2, axis=0)]
+    half = np.asarray(traj.ts)[np.argmax(np.asarray(u) >= np.asarray(STRENGTHS) / 2, axis=0)]
     s = np.asarray(STRENGTHS)
     predicted = np.log(s / U0 - 1) / (4 * s)
     print(f"largest error of the flow against the closed form: {error:.1e} (of max s)")

@@ -150,6 +150,8 @@ class GradientDescent(AbstractMethod):
         return steps * self.lr if times is None else times[steps]
 
     def check(self, loss_fn, stop) -> None:
+        if not callable(self.lr):
+            check_real("lr", self.lr, positive=True)  # a rate made traced, now known
         if self.kernel != "pallas":
             return
         if self.optimizer is not None or callable(self.lr):

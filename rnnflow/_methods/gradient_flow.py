@@ -153,6 +153,8 @@ class GradientFlow(AbstractMethod):
         return lambda params: jax.tree.map(jnp.negative, value_and_grad(params)[1])
 
     def check(self, loss_fn, stop) -> None:
+        # Tolerances made traced (a sweep's setup), now known.
+        check_controller(self.stepsize_controller, self.dt0, self.t1, self.max_steps)
         rosenbrock = isinstance(self.solver, LeastSquaresRosenbrock)
         if rosenbrock and offered(loss_fn, "residuals") is None:
             raise TypeError(
