@@ -1,4 +1,5 @@
 from ._batch import train_seeds as train_seeds
+from ._bound import BoundLoss as BoundLoss
 from ._diagnostics import effective_dim as effective_dim
 from ._diagnostics import hankel_singular_values as hankel_singular_values
 from ._diagnostics import learned_measure as learned_measure
@@ -11,7 +12,6 @@ from ._linearize import TaylorModel as TaylorModel
 from ._linearize import TaylorParams as TaylorParams
 from ._linearize import linearize as linearize
 from ._losses import AbstractLoss as AbstractLoss
-from ._losses import BoundLoss as BoundLoss
 from ._losses import ImpulseLoss as ImpulseLoss
 from ._losses import SequenceLoss as SequenceLoss
 from ._losses import extrapolation_error as extrapolation_error
@@ -20,6 +20,8 @@ from ._methods import GradientDescent as GradientDescent
 from ._methods import GradientFlow as GradientFlow
 from ._methods import LeastSquaresRosenbrock as LeastSquaresRosenbrock
 from ._methods import ModifiedFlow as ModifiedFlow
+from ._methods import StochasticFlow as StochasticFlow
+from ._minibatch import Minibatch as Minibatch
 from ._models import MODELS as MODELS
 from ._models import AbstractLinearRNN as AbstractLinearRNN
 from ._models import AbstractRNN as AbstractRNN
@@ -40,6 +42,8 @@ from ._scan import associative_scan as associative_scan
 from ._scan import linear_recurrence as linear_recurrence
 from ._scan import sequential_scan as sequential_scan
 from ._seeds import init_seeds as init_seeds
+from ._sharpness import hessian_eigenvalues as hessian_eigenvalues
+from ._sharpness import sharpness_metric as sharpness_metric
 from ._side_by_side import SideBySide as SideBySide
 from ._side_by_side import SideBySideLoss as SideBySideLoss
 from ._side_by_side import side_by_side as side_by_side

@@ -20,30 +20,32 @@ from ._train import check_call, run, with_fixed
 from ._trajectory import Save, Stop, Trajectory
 
 
-def _block(loss_fn, method, trainable, fixed, save, stop, devices, per_lane=False):
+def _block(loss_fn, method, trainable, fixed, save, stop, devices, per_lane=False, keys=None):
     """Train one block of seeds: vmapped, and sharded over `devices` when there are several.
 
     The arrays of the loss (a teacher, data) and of the method (a traced rate) go in as an
     argument: shared by every lane, or with `per_lane` one per lane, like the parameters
     (a sweep over teachers or rates); their other leaves (functions) stay in the closure.
+    `keys`, if any, are the lanes' PRNG keys.
     """
     arrays, rest = eqx.partition((loss_fn, method), eqx.is_array)
 
-    def one(arrays, p):
+    def one(arrays, p, key):
         loss_fn, method = eqx.combine(arrays, rest)
-        return run(loss_fn, method, p, fixed, save, stop)
+        return run(loss_fn, method, p, fixed, save, stop, key)
 
-    one = jax.vmap(one, in_axes=(0 if per_lane else None, 0))
+    lane = PartitionSpec("seeds")
+    one = jax.vmap(one, in_axes=(0 if per_lane else None, 0, None if keys is None else 0))
     if len(devices) == 1:
-        return one(arrays, trainable)
+        return one(arrays, trainable, keys)
     sharded = jax.shard_map(
         one,
         mesh=Mesh(np.asarray(devices), ("seeds",)),
-        in_specs=(PartitionSpec("seeds") if per_lane else PartitionSpec(), PartitionSpec("seeds")),
-        out_specs=PartitionSpec("seeds"),
+        in_specs=(lane if per_lane else PartitionSpec(), lane, None if keys is None else lane),
+        out_specs=lane,
         check_vma=False,
     )
-    return sharded(arrays, trainable)
+    return sharded(arrays, trainable, keys)
 
 
 _block_jit = eqx.filter_jit(_block)
@@ -87,11 +89,12 @@ def _without_lapack_deadlock(args, devices, lanes):
     leaves a thread free. The check lowers the first block as it will run, so the call
     that follows reuses the trace.
     """
-    loss_fn, method, trainable, fixed, save, stop = args
-    block = jax.tree.map(
-        lambda x: jnp.zeros((lanes * len(devices),) + x.shape[1:], x.dtype), trainable
+    loss_fn, method, trainable, fixed, save, stop, keys = args
+    block, keys = jax.tree.map(
+        lambda x: jnp.zeros((lanes * len(devices),) + x.shape[1:], x.dtype), (trainable, keys)
     )
-    lowered = _block_jit.lower(loss_fn, method, block, fixed, save, stop, devices)
+    keys = None if keys is None else jax.random.wrap_key_data(keys)
+    lowered = _block_jit.lower(loss_fn, method, block, fixed, save, stop, devices, keys=keys)
     if "custom_call @lapack_" not in lowered.as_text():
         return devices
     warnings.warn(
@@ -102,6 +105,22 @@ def _without_lapack_deadlock(args, devices, lanes):
         stacklevel=3,
     )
     return devices[:1]
+
+
+def _key_data(keys, num_seeds: int):
+    """The raw data of one PRNG key per seed (slices and hashes like any array)."""
+    if keys is None:
+        raise TypeError(
+            "this run draws random numbers (minibatches or noise): give `keys`, one PRNG key "
+            "per seed (jax.random.split(key, seeds))."
+        )
+    keys = jnp.asarray(keys)
+    if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) or keys.shape != (num_seeds,):
+        raise ValueError(
+            f"`keys` must be {num_seeds} PRNG keys, one per seed (jax.random.split(key, "
+            f"{num_seeds})); got {keys.dtype} of shape {keys.shape}."
+        )
+    return jax.random.key_data(keys)
 
 
 def _num_seeds(loss_fn, params) -> int:
@@ -143,6 +162,7 @@ def train_seeds(
     devices=None,
     progress: bool = False,
     checkpoint: str | os.PathLike | None = None,
+    keys=None,
 ) -> Trajectory:
     """[`rnnflow.train`][] over a leading seed axis of `params`, chunked and sharded.
 
@@ -169,6 +189,9 @@ def train_seeds(
       several CPU devices run at once, the seeds run on the first device alone, with a
       warning.
     - `progress`: print a line as each chunk finishes.
+    - `keys`: one PRNG key per seed (`jax.random.split(key, seeds)`), for runs that draw
+      random numbers (minibatches, Brownian paths): seed `i` draws from `keys[i]` alone, so
+      its run is the same whatever else runs beside it.
     - `checkpoint`: a folder to keep each finished chunk in. A run killed at any point and
       called again with the same arguments loads the finished chunks and computes only
       the rest; the result is identical to an uninterrupted run. A chunk file that is
@@ -200,7 +223,12 @@ def train_seeds(
     check_finite("params", params)  # every seed's; `check_call` sees the first seed
     trainable, fixed = split(params)
     first_seed = jax.tree.map(lambda x: x[0], trainable)
-    check_call(loss_fn, eqx.combine(first_seed, fixed), method, save, stop)
+    if method.needs_key(loss_fn) or keys is not None:
+        keys = _key_data(keys, num_seeds)
+    if not method.needs_key(loss_fn):
+        keys = None
+    first_key = None if keys is None else jax.random.wrap_key_data(keys[0])
+    check_call(loss_fn, eqx.combine(first_seed, fixed), method, save, stop, first_key)
     devices = tuple(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("`devices` must name at least one device.")
@@ -208,7 +236,7 @@ def train_seeds(
         lanes = check_positive_int("lanes", lanes)
     if chunk_size is not None:
         chunk_size = check_positive_int("chunk_size", chunk_size)
-    args = (loss_fn, method, trainable, fixed, save, stop)
+    args = (loss_fn, method, trainable, fixed, save, stop, keys)
 
     def default_lanes(devices):
         per_device = math.ceil(num_seeds / len(devices))
@@ -221,9 +249,9 @@ def train_seeds(
     num_blocks = math.ceil(num_seeds / block)
     per_chunk = num_blocks if chunk_size is None else math.ceil(chunk_size / block)
 
-    def seeds(first, last):  # blocks first, ..., last - 1
+    def seeds(first, last):  # blocks first, ..., last - 1: (parameters, key data)
         lo, hi = first * block, min(last * block, num_seeds)
-        p = jax.tree.map(lambda x: x[lo:hi], trainable)
+        p = jax.tree.map(lambda x: x[lo:hi], (trainable, keys))
         if pad := last * block - hi:
             # Padding seeds repeat the last seed; they are computed and dropped. Only the
             # last block is padded, so the seeds are never copied as a whole.
@@ -231,7 +259,9 @@ def train_seeds(
         return p
 
     def compute(p):  # dispatched asynchronously
-        return _block_jit(loss_fn, method, p, fixed, save, stop, devices)
+        p, k = p
+        k = None if k is None else jax.random.wrap_key_data(k)
+        return _block_jit(loss_fn, method, p, fixed, save, stop, devices, keys=k)
 
     if num_blocks == 1 and checkpoint is None:
         traj = compute(seeds(0, 1))
@@ -244,7 +274,7 @@ def train_seeds(
     store = None
     if checkpoint is not None:
         one_seed = functools.partial(
-            run, loss_fn, method.quiet(), fixed=fixed, save=save, stop=stop
+            run, loss_fn, method.quiet(), fixed=fixed, save=save, stop=stop, key=first_key
         )
         store = Checkpoints(checkpoint, computation_hash(one_seed, first_seed) + f"/{lanes}")
     treedef = jax.tree.structure(jax.eval_shape(compute, seeds(0, 1)))

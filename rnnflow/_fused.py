@@ -23,7 +23,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._losses import BoundLoss, ImpulseLoss
+from ._bound import BoundLoss
+from ._losses import ImpulseLoss
 from ._models import DiagonalRNN, RNNParams
 
 # Impulse responses longer than this keep the autodiff path: the running products are

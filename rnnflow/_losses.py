@@ -48,7 +48,7 @@ class AbstractLoss(eqx.Module):
     def __call__(self, model: AbstractRNN, params: RNNParams) -> Float[Array, ""]:
         """The loss of `params` for `model`."""
 
-    def bind(self, model: AbstractRNN) -> "BoundLoss":
+    def bind(self, model: AbstractRNN):
         """This loss for the student `model`: a function of its parameters alone, for
         [`rnnflow.train`][].
 
@@ -59,6 +59,8 @@ class AbstractLoss(eqx.Module):
         """
         if not isinstance(model, AbstractRNN):
             raise TypeError(f"`model` must be an rnnflow model; got {type(model).__name__}.")
+        from ._bound import BoundLoss
+
         self.check_model(model)
         return BoundLoss(self, model)
 
@@ -92,7 +94,7 @@ class ImpulseLoss(AbstractLoss):
         self.train_len = check_positive_int("train_len", train_len)
         self.target = teacher.impulse_response(self.train_len)
 
-    def bind(self, model: AbstractRNN) -> "BoundLoss":
+    def bind(self, model: AbstractRNN):
         """As [`rnnflow.AbstractLoss.bind`][]. For a diagonal single-input single-output
         student (train length ≤ 32) the bound loss also offers its gradient in closed form,
         which gradient descent then uses (see `rnnflow._fused`)."""
@@ -183,51 +185,12 @@ class SequenceLoss(AbstractLoss):
             err = err[:, -1]
         return jnp.ravel(err) / jnp.sqrt(self.xs.shape[0])
 
-
-class BoundLoss(eqx.Module):
-    """An RNN loss bound to its student: `loss_fn(params) -> scalar`, the function
-    [`rnnflow.train`][] and [`rnnflow.train_seeds`][] train. Made by `loss.bind(model)`.
-
-    Besides its value it offers the engine (see [`rnnflow.train`][]): its `residuals`
-    (a least-squares loss), a parameter `check` run before compiling, and
-    `default_metrics`: the loss, the relative imbalance $\\|Q\\|_F / \\|θ\\|^2$ and, with a
-    teacher, the relative extrapolation error to 10 × `train_len`.
-
-    **Fields:** `loss` (an [`rnnflow.ImpulseLoss`][] or [`rnnflow.SequenceLoss`][]) and
-    `model` (the student).
-    """
-
-    loss: AbstractLoss
-    model: AbstractRNN
-
-    def __call__(self, params: RNNParams) -> Float[Array, ""]:
-        return self.loss(self.model, params)
-
-    @property
-    def residuals(self):
-        """`params -> r` with the loss $\\sum_i r_i^2$, or `None`."""
-        if self.loss.residuals is None:
-            return None
-        return lambda params: self.loss.residuals(self.model, params)
-
-    def check(self, params) -> None:
-        """Raise a `TypeError`/`ValueError` naming the field if `params` do not fit the model."""
-        self.model.check_params(params)
-
-    def default_metrics(self) -> dict:
-        from ._rnn_metrics import extrapolation_metric, imbalance_metric
-
-        metrics = {
-            "loss": lambda t, params: self(params),
-            "relative_imbalance": imbalance_metric(self.model),
-        }
-        teacher = getattr(self.loss, "teacher", None)
-        if teacher is not None:
-            k = self.loss.train_len
-            metrics["extrapolation"] = extrapolation_metric(
-                self.model, teacher, train_len=k, horizon=10 * k
-            )
-        return metrics
+    def example_loss(self, model: AbstractRNN, params: RNNParams, example) -> Float[Array, ""]:
+        """The loss of one sequence `example = (x, y)`: its squared errors at the supervised
+        steps. The loss is their mean over the `N` sequences."""
+        x, y = example
+        err = model(params, x) - y
+        return jnp.sum((err[-1] if self.supervise == "last" else err) ** 2)
 
 
 def extrapolation_error(

@@ -4,6 +4,8 @@
 """
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 from jaxtyping import PyTree
 
 from ._methods import AbstractMethod
@@ -12,9 +14,9 @@ from ._objective import Objective, check_params, metric_fn, split
 from ._trajectory import Save, Stop, Trajectory
 
 
-def check_call(loss_fn, params, method, save, stop) -> None:
-    """Every check that needs no compiling, for one seed's `params`; raises a `TypeError`
-    or `ValueError` that names the argument."""
+def check_call(loss_fn, params, method, save, stop, key=None) -> None:
+    """Every check that needs no compiling, for one seed's `params` (and `key`); raises a
+    `TypeError` or `ValueError` that names the argument."""
     if isinstance(loss_fn, AbstractRNN):
         raise TypeError(
             "`train(loss_fn, params, method)` takes the loss first, with the model bound into "
@@ -32,9 +34,18 @@ def check_call(loss_fn, params, method, save, stop) -> None:
     check_params(loss_fn, params)
     method.check(loss_fn, stop)
     method.save_times(save)  # raises on save times outside [0, t1]
+    if method.needs_key(loss_fn):
+        if key is None:
+            raise TypeError(
+                f"{type(method).__name__} draws random numbers here (minibatches or noise): "
+                "give it a PRNG key, `key=` (train) or `keys=` (train_seeds, one per seed)."
+            )
+        key = jnp.asarray(key)
+        if key.shape != () or not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            raise TypeError(f"`key` must be one PRNG key (jax.random.key(0)); got {key.shape}.")
 
 
-def run(loss_fn, method, trainable, fixed, save, stop) -> Trajectory:
+def run(loss_fn, method, trainable, fixed, save, stop, key=None) -> Trajectory:
     """One seed, without checks; the trajectory's parameters are trainable leaves only (so
     that it can be vmapped: the fixed leaves may be functions)."""
     return method.run(
@@ -43,6 +54,7 @@ def run(loss_fn, method, trainable, fixed, save, stop) -> Trajectory:
         save=save,
         stop=stop,
         metrics=metric_fn(save.metrics, loss_fn),
+        key=key,
     )
 
 
@@ -67,6 +79,7 @@ def train(
     *,
     save: Save = Save(),
     stop: Stop = Stop(),
+    key=None,
 ) -> Trajectory:
     """Train one seed: minimise `loss_fn(params)` with `method`, starting from `params`.
 
@@ -84,6 +97,9 @@ def train(
       [`rnnflow.ModifiedFlow`][].
     - `save`: what to record and when ([`rnnflow.Save`][]).
     - `stop`: early stopping on convergence or divergence ([`rnnflow.Stop`][]).
+    - `key`: a PRNG key, for runs that draw random numbers: gradient descent on a
+      [`rnnflow.Minibatch`][] loss (its minibatches) and [`rnnflow.StochasticFlow`][]
+      (its Brownian path). Not needed otherwise.
 
     **Returns:**
 
@@ -104,6 +120,7 @@ def train(
     traj.final  # w1 * w2 ≈ 2
     ```
     """
-    check_call(loss_fn, params, method, save, stop)
+    check_call(loss_fn, params, method, save, stop, key)
     trainable, fixed = split(params)
-    return with_fixed(_run_jit(loss_fn, method, trainable, fixed, save, stop), fixed)
+    key = key if method.needs_key(loss_fn) else None
+    return with_fixed(_run_jit(loss_fn, method, trainable, fixed, save, stop, key), fixed)

@@ -134,7 +134,8 @@ class Save(eqx.Module):
                 raise ValueError(
                     f"`Save.ts` must lie in [0, t1] = [0, {t1}]; got [{ts[0]}, {ts[-1]}]."
                 )
-            return ts
+            # Within rounding of t1 (a time computed as 0.4 * 30), exactly t1.
+            return ts if xp is not np else np.minimum(ts, t1)
         if self.spacing == "linear":
             return xp.linspace(0.0, t1, self.num)
         if self.num == 1:

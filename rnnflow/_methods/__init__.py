@@ -3,3 +3,4 @@ from .gradient_descent import GradientDescent as GradientDescent
 from .gradient_flow import GradientFlow as GradientFlow
 from .modified_flow import ModifiedFlow as ModifiedFlow
 from .rosenbrock import LeastSquaresRosenbrock as LeastSquaresRosenbrock
+from .stochastic_flow import StochasticFlow as StochasticFlow

@@ -31,6 +31,10 @@ class AbstractMethod(eqx.Module):
         """Raise a `TypeError` or `ValueError` if this method cannot train `loss_fn` with
         `stop` (checked before any compilation). Everything is fine by default."""
 
+    def needs_key(self, loss_fn) -> bool:
+        """Whether training `loss_fn` draws random numbers (and needs a PRNG key)."""
+        return False
+
     def quiet(self) -> "AbstractMethod":
         """This method without what only displays progress: the same computation."""
         return self
@@ -44,6 +48,8 @@ class AbstractMethod(eqx.Module):
         save: Save,
         stop: Stop,
         metrics: Callable[[Array, PyTree], dict[str, Array]],
+        key=None,
     ) -> Trajectory:
-        """Train the trainable leaves `params` of one seed on `objective`; the trajectory's
-        parameters are trainable leaves too (the caller puts the fixed ones back)."""
+        """Train the trainable leaves `params` of one seed on `objective` (with `key` where
+        `needs_key`); the trajectory's parameters are trainable leaves too (the caller puts
+        the fixed ones back)."""

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._objective import Objective
+from .._objective import Objective, offered
 
 # How each adjoint runs the loop (`equinox.internal.while_loop`): reverse mode with
 # recursive checkpointing, forward mode, or both (a bounded loop).
@@ -36,25 +36,40 @@ def while_loop(adjoint, max_steps: int):
     return loop
 
 
-def optimizer_steps(objective: Objective, params, *, lr, optimizer, running, loop, fast):
+def optimizer_steps(objective: Objective, params, *, lr, optimizer, running, loop, fast, key):
     """Steps of `optimizer` (default plain SGD at `lr`), with the loss's own
-    `value_and_grad` where `fast` and offered. State: (params, loss, steps taken,
-    (optimizer state, gradient))."""
+    `value_and_grad` where `fast` and offered. A loss that offers `sample` (a
+    [`rnnflow.Minibatch`][]) is stepped on a minibatch drawn from `key` at every step, and
+    `running` judges the minibatch loss. State: (params, loss, steps taken, (optimizer
+    state, gradient[, key]))."""
     opt = optax.sgd(lr) if optimizer is None else optimizer
+    sample = offered(objective.loss_fn, "sample")
 
-    def value_and_grad(p):
-        return objective.value_and_grad(p, fast=fast)
+    def value_and_grad(p, key):
+        if sample is None:
+            return objective.value_and_grad(p, fast=fast)
+        batch = sample(key)
+        return jax.value_and_grad(
+            lambda q: objective.loss_fn.batch_loss(objective.params(q), batch)
+        )(p)
+
+    def draw(state):  # the key for the next gradient, and the state carrying the rest
+        if sample is None:
+            return None, state
+        key, sub = jax.random.split(state[-1])
+        return sub, state[:-1] + (key,)
 
     # The loop carries the loss and gradient at the current parameters, so its condition
     # checks each state before a step is taken from it: a seed that diverged or converged
     # takes no step (under vmap, the batched loop keeps its carry), and the step itself
     # needs no masking.
     def step(carry):
-        i, (params, _, n, (opt_state, grad)) = carry
-        updates, opt_state = opt.update(grad, opt_state, params)
+        i, (params, _, n, inner) = carry
+        sub, inner = draw(inner)
+        updates, opt_state = opt.update(inner[1], inner[0], params)
         params = optax.apply_updates(params, updates)
-        value, grad = value_and_grad(params)
-        return i + 1, (params, value, n + 1, (opt_state, grad))
+        value, grad = value_and_grad(params, sub)
+        return i + 1, (params, value, n + 1, (opt_state, grad) + inner[2:])
 
     def advance(state, count):
         # A while loop: a seed that has stopped takes no more steps, and under vmap the
@@ -65,8 +80,10 @@ def optimizer_steps(objective: Objective, params, *, lr, optimizer, running, loo
 
         return loop(cond, step, (0, state))[1]
 
-    value, grad = value_and_grad(params)
-    return advance, (params, value, jnp.asarray(0), (opt.init(params), grad))
+    keys = () if sample is None else (key,)
+    sub, keys = draw(keys)
+    value, grad = value_and_grad(params, sub)
+    return advance, (params, value, jnp.asarray(0), (opt.init(params), grad) + keys)
 
 
 def fused_steps(objective: Objective, params, *, lr, running, loop, kernel, differentiate):
@@ -94,6 +111,7 @@ def fused_steps(objective: Objective, params, *, lr, running, loop, kernel, diff
                 running=running,
                 loop=loop,
                 fast=False,
+                key=None,
             )
             p, value, n, _ = advance(init, count)
             return p, value, n

@@ -166,7 +166,10 @@ class GradientDescent(AbstractMethod):
                 "train_len ≤ 32."
             )
 
-    def run(self, objective: Objective, params, *, save, stop, metrics) -> Trajectory:
+    def needs_key(self, loss_fn) -> bool:
+        return offered(loss_fn, "sample") is not None
+
+    def run(self, objective: Objective, params, *, save, stop, metrics, key=None) -> Trajectory:
         steps = self.save_steps(save)
         flow_times = self.flow_times()
         xp = jnp if isinstance(steps, jax.Array) else np
@@ -195,6 +198,7 @@ class GradientDescent(AbstractMethod):
             and self.optimizer is None
             and not callable(lr)
             and offered(objective.loss_fn, "descend") is not None
+            and not self.needs_key(objective.loss_fn)
             and not isinstance(self.adjoint, diffrax.DirectAdjoint)
         )
         loop = while_loop(self.adjoint, max_count)
@@ -217,6 +221,7 @@ class GradientDescent(AbstractMethod):
                 running=running,
                 loop=loop,
                 fast=self.kernel == "auto",
+                key=key,
             )
 
         def segment(state, count):

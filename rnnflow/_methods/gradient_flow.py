@@ -175,7 +175,7 @@ class GradientFlow(AbstractMethod):
                 "events): remove `Stop.loss_below`, or use RecursiveCheckpointAdjoint."
             )
 
-    def run(self, objective: Objective, params, *, save, stop, metrics) -> Trajectory:
+    def run(self, objective: Objective, params, *, save, stop, metrics, key=None) -> Trajectory:
         ts = self.save_times(save)
         warn_if_tolerance_below_precision(self.stepsize_controller, params)
 
