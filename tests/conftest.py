@@ -18,3 +18,13 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop every compiled program after each test module. XLA's CPU backend maps memory
+    for each executable it keeps; a whole test session keeps thousands and can exhaust the
+    kernel's limit on memory maps (vm.max_map_count), which ends the process in a
+    segmentation fault inside the compiler."""
+    yield
+    jax.clear_caches()

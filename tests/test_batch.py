@@ -330,6 +330,7 @@ print(traj.summary())
 """
 
 
+@pytest.mark.slow
 def test_lapack_with_several_cpu_devices_finishes():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     out = subprocess.run(

@@ -509,6 +509,7 @@ def test_tripwire_is_reached_by_valid_calls(no_compile):
         rf.train_seeds(LOSS.bind(MODEL), SEEDS, GF)
 
 
+@pytest.mark.slow
 def test_float32_warns_when_tolerance_is_below_its_precision(key):
     model = rf.DiagonalRNN(3, scan="sequential")
     loss = rf.ImpulseLoss(rf.modes_teacher([0.9], [1.0]), 3)

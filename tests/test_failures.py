@@ -26,6 +26,7 @@ def _stall_case():
     return jax.tree.map(lambda x: x * scales.reshape((-1,) + (1,) * (x.ndim - 1)), unit)
 
 
+@pytest.mark.slow
 def test_stalled_seeds_stop_early_and_leave_the_others_untouched():
     params = _stall_case()
     kw = dict(save=rf.Save(num=5), lanes=8, devices=jax.devices()[:1])
@@ -118,12 +119,16 @@ def _no_float32(fn, *args):
         rf.GradientDescent(0.05, 20, kernel="generic"),
         rf.GradientFlow(1.0),
         rf.GradientFlow(1.0, solver=rf.LeastSquaresRosenbrock()),
-        rf.GradientFlow(1.0, solver=diffrax.Kvaerno5()),
+        pytest.param(rf.GradientFlow(1.0, solver=diffrax.Kvaerno5()), marks=pytest.mark.slow),
         rf.ModifiedFlow(0.05, 1.0),
     ],
     ids=["gd", "schedule", "adam", "generic", "tsit5", "rosenbrock", "kvaerno5", "modified"],
 )
-@pytest.mark.parametrize("model", [rf.DiagonalRNN(4), rf.DenseRNN(3)], ids=["diagonal", "dense"])
+@pytest.mark.parametrize(
+    "model",
+    [rf.DiagonalRNN(4), pytest.param(rf.DenseRNN(3), marks=pytest.mark.slow)],
+    ids=["diagonal", "dense"],
+)
 def test_float64_end_to_end(method, model):
     assert jax.config.read("jax_enable_x64")
     teacher = rf.modes_teacher([0.9, -0.5], [1.0, 0.5])

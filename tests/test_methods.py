@@ -236,6 +236,7 @@ def test_modified_flow_with_tiny_lr_is_the_gradient_flow():
 # -- the least-squares Rosenbrock solver -----------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("tableau", "order", "dts"),
     [("ros2", 2, (0.005, 0.0025, 0.00125)), ("ros34pw2", 3, (0.02, 0.01, 0.005))],
@@ -285,7 +286,12 @@ def test_gauss_newton_solve_matches_a_dense_solve(m):
 
 
 @pytest.mark.parametrize(
-    ("name", "tableau"), [("diagonal", "ros2"), ("diagonal", "ros34pw2"), ("dense", "ros34pw2")]
+    ("name", "tableau"),
+    [
+        ("diagonal", "ros2"),
+        ("diagonal", "ros34pw2"),
+        pytest.param("dense", "ros34pw2", marks=pytest.mark.slow),
+    ],
 )
 def test_least_squares_rosenbrock_follows_the_flow(name, tableau):
     # Adaptive steps to t = 20, where the loss has fallen by five orders or more and the
@@ -429,6 +435,7 @@ def test_early_stop_holds_the_stopped_state(method):
         assert int(traj.num_grad_evals) == grads == 6 * int(traj.num_steps) + 1
 
 
+@pytest.mark.slow
 def test_rosenbrock_early_stop_holds_the_stopped_state():
     # The Rosenbrock solver steps on the flattened parameters: the saves, the stop check
     # and the final state must come back as parameter pytrees, and match the flow.

@@ -191,7 +191,11 @@ def _central(f, x, rel=1e-5):
     return (4 * d(h / 2) - d(h)) / 3
 
 
-@pytest.mark.parametrize("model", [rf.DiagonalRNN(6), rf.DenseRNN(4)], ids=["diagonal", "dense"])
+@pytest.mark.parametrize(
+    "model",
+    [rf.DiagonalRNN(6), pytest.param(rf.DenseRNN(4), marks=pytest.mark.slow)],
+    ids=["diagonal", "dense"],
+)
 def test_grad_through_gradient_descent_matches_finite_differences(model):
     loss_fn = rf.ImpulseLoss(TEACHER, 5).bind(model)
     p0 = model.init(key=jax.random.key(0), scale=0.3)
@@ -254,6 +258,7 @@ def test_grad_through_early_stopping_is_that_of_the_steps_taken():
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_forward_mode_through_gradient_descent_and_the_flow():
     model = rf.DenseRNN(3)
     loss_fn = rf.ImpulseLoss(TEACHER, 4).bind(model)
@@ -278,6 +283,7 @@ def test_forward_mode_through_gradient_descent_and_the_flow():
         np.testing.assert_allclose(jvp, _central(lambda s: f(s, forward), 1.0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_backsolve_agrees_with_checkpointing_on_a_short_horizon():
     # Backsolve rebuilds the path backwards in time, which for a gradient flow runs its
     # contraction in reverse: accurate on short horizons only (docs, "Bring your own model").
@@ -329,9 +335,10 @@ def _same(batched, alone):
             rf.ImpulseLoss(TEACHER, 5).bind(rf.DiagonalRNN(6)),
             rf.DiagonalRNN(6).init(key=jax.random.key(0), scale=0.4),
         ),
-        (
+        pytest.param(
             rf.ImpulseLoss(TEACHER, 5).bind(rf.DenseRNN(4)),
             rf.DenseRNN(4).init(key=jax.random.key(0), scale=0.4),
+            marks=pytest.mark.slow,
         ),
     ],
     ids=["two-layer", "diagonal", "dense"],
@@ -349,6 +356,7 @@ def test_vmap_over_learning_rates_and_scales_equals_separate_runs(loss_fn, param
         _same(jax.tree.map(lambda x: x[i], by_scale), run(0.03, float(lrs[i] * 20)))
 
 
+@pytest.mark.slow
 def test_vmap_over_teachers_and_flow_tolerances_equals_separate_runs():
     model = rf.DiagonalRNN(4)
     params = model.init(key=jax.random.key(5), scale=0.4)

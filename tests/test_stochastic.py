@@ -38,7 +38,9 @@ def _sample_cov(traj):
 
 
 @pytest.mark.parametrize(
-    "model", [rf.DiagonalRNN(10), rf.DenseRNN(5), rf.TanhRNN(4)], ids=["diag", "dense", "tanh"]
+    "model",
+    [rf.DiagonalRNN(10), rf.DenseRNN(5), pytest.param(rf.TanhRNN(4), marks=pytest.mark.slow)],
+    ids=["diag", "dense", "tanh"],
 )
 def test_top_hessian_eigenvalues_equal_those_of_the_full_hessian(model):
     if isinstance(model, rf.TanhRNN):
@@ -168,6 +170,7 @@ def test_stochastic_flow_stationary_moments_are_the_ornstein_uhlenbeck_ones():
     )
 
 
+@pytest.mark.slow
 def test_weak_error_of_sgd_against_the_sde_is_first_order():
     # From θ0 = z̄ + 10 to T = 2: the moments of SGD at step η and of the SDE (solved with
     # steps η/10) differ by O(η): the mean by ≈ 10 e^{-2} η, far above the sampling error

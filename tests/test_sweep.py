@@ -29,7 +29,7 @@ def setup(point, key):
     return loss_fn, params, rf.GradientDescent(point["lr"], 300)
 
 
-AXES = {"model": ["symmetric", "dense"], "init_scale": [0.05, 0.3], "lr": [0.02, 0.05]}
+AXES = {"model": ["diagonal", "dense"], "init_scale": [0.05, 0.3], "lr": [0.02, 0.05]}
 
 
 def _sweep(**kw):
@@ -48,7 +48,7 @@ def _same_store(a, b):
 def test_results_are_labelled_and_equal_separate_runs(tmp_path):
     ds = rf.run_sweep(_sweep(), tmp_path / "s.zarr", progress=False)
     assert ds.loss.dims == ("model", "init_scale", "lr", "seed", "time")
-    assert list(ds.model.values) == ["symmetric", "dense"]
+    assert list(ds.model.values) == AXES["model"]
     assert list(ds.init_scale.values) == [0.05, 0.3] and list(ds.seed.values) == list(range(5))
     assert ds.result.dims == ("model", "init_scale", "lr", "seed")
     assert json.loads(ds.attrs["versions"])["jax"] == jax.__version__
