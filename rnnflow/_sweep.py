@@ -179,12 +179,15 @@ def _values(sweep, plan, c, point_ids):
 
 def _setup_fn(sweep, looped):
     """`setup` over lanes, for one combination of the looped axes: vmapped values and keys
-    with one row per lane. Compiled once per combination and number of lanes."""
+    with one row per lane. Run op by op, not compiled as one program: its operations
+    (random draws above all, whose compilation takes seconds on a CPU) are then compiled
+    once per shape and reused by every combination and unit, where a compiled setup
+    would be compiled again for each combination and number of lanes."""
 
     def one(values, key):
         return sweep.setup({**looped, **values}, key)
 
-    return eqx.filter_jit(eqx.filter_vmap(one))
+    return eqx.filter_vmap(one)
 
 
 def _lane(tree, i):
@@ -274,16 +277,22 @@ def _prepare(sweep, plan, seed_keys):
     lane per combination is traced for the shapes of its trajectory and a hash of its
     computation. Returns those, and the setup function of each combination."""
     shapes, hashes, times, setups = [], [], [], []
+    # As many lanes as a unit has, so that the setup's operations (random draws above all,
+    # slow to compile) compile for one number of lanes, here and in `_compute`.
+    width = plan.points_per_unit * plan.block
     for c in range(len(plan.combos)):
-        looped, vmapped = _values(sweep, plan, c, range(len(plan.points)))
-        setups.append(_setup_fn(sweep, looped))
-        keys = jnp.broadcast_to(seed_keys[0], (len(plan.points),))
-        problems = setups[-1](vmapped, keys)
-        for p in range(len(plan.points)):
-            loss_fn, params, method = _lane(problems, p)
-            check_call(loss_fn, params, method, sweep.save, sweep.stop)
-            times.append(np.asarray(method.save_times(sweep.save), np.float64))
-        loss_fn, params, method = _lane(problems, 0)
+        setups.append(_setup_fn(sweep, _values(sweep, plan, c, [])[0]))
+        for start in range(0, len(plan.points), width):
+            ids = list(range(start, min(start + width, len(plan.points))))
+            _, vmapped = _values(sweep, plan, c, ids + [ids[-1]] * (width - len(ids)))
+            problems = setups[-1](vmapped, jnp.broadcast_to(seed_keys[0], (width,)))
+            for lane in range(len(ids)):
+                loss_fn, params, method = _lane(problems, lane)
+                check_call(loss_fn, params, method, sweep.save, sweep.stop)
+                times.append(np.asarray(method.save_times(sweep.save), np.float64))
+            if start == 0:
+                first = _lane(problems, 0)
+        loss_fn, params, method = first
         trainable, fixed = split(params)
 
         def one(p, loss_fn=loss_fn, method=method, fixed=fixed):

@@ -1,11 +1,16 @@
+"""The `rnnflow` command: runs, sweeps from TOML files, and bad input as one line, exit 2."""
+
+import json
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import rnnflow as rf
 from rnnflow.cli import main
-from rnnflow.experiments import load_results, run_experiment
+from rnnflow.experiments import load_results
 
 TINY_TOML = """
 seeds = 2
@@ -15,6 +20,40 @@ state_dim = 6
 scales = [0.01, 0.3]
 t1 = 50
 """
+
+SWEEP_TOML = """
+seeds = 3
+
+[axes]
+"init.scale" = [0.01, 0.3]
+"model.kind" = ["diagonal", "dense"]
+
+[model]
+state_dim = 4
+
+[method]
+lr = 0.05
+t1 = 5.0
+
+[save]
+num = 3
+metrics = ["loss", "extrapolation", "effective_dim"]
+horizon = 20
+"""
+
+
+def _main(args) -> int:
+    """`main`, with argparse's own exits (bad option values) as return codes."""
+    try:
+        return main(args)
+    except SystemExit as e:
+        return e.code
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("rnnflow: error:") and err.count("\n") == 1, err
+    return err
 
 
 def test_list(capsys):
@@ -29,17 +68,20 @@ def test_list(capsys):
         (["run", "nope"], "unknown experiment 'nope'"),
         (["reproduce", "--only", "nope"], "unknown experiment 'nope'"),
         (["run", "init_scale", "--seeds", "0"], "`seeds` must be a positive integer"),
-        (["run", "init_scale", "--config", "missing.toml"], "missing.toml"),
-        (["run", "init_scale", "--chunk-size", "0"], "--chunk-size must be a positive integer"),
+        (["run", "init_scale", "--seeds", "x"], "argument --seeds: invalid int value"),
+        (["run", "init_scale", "--config", "missing.toml"], "--config missing.toml does not"),
+        (["run", "init_scale", "--config", "."], "--config . is a folder"),
         (["run", "init_scale", "--lanes", "-1"], "--lanes must be a positive integer"),
+        (["show", "no_such"], "no_such does not exist"),
+        (["sweep", "missing.toml"], "missing.toml does not exist"),
+        (["sweep", "."], ". is a folder, not a TOML sweep file"),
     ],
 )
-def test_bad_input_is_a_clear_error(args, message, capsys, tmp_path, monkeypatch):
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("rnnflow: error:") and message in err
-    assert not (tmp_path / "rnnflow-results").exists()
+    assert _main(args) == 2
+    assert message in _err(capsys)
+    assert list(tmp_path.iterdir()) == []  # nothing was written
 
 
 @pytest.mark.parametrize(
@@ -55,38 +97,138 @@ def test_bad_config_file(toml, message, capsys, tmp_path):
     path = tmp_path / "c.toml"
     path.write_text(toml)
     assert main(["run", "init_scale", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
-    assert message in capsys.readouterr().err
+    err = _err(capsys)
+    assert message in err and str(path) in err
     assert not (tmp_path / "o").exists()
 
 
-def test_run_writes_results_and_protects_them(capsys, tmp_path):
-    config = tmp_path / "c.toml"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A complete tiny init_scale run (float64, as the suite runs)."""
+    folder = tmp_path_factory.mktemp("cli")
+    config = folder / "c.toml"
     config.write_text(TINY_TOML)
-    out = tmp_path / "o"
-    assert main(["run", "init_scale", "--config", str(config), "--out", str(out)]) == 0
-    assert "median relative extrapolation error" in capsys.readouterr().out
+    out = folder / "o"
+    assert main(["run", "init_scale", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    return config, out
+
+
+def test_run_writes_results_and_show_prints_them(tiny_run, capsys):
+    config, out = tiny_run
     res = load_results(out)
-    assert res.config["seeds"] == 2 and res["extrapolation"].shape == (1, 1, 2, 2)
+    assert res.config["seeds"] == 2 and res["sweep"].extrapolation.sizes["init_scale"] == 2
     assert main(["show", str(out)]) == 0
-    # A different config into the same folder: refused, nothing overwritten.
-    saved = (out / "results.npz").read_bytes()
-    assert (
-        main(["run", "init_scale", "--config", str(config), "--seeds", "3", "--out", str(out)]) == 2
-    )
-    assert "different config" in capsys.readouterr().err
-    assert (out / "results.npz").read_bytes() == saved
+    shown = capsys.readouterr().out
+    assert shown.startswith("init_scale (float64): median relative extrapolation error")
+    assert "diagonal:" in shown and "small_init = " in shown
 
 
-def test_folder_of_another_experiment_is_refused(tmp_path):
+def test_another_config_is_refused_and_nothing_changes(tiny_run, capsys):
+    config, out = tiny_run
+    saved = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    args = ["run", "init_scale", "--config", str(config), "--out", str(out), "--seeds", "3"]
+    assert main(args) == 2
+    assert "for another config" in _err(capsys)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == saved
+
+
+def test_float32_results_are_not_taken_for_float64(tmp_path):
+    # The fault as a user meets it: a complete float32 run, then --float64 into the same
+    # folder. A fresh process, as jax's precision is set once per process.
     out = tmp_path / "o"
-    out.mkdir()
-    (out / "metadata.json").write_text('{"experiment": "something_else", "config": {}}')
-    with pytest.raises(FileExistsError, match="something_else"):
-        run_experiment("init_scale", rf.experiments.get_experiment("init_scale").small, out=out)
+    config = tmp_path / "c.toml"
+    config.write_text(TINY_TOML.replace("t1 = 50", "t1 = 5"))
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    cmd = [sys.executable, "-m", "rnnflow", "run", "init_scale", "--config", str(config),
+           "--out", str(out), "--quiet", "--device", "cpu"]  # fmt: skip
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads((out / "summary.json").read_text())["float64"] is False
+    again = subprocess.run(cmd + ["--float64"], capture_output=True, text=True, env=env)
+    assert again.returncode == 2
+    assert again.stderr.strip().endswith("(nothing was overwritten).")
+    assert "another precision" in again.stderr and again.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["file", "read-only folder", "read-only parent"])
+def test_out_that_cannot_hold_results_is_one_line(kind, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    if kind == "file":
+        out.write_text("mine")
+        message, named = "is a file, not a results folder", out
+    else:
+        # Root writes into read-only folders, so the check asks os.access, as it would for
+        # any other user: deny writing into the read-only one.
+        ro = out if kind == "read-only folder" else tmp_path
+        if kind == "read-only folder":
+            out.mkdir()
+        ro.chmod(0o500)
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: real(p, m) and os.fspath(p) != str(ro))
+        message, named = "permission denied", ro
+    args = ["run", "init_scale", "--small", "--seeds", "1", "--out", str(out)]
+    try:
+        assert main(args) == 2
+        err = _err(capsys)
+        assert message in err and str(named) in err
+    finally:
+        tmp_path.chmod(0o700)
+        if out.is_dir():
+            out.chmod(0o700)
+    assert out.read_text() == "mine" if kind == "file" else not any(tmp_path.rglob("*.json"))
+
+
+def test_sweep_from_a_toml_file(tmp_path, capsys):
+    path = tmp_path / "scales.toml"
+    path.write_text(SWEEP_TOML)
+    assert main(["sweep", str(path), "--quiet"]) == 0
+    assert "dimensions init_scale: 2, model_kind: 2, seed: 3, time: 3" in capsys.readouterr().out
+    ds = rf.open_results(tmp_path / "scales.zarr")
+    assert ds.loss.dims == ("init_scale", "model_kind", "seed", "time")
+    assert list(ds.model_kind.values) == ["diagonal", "dense"]
+    assert set(ds.data_vars) >= {"loss", "extrapolation", "effective_dim", "result"}
+    # Ground truth: one point trained alone, the same student, teacher, method and key.
+    import jax
+
+    key = jax.random.split(jax.random.key(0), 3)[1]
+    model = rf.DenseRNN(4)
+    loss_fn = rf.ImpulseLoss(rf.modes_teacher([0.9], [1.0]), 5).bind(model)
+    traj = rf.train(loss_fn, model.init(key=key, scale=0.3), rf.GradientDescent(0.05, 100),
+                    save=rf.Save(num=3))  # fmt: skip
+    got = ds.sel(init_scale=0.3, model_kind="dense", seed=1)
+    np.testing.assert_allclose(got.loss.values, traj.metrics["loss"], rtol=1e-10)
+
+
+GOOD = '[axes]\n"init.scale" = [0.1]\n[method]\nt1 = 1.0\n'
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('seeds = 2\n[axes]\n"init.scael" = [0.1]\n', "(did you mean `init.scale`?)"),
+        ("seeds = 2\n" + GOOD + '[model]\nkind = "lstm"\n', "`model.kind` = 'lstm' is unknown"),
+        ('seeds = 2\n[axes]\n"model.kind" = ["lstm"]\n', "`axes.model.kind` = 'lstm' is unknown"),
+        ("seeds = 2\n" + GOOD + "[mehtod]\nlr = 0.1\n", "top level (did you mean `method`?)"),
+        ("seeds = 2\n" + GOOD + "learning_rate = 0.1\n", "unknown key `learning_rate` in [method]"),
+        ("seeds = 2\n" + GOOD.replace("1.0", '"long"'), "`method.t1` must be float"),
+        ('seeds = 2\n[axes]\n"init.scale" = [0.1]\n', "[method] needs its end time"),
+        ("seeds = 2\n[method]\nt1 = 1.0\n", "[axes] section must name at least one"),
+        (GOOD, "`seeds` (seeds per point) is missing"),
+        ("seeds = 2\n" + GOOD.replace("[0.1]", "0.1"), "`init.scale` must be a non-empty list"),
+        ("seeds = 2\n" + GOOD + '[save]\nmetrics = ["los"]\n', "`los` in save.metrics"),
+    ],
+)  # fmt: skip
+def test_bad_sweep_file_is_one_line_before_any_work(text, message, tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["sweep", str(path)]) == 2
+    err = _err(capsys)
+    assert message in err and str(path) in err
+    assert not (tmp_path / "bad.zarr").exists()
 
 
 def test_module_entry_point_help():
     out = subprocess.run(
-        [sys.executable, "-m", "rnnflow", "run", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "rnnflow", "sweep", "--help"], capture_output=True, text=True
     )
-    assert out.returncode == 0 and "--float64" in out.stdout and "--config" in out.stdout
+    assert out.returncode == 0 and "--float64" in out.stdout and "CONFIG.toml" in out.stdout

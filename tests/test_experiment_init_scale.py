@@ -1,11 +1,15 @@
-import dataclasses
+"""The init-scale experiment (DESIGN fact 5) end to end at a tiny size in float64, and the
+results folder it writes: labelled stores, a nested summary, never overwritten."""
+
 import json
 
+import jax
 import numpy as np
 import pytest
+import xarray as xr
 
 import rnnflow as rf
-from rnnflow.experiments import init_scale, load_results, run_experiment
+from rnnflow.experiments import Summary, init_scale, load_results, run_experiment
 
 TINY = init_scale.InitScaleConfig(
     seeds=3,
@@ -26,45 +30,63 @@ def results(tmp_path_factory):
 
 def test_small_init_extrapolates_large_init_does_not(results):
     _, res = results
-    s = res.summary
+    s = res.summary["dense"]["short"]
     # Small init: near-exact extrapolation of 0.9^i to q = 50 once the loss is ~1e-12.
     # Large init (entry scale 0.3, spectral radius ≈ 0.3·√12 ≈ 1): errors of order one, the
     # DESIGN's "sharpest contrast". Margins of ~3 decades on either side of 1e-2.
-    assert s["dense/short/extrapolation_smallest_scale"] < 1e-4
-    assert s["dense/short/extrapolation_largest_scale"] > 1e-1
+    assert s["extrapolation"]["small_init"] < 1e-4
+    assert s["extrapolation"]["large_init"] > 1e-1
     # Small init learns the teacher's one-dimensional state space; large init does not.
-    assert s["dense/short/dim_smallest_scale"] == 1
-    assert s["dense/short/dim_largest_scale"] > 2
-    assert s["diverged"] == 0
+    assert s["dim"]["small_init"] == 1
+    assert s["dim"]["large_init"] > 2
+    assert res.summary["diverged"] == 0
 
 
-def test_results_folder_round_trip(results):
+def test_results_are_labelled_and_load_back(results):
     out, res = results
     loaded = load_results(out)
-    assert loaded.experiment == "init_scale"
-    assert loaded.config == TINY.to_dict()
-    assert loaded["extrapolation"].shape == (1, 1, 2, 3)
-    n = TINY.num_saves
-    assert loaded["ts"].shape == (n,) and loaded["loss_curve"].shape == (1, 1, 2, 3, n)
-    # The curves end where the final values are taken (the last save is at t1 or the stop).
-    np.testing.assert_array_equal(loaded["loss_curve"][..., -1], loaded["loss"])
-    np.testing.assert_array_equal(loaded["extrapolation"], res["extrapolation"])
+    assert loaded.experiment == "init_scale" and loaded.config == TINY.to_dict()
+    assert loaded.float64 is True
+    ds = loaded["sweep"]
+    assert ds.extrapolation.dims == ("parameterization", "teacher", "init_scale", "seed", "time")
+    assert list(ds.init_scale.values) == [1e-2, 0.3] and list(ds.seed.values) == [0, 1, 2]
+    assert ds.time.size == TINY.num_saves and ds.time.values[0] == 0.0
+    assert ds.result.dims == ("parameterization", "teacher", "init_scale", "seed")
+    # The summary is the nested tree of the run, typed (integers stay integers).
+    assert loaded.summary == res.summary and isinstance(loaded.summary, Summary)
+    assert isinstance(loaded.summary["diverged"], int)
+    assert loaded.summary.headline.startswith("median relative extrapolation error")
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    meta = json.loads((out / "metadata.json").read_text())
-    assert len(meta["seed_keys"]) == 2 * 3 and meta["versions"]["jax"]
+    meta = json.loads((out / "summary.json").read_text())
+    assert meta["float64"] is True and meta["sweeps"] == ["sweep"] and meta["versions"]["jax"]
 
 
-def test_rerun_does_no_work_and_overwrites_nothing(results):
+def test_final_values_are_those_of_a_separate_run(results):
+    # Ground truth: seed 2 of the large scale trained alone by `train`, with the same key.
+    _, res = results
+    ds = res["sweep"].sel(parameterization="dense", teacher="short", init_scale=0.3, seed=2)
+    (sweep,) = init_scale.sweeps(TINY).values()
+    key = jax.random.split(sweep.key, TINY.seeds)[2]
+    point = {"parameterization": "dense", "teacher": "short", "init_scale": 0.3}
+    traj = rf.train(*sweep.setup(point, key), save=sweep.save, stop=sweep.stop)
+    np.testing.assert_allclose(ds.extrapolation.values, traj.metrics["extrapolation"], rtol=1e-8)
+    assert int(ds.result) == int(traj.result)
+
+
+def test_rerun_does_no_work_and_other_runs_are_refused(results, monkeypatch):
     out, _ = results
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
-    def fail(*args):
+    def fail(*args, **kwargs):
         raise AssertionError("a finished run was computed again")
 
-    run_experiment(dataclasses.replace(init_scale.EXPERIMENT, run=fail), TINY, out=out)
+    monkeypatch.setattr(rf._sweep, "run_sweep", fail)
+    run_experiment("init_scale", TINY, out=out)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
-    with pytest.raises(FileExistsError, match="different config"):
+    with pytest.raises(FileExistsError, match="another config"):
         run_experiment("init_scale", TINY.replace(seeds=4), out=out)
+    with pytest.raises(FileExistsError, match="another experiment"):
+        run_experiment("nonlinear", rf.experiments.get_experiment("nonlinear").small, out=out)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
@@ -87,18 +109,55 @@ def test_config_rejects_bad_values(values, error, match):
         init_scale.InitScaleConfig.from_dict(values)
 
 
-def test_results_as_xarray(results):
-    xr = pytest.importorskip("xarray")
-    out, res = results
-    ds = load_results(out).to_xarray()
-    assert isinstance(ds, xr.Dataset)
-    np.testing.assert_array_equal(ds["extrapolation"].values, res["extrapolation"])
-    assert json.loads(ds.attrs["metadata"])["experiment"] == "init_scale"
-
-
+@pytest.mark.slow
 def test_gradient_flow_variant_runs_and_fits(tmp_path):
     # The same sweep through diffrax instead of optax: every seed fits the training lags.
     config = TINY.replace(method="gf", parameterizations=("diagonal",), state_dim=6, t1=100.0)
-    res = run_experiment("init_scale", config, out=tmp_path / "gf")
-    assert np.all(res["result"] <= rf.Result.converged)
-    assert np.all(res["loss"] < 1e-4 * res["loss_curve"][..., 0])
+    ds = run_experiment("init_scale", config, out=tmp_path / "gf")["sweep"]
+    assert np.all(ds.result.values <= rf.Result.converged)
+    loss = ds.loss.values
+    assert np.all(loss[..., -1] < 1e-4 * loss[..., 0])
+
+
+def test_interrupted_experiment_resumes_to_identical_results(tmp_path, monkeypatch):
+    config = init_scale.InitScaleConfig(
+        seeds=2,
+        parameterizations=("diagonal",),
+        teachers=("short", "long"),
+        state_dim=5,
+        scales=(0.01, 0.3),
+        t1=20.0,
+    )
+
+    class Interrupted(Exception):
+        pass
+
+    # Killed right after the first unit of work (one teacher) is written.
+    real_mark = rf._store.Store.mark_done
+
+    def mark_then_die(self, unit):
+        real_mark(self, unit)
+        raise Interrupted
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(rf._store.Store, "mark_done", mark_then_die)
+        with pytest.raises(Interrupted):
+            run_experiment("init_scale", config, out=out)
+    assert (out / "run.json").exists() and not (out / "summary.json").exists()
+    with pytest.raises(FileNotFoundError, match="unfinished run"):
+        load_results(out)
+    # Another config into the unfinished folder is refused.
+    with pytest.raises(FileExistsError, match="unfinished run"):
+        run_experiment("init_scale", config.replace(seeds=3), out=out)
+
+    trained = []
+    real_block = rf._batch._block_jit
+    monkeypatch.setattr(
+        rf._batch, "_block_jit", lambda *a, **k: trained.append(1) or real_block(*a, **k)
+    )
+    resumed = run_experiment("init_scale", config, out=out)
+    assert len(trained) == 1  # only the second unit (the "long" teacher) was trained
+    whole = run_experiment("init_scale", config, out=tmp_path / "whole")
+    xr.testing.assert_identical(resumed["sweep"].load(), whole["sweep"].load())
+    assert resumed.summary == whole.summary

@@ -6,8 +6,8 @@ import pytest
 from rnnflow.experiments import load_results, moment_threshold, run_experiment
 
 # One student size, the widest start (spectrum on [-0.9, 0.9]), three seeds: at k = 2d̂ = 2
-# these students fit m0, m1 with a spread-out measure (relative extrapolation error ≈ 0.1–10
-# at SMALL); at k = 3 the measure must collapse onto the teacher's atom.
+# these students fit m0, m1 with a spread-out measure (relative extrapolation error ≈ 0.1–5);
+# at k = 3 the measure must collapse onto the teacher's atom.
 TINY = moment_threshold.MomentThresholdConfig(
     seeds=3, state_dims=(8,), init_radii=(0.9,), lr=0.1, t1=500.0, horizon=30
 )
@@ -24,28 +24,31 @@ def test_threshold(results):
     s = res.summary
     assert s["diverged"] == 0
     # At k = 2d̂ + 1 the loss decays like 1/t² (stray weights like 1/t): at t = 500 it is
-    # ~1e-7 and the extrapolation error ~1e-4 (5e-5 at SMALL's t = 1000). 1e-3 leaves a
-    # factor ~5 for the worst seed; a failure of the moment argument gives O(1).
-    assert s["extrapolation_at_threshold_worst"] < 1e-3
-    # At k = 2d̂ the same starts fit the loss to ~0 (float64) and extrapolate badly:
-    # ≥ 0.1 for every seed of this start at SMALL; 1e-2 leaves a factor 10.
-    assert s["loss_below_threshold"] < 1e-12
-    assert s["extrapolation_below_threshold"] > 1e-2
+    # ~4e-7 and the extrapolation error ~1e-4 (2.4e-4 for the worst seed). 1e-3 leaves a
+    # factor 4; a failure of the moment argument gives O(1).
+    assert s["at_threshold"]["extrapolation_worst"] < 1e-3
+    # At k = 2d̂ the same starts fit the loss to ~0 (float64) and extrapolate badly
+    # (0.13–4.7 here); 1e-2 leaves a factor 10.
+    assert s["below_threshold"]["loss"] < 1e-12
+    assert s["below_threshold"]["extrapolation"] > 1e-2
+    # The mass sits on the teacher's atom at the threshold, spread out below it.
+    assert s["at_threshold"]["spread"] < 0.1 < s["below_threshold"]["spread"]
     # Balanced starts stay balanced: Q = 0 is conserved up to rounding.
     assert s["max_relative_imbalance"] < 1e-10
 
 
 def test_lobatto_counterexample(results):
     res, _ = results
-    s = res.summary
+    c = res.summary["counterexample"]
     # ½δ0 + ½δ1 against δ_{1/2}: m0 and m1 agree exactly, m2 differs by 1/4, and h_i = 1/2
-    # for all i ≥ 1, so the relative error to q = 30 is Σ(½ − 2^-i)² / Σ 4^-i ≈ 100.
-    assert s["counterexample_loss"] < 1e-12
-    assert s["counterexample_loss_at_threshold"] == pytest.approx(0.0625)
-    assert s["counterexample_extrapolation"] > 10
-    assert s["counterexample_imbalance"] == 0
-    np.testing.assert_allclose(res["counter_nodes"], [0.0, 1.0])
-    np.testing.assert_allclose(res["counter_weights"], [0.5, 0.5])
+    # for all i ≥ 1, so the relative error to q = 30 is Σ(½ − 2^-i)² / Σ 4^-i ≈ 79.
+    assert c["loss"] < 1e-12
+    assert c["loss_at_threshold"] == pytest.approx(0.0625)
+    tail = sum((0.5 - 0.5**i) ** 2 for i in range(2, 30)) / sum(0.25**i for i in range(2, 30))
+    assert c["extrapolation"] == pytest.approx(tail, rel=1e-9)
+    assert c["imbalance"] == 0
+    np.testing.assert_allclose(c["nodes"], [0.0, 1.0])
+    np.testing.assert_allclose(c["weights"], [0.5, 0.5])
 
 
 @pytest.mark.parametrize(
@@ -76,19 +79,16 @@ def test_measure_spread():
 def test_results_load_back(results):
     res, out = results
     loaded = load_results(out)
-    assert loaded.experiment == "moment_threshold"
-    assert (out / "figure.png").stat().st_size > 0
-    # (state dims, radii, k ∈ {2d̂, 2d̂+1}, seeds), and the learned measures padded to max d.
-    assert loaded["extrapolation"].shape == (1, 1, 2, 3)
-    assert loaded["measure_weights"].shape == (1, 1, 2, 3, 8)
-    assert loaded["impulse"].shape == (1, 1, 2, 3, 30)
-    np.testing.assert_array_equal(loaded["train_lens"], [2, 3])
-    for name in ("result", "loss", "measure_spread", "loss_curve", "ts", "teacher_impulse"):
-        assert name in loaded.arrays
-    assert loaded.config == TINY.to_dict()
-    # Rerunning into the same folder loads the results instead of recomputing them.
-    again = run_experiment(moment_threshold.EXPERIMENT, TINY, out=out)
-    assert again.metadata["created"] == loaded.metadata["created"]
+    assert loaded.experiment == "moment_threshold" and loaded.config == TINY.to_dict()
+    ds = loaded["sweep"]
+    assert ds.extrapolation.dims == ("state_dim", "init_radius", "train_len", "seed", "time")
+    assert list(ds.train_len.values) == [2, 3]
+    # The learned measure of every seed at every save: d = 8 eigenvalues whose weights sum
+    # to h_0 = C B, the first lag of the impulse response.
+    assert ds.measure_weights.shape == (1, 1, 2, 3, 41, 8)
+    np.testing.assert_allclose(
+        ds.measure_weights.sum("measure_weights_0").values, ds.impulse.values[..., 0], rtol=1e-9
+    )
 
 
 def test_config_errors():

@@ -38,12 +38,12 @@ def count_blocks(monkeypatch):
     calls = []
     real = batch_module._block_jit
 
-    def counting(*args):
+    def counting(*args, **kwargs):
         # Counts computations; abstract evaluation (jax.eval_shape, for the output structure)
         # traces with tracers and computes nothing. args: loss_fn, method, seeds' params, ...
         if not isinstance(jax.tree.leaves(args[2])[0], jax.core.Tracer):
             calls.append(1)
-        return real(*args)
+        return real(*args, **kwargs)
 
     counting.lower = real.lower  # lowering (to look for LAPACK calls) computes nothing
     monkeypatch.setattr(batch_module, "_block_jit", counting)
@@ -169,6 +169,7 @@ def test_damaged_or_foreign_chunk_files_are_recomputed(tmp_path, count_blocks):
     )
 
 
+@pytest.mark.slow
 def test_checkpoint_of_a_flow_with_other_settings_is_recomputed(tmp_path, count_blocks):
     save = rf.Save(num=3)
     run = functools.partial(rf.train_seeds, LOSS.bind(MODEL), params(4), save=save)
@@ -190,6 +191,7 @@ def test_checkpoint_of_a_flow_with_other_settings_is_recomputed(tmp_path, count_
     assert not count_blocks
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_optax_optimizer_is_recomputed(tmp_path, count_blocks):
     def run(optimizer, checkpoint=tmp_path):
         method = rf.GradientDescent(0.05, 50, optimizer)
@@ -211,6 +213,7 @@ def test_checkpoint_of_another_optax_optimizer_is_recomputed(tmp_path, count_blo
         run(optax.adam(0.01))  # and back
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_learning_rate_schedule_is_recomputed(tmp_path, count_blocks):
     def run(lr, checkpoint=tmp_path):
         method = rf.GradientDescent(lr, 50)
@@ -274,57 +277,6 @@ def test_sigkill_then_rerun_gives_identical_results(tmp_path):
                 np.testing.assert_array_equal(a[name], b[name])
 
 
-def test_interrupted_experiment_resumes_to_identical_results(tmp_path, count_blocks):
-    import dataclasses
-
-    from rnnflow.experiments import Sweep, init_scale, run_experiment
-
-    config = init_scale.InitScaleConfig(
-        seeds=2,
-        parameterizations=("diagonal",),
-        teachers=("short", "long"),
-        state_dim=5,
-        scales=(0.01, 0.3),
-        t1=20.0,
-    )
-
-    class Interrupted(Exception):
-        pass
-
-    def killed_after_first_cell(config, sweep):
-        calls = []
-
-        class Once(Sweep):
-            def train(self, *args, **kwargs):
-                if calls:
-                    raise Interrupted
-                calls.append(1)
-                return super().train(*args, **kwargs)
-
-        return init_scale.run(config, Once(**dataclasses.asdict(sweep)))
-
-    out = tmp_path / "run"
-    with pytest.raises(Interrupted):
-        run_experiment(
-            dataclasses.replace(init_scale.EXPERIMENT, run=killed_after_first_cell), config, out=out
-        )
-    assert not (out / "metadata.json").exists()
-    assert len(list((out / ".partial").rglob("seeds-chunk-*.npz"))) == 1
-
-    # Another config into the unfinished folder is refused.
-    with pytest.raises(FileExistsError, match="unfinished run"):
-        run_experiment("init_scale", config.replace(seeds=3), out=out)
-
-    count_blocks.clear()
-    resumed = run_experiment("init_scale", config, out=out)
-    assert len(count_blocks) == 1  # only the second cell (the "long" teacher) was trained
-    assert not (out / ".partial").exists()
-    whole = run_experiment("init_scale", config, out=tmp_path / "whole")
-    assert resumed.arrays.keys() == whole.arrays.keys()
-    for name in whole.arrays:
-        np.testing.assert_array_equal(resumed[name], whole[name])
-
-
 _KILL_SCRIPT = """
 import sys, jax, numpy as np, rnnflow as rf
 model = rf.DenseRNN(4)
@@ -347,6 +299,7 @@ def _run_script(script, folder, out, env):
         return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_then_the_same_call_gives_the_same_result(tmp_path):
     # Each run is killed at a random moment: after a random number of its chunks (0 to 6)
     # have been reported finished, plus a random delay within a chunk's time, so that it

@@ -1,13 +1,15 @@
-"""Pieces the experiments share: named teachers, methods from configs, robust statistics."""
+"""Pieces the experiments share: named teachers, methods from configs, per-point metrics,
+the one slope fitter, and robust statistics over the seeds of a labelled Dataset."""
 
+import dataclasses
 import warnings
+from collections.abc import Callable
 
+import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .._methods import GradientDescent, GradientFlow, LeastSquaresRosenbrock
-from .._seeds import init_seeds
 from .._teachers import Teacher, modes_teacher
 from .._trajectory import Result
 
@@ -36,22 +38,92 @@ def method(kind: str, *, lr: float, t1: float, rtol: float = 1e-6, max_steps: in
 
     controller = diffrax.PIDController(rtol=rtol, atol=rtol * 1e-3)
     return GradientFlow(
-        t1,
-        solver=LeastSquaresRosenbrock(),
-        stepsize_controller=controller,
-        max_steps=max_steps,
+        t1, solver=LeastSquaresRosenbrock(), stepsize_controller=controller, max_steps=max_steps
     )
 
 
-def seed_keys(seed: int, num: int):
-    """`num` independent keys from the root seed, and their raw data for the results file."""
-    keys = jax.random.split(jax.random.key(seed), num)
-    return keys, np.asarray(jax.random.key_data(keys))
+def root_key(seed: int, part: int = 0):
+    """The root PRNG key of a sweep: `seed`'s key, folded with `part` for the second and
+    later sweeps of an experiment (seed s of part 0 is the same at every point of it)."""
+    key = jax.random.key(seed)
+    return key if part == 0 else jax.random.fold_in(key, part)
+
+
+# -- metrics that depend on the point --------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsOf:
+    """`fn(loss_fn, config) -> {name: metric}` for a given config, equal whenever the
+    config is: a static field of a compiled program, so equal values share the program."""
+
+    fn: Callable
+    config: object
+
+    def __call__(self, loss_fn) -> dict:
+        return self.fn(loss_fn, self.config)
+
+
+class Measured(eqx.Module):
+    """A bound RNN loss that records `metrics(loss_fn)` when `Save` names no metrics.
+
+    A sweep has one `Save` for every point, while what is measured can depend on the
+    point: the student of a looped `parameterization` or `state_dim` axis, the teacher of
+    a `teacher` axis. The loss of each point knows them, so the metrics are made from it.
+    Everything the engine may ask of the loss (`residuals`, `check`, the closed-form
+    `value_and_grad` and fused `descend` of a diagonal student) is passed through.
+    """
+
+    loss_fn: Callable
+    metrics: Callable = eqx.field(static=True)
+
+    def __call__(self, params):
+        return self.loss_fn(params)
+
+    def default_metrics(self) -> dict:
+        return self.metrics(self.loss_fn)
+
+    def check(self, params) -> None:
+        self.loss_fn.check(params)
+
+    @property
+    def residuals(self):
+        return getattr(self.loss_fn, "residuals", None)
+
+    @property
+    def value_and_grad(self):
+        return getattr(self.loss_fn, "value_and_grad", None)
+
+    @property
+    def descend(self):
+        return getattr(self.loss_fn, "descend", None)
+
+
+# -- statistics over seeds -------------------------------------------------------------------
+
+
+def ok(ds):
+    """Seeds that finished or converged (neither diverged nor failed), per point."""
+    return ds.result <= int(Result.converged)
+
+
+def final(ds, name: str):
+    """Metric `name` at the last save (the end of the run, or where a seed stopped), NaN
+    for failed seeds: they are counted from `result`, not averaged."""
+    return ds[name].isel(time=-1).where(ok(ds))
+
+
+def seed_median(values, dim="seed"):
+    """The median of a DataArray over `dim` (default the seeds; `...` for all) ignoring NaN
+    (failed seeds), NaN where nothing is finite."""
+    with warnings.catch_warnings():  # all-NaN slices: every seed failed there
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return values.median(dim, skipna=True)
 
 
 def masked(values, result) -> np.ndarray:
     """`values` as float64 numpy with failed seeds (diverged, solver failures) set to NaN, so
-    that summaries exclude them; they are counted separately from `result`."""
+    that statistics exclude them; they are counted separately from `result`."""
     values = np.asarray(values, dtype=np.float64)
     ok = np.asarray(result) <= Result.converged
     ok = ok.reshape(ok.shape + (1,) * (values.ndim - ok.ndim))
@@ -59,20 +131,59 @@ def masked(values, result) -> np.ndarray:
 
 
 def median(values) -> float:
-    """The median over all entries, ignoring NaN (failed seeds); NaN if no entry is finite."""
+    """The median over all entries of an array, ignoring NaN (failed seeds); NaN if no entry
+    is finite."""
     values = np.asarray(values, dtype=np.float64)
     return float(nanmedian(values, axis=None)) if np.any(np.isfinite(values)) else float("nan")
 
 
-def init_scales(model, keys, scales: tuple[float, ...]):
-    """Unbalanced starts for `len(keys) // len(scales)` seeds at each scale, in one batch:
-    seed s of scale j is row j · seeds + s. `init` draws each entry as σ · N(0, 1), so
-    unit draws rescaled row by row are `init_seeds(..., scale=σ)`, and the random kernels
-    compile once, not once per scale."""
-    n = keys.shape[0] // len(scales)
-    unit = init_seeds(model, keys, scale=1.0)
-    rows = jnp.repeat(jnp.asarray(scales, unit.b.dtype), n)
-    return jax.tree.map(lambda x: x * rows.reshape((-1,) + (1,) * (x.ndim - 1)), unit)
+def number(x) -> float:
+    """A 0-d DataArray or array as a Python float."""
+    return float(np.asarray(x))
+
+
+def numbers(x) -> list:
+    """A 1-d DataArray or array as a list of Python floats."""
+    return [float(v) for v in np.asarray(x, np.float64).ravel()]
+
+
+def fit_line(x, y, dim: str):
+    """Least-squares line `y ≈ intercept + slope · x` along `dim`, through the finite
+    points only, for every other index at once: the one slope fitter of the experiments
+    (convergence orders against log η, plateau lengths against log 1/σ).
+
+    **Arguments:**
+
+    - `x`, `y`: `xarray.DataArray`s that broadcast against each other (e.g. `x` the
+      coordinate of `dim`, `y` over `dim` and seeds). Transform them first for a log-log
+      slope: `fit_line(np.log(ds.lr), np.log(err), "lr")`.
+    - `dim`: the dimension fitted along.
+
+    **Returns:**
+
+    `(slope, intercept, r2)`, DataArrays over the other dimensions; NaN where fewer than
+    two finite points (or all at one `x`).
+
+    ```python
+    slope, _, _ = fit_line(np.log(ds.lr), np.log(distance), "lr")  # per seed and time
+    ```
+    """
+    import xarray as xr
+
+    x, y = xr.broadcast(x, y)
+    valid = np.isfinite(x) & np.isfinite(y)
+    w = valid.astype(float)
+    x, y = x.where(valid, 0.0), y.where(valid, 0.0)
+    n = w.sum(dim)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = (w * x).sum(dim) / n, (w * y).sum(dim) / n
+        sxx = (w * (x - mx) ** 2).sum(dim)
+        sxy = (w * (x - mx) * (y - my)).sum(dim)
+        syy = (w * (y - my) ** 2).sum(dim)
+        fits = (n >= 2) & (sxx > 0)
+        slope = (sxy / sxx).where(fits)
+        r2 = (sxy**2 / (sxx * syy)).where(fits & (syy > 0))
+    return slope, (my - slope * mx).where(fits), r2
 
 
 def log_axes(ax, values, *, x: bool = True, y: bool = True) -> None:

@@ -1,8 +1,10 @@
-"""What every named experiment is: a validated config, a run, a figure, a headline.
+"""What every named experiment is: a validated config, the sweeps it declares, an analysis
+of their labelled results, and a figure.
 
-An experiment is a pure function from a config to an `Outcome` (per-seed arrays plus a few
-headline numbers); writing files and drawing figures happen around it, in
-`rnnflow.experiments.run_experiment` and the experiment's `plot`.
+An experiment computes nothing itself: `sweeps(config)` says what to train,
+[`rnnflow.run_sweep`][] trains it into stores, `analyse` reads them into a
+[`rnnflow.experiments.Summary`][] and `plot` draws them; writing the results folder
+happens around it, in [`rnnflow.experiments.run_experiment`][].
 """
 
 import dataclasses
@@ -10,12 +12,7 @@ import math
 import types
 import typing
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, ClassVar
-
-import numpy as np
-
-from .._batch import train_seeds
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -143,70 +140,26 @@ def _check_type(name: str, value, annotation) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Sweep:
-    """How an experiment's training runs are carried out: what it prints, and where the
-    finished ones are kept so that a killed experiment resumes where it stopped.
-
-    - `progress`: print what is being trained.
-    - `workdir`: a folder for checkpoints; `train(name, ...)` keeps its finished chunks of
-      seeds in `workdir/name`. `None`: keep nothing.
-    - `chunk_size`, `lanes`: seeds per checkpointed chunk, and seeds computed side by side
-      on each device (see [`rnnflow.train_seeds`][]).
-    """
-
-    progress: bool = False
-    workdir: Path | None = None
-    chunk_size: int | None = None
-    lanes: int | None = None
-
-    def log(self, *args, **kwargs) -> None:
-        if self.progress:
-            print(*args, **{"flush": True, **kwargs})
-
-    def train(self, name: str, loss_fn, method, params, **kwargs):
-        """[`rnnflow.train_seeds`][] under `name`, unique within the experiment."""
-        checkpoint = None if self.workdir is None else Path(self.workdir) / name
-        return train_seeds(
-            loss_fn,
-            params,
-            method,
-            chunk_size=self.chunk_size,
-            lanes=self.lanes,
-            checkpoint=checkpoint,
-            progress=self.progress,
-            **kwargs,
-        )
-
-
-@dataclasses.dataclass
-class Outcome:
-    """What an experiment returns: per-seed `arrays` for the results file, headline
-    `summary` numbers for the printed table and the tests, and the `keys` data of the seeds."""
-
-    arrays: dict[str, np.ndarray]
-    summary: dict[str, float]
-    keys: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
 class Experiment:
-    """A named experiment.
+    """A named experiment: sweeps declared from a config, an analysis of their results,
+    and a figure.
 
-    - `name`: used on the command line and in results files.
+    - `name`: used on the command line and for results folders.
     - `claim`: one sentence: what the paper says and this experiment shows.
     - `config_type`: its [`rnnflow.experiments.ExperimentConfig`][] subclass;
       `config_type()` is the full scale.
     - `small`: the config that `rnnflow reproduce` and the tests run.
-    - `run(config, sweep)`: the computation, training through `sweep.train` (see
-      [`rnnflow.experiments.Sweep`][]), returning an [`rnnflow.experiments.Outcome`][].
-    - `plot(arrays, summary, config, file)`: draws the PNG figure into a path or binary file.
-    - `headline(summary)`: one line for the printed table.
+    - `sweeps(config) -> {name: rnnflow.Sweep}`: what to train; each is run into the
+      results folder's `name.zarr`.
+    - `analyse(data, config) -> Summary`: the findings, from `data` = {name: the
+      `xarray.Dataset` of that sweep}.
+    - `plot(data, summary, config, file)`: draws the PNG figure into a path or binary file.
     """
 
     name: str
     claim: str
     config_type: type[ExperimentConfig]
     small: ExperimentConfig
-    run: Callable[[ExperimentConfig, Sweep], Outcome]
-    plot: Callable[[dict, dict, ExperimentConfig, Any], None]
-    headline: Callable[[dict], str]
+    sweeps: Callable[[ExperimentConfig], dict]
+    analyse: Callable[[dict, ExperimentConfig], Any]
+    plot: Callable[[dict, Any, ExperimentConfig, Any], None]

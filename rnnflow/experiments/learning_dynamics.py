@@ -4,69 +4,55 @@ DESIGN fact 5 (saddle-to-saddle dynamics).
 
 Students much larger than a teacher $\hat h_i = \sum_m p_m \lambda_m^i$ start from unbalanced
 random parameters of entry scale σ and are trained by gradient descent on the impulse loss
-at training length $k \ge 2\hat d + 1$. Near zero the gradient is of the size of the
-parameters, so a new direction of the state space grows exponentially from σ at a rate set
-by the residual it can explain: its mode is learned after a time of order $\log(1/\sigma)$
-divided by that rate. Once it is learned the other directions are still of size ~σ, and
+at $k \ge 2\hat d + 1$. Near zero the gradient is of the size of the parameters, so a new
+direction of the state space grows exponentially from σ at a rate set by the residual it
+can explain: its mode is learned after a time of order $\log(1/\sigma)$ over that rate, and
 the next mode waits again, longer the smaller its weight.
 
-**Per-mode progress.** The student's learned measure $h_i = \sum_j w_j \mu_j^i$
-([`rnnflow.learned_measure`][]: eigenvalues $\mu_j$ of $A$ and their weights) is split
-among the teacher's modes by nearest eigenvalue, and the weight that falls to mode $m$ is
-divided by $p_m$: progress goes from 0 to 1. A mode is *learned* at the first save time
-after which its progress stays at or above `threshold` (linearly interpolated between
-saves); earlier crossings are transits (an eigenvalue on its way to another mode passes
-through this one's cell) and do not count. Least-squares coefficients of $h$ on the
-teacher's basis $\lambda_m^i$ were tried first and rejected: the early student, whose
-response is a spike at lag 0, projects onto every mode, and a slightly misplaced strong
-mode leaks into weak ones for as long as it stays misplaced.
+**Per-mode progress.** The learned measure $h_i = \sum_j w_j \mu_j^i$
+([`rnnflow.learned_measure`][]) is split among the teacher's modes by nearest eigenvalue;
+the weight that falls to mode $m$, over $p_m$, goes from 0 to 1. A mode is *learned* at
+the first save time after which its progress stays at or above `threshold` (interpolated
+between saves); earlier crossings are transits and do not count. (Least-squares
+coefficients on the teacher's basis were rejected: the early spike at lag 0 projects onto
+every mode.)
 
-**Choices, measured** (float64 prototype, 3–4 seeds per scale, d = 20, k = 7, lr = 0.01;
-checked again with this module in float32, 16 seeds per scale):
+**Choices, measured** (float64 prototype, d = 20, k = 7, lr = 0.01; again in float32):
+*symmetric* students show the staircase (times grew by 0.75, 2.3 and 32 time units per
+decade of 1/σ, r² ≥ 0.995 over σ = 1e-2 … 1e-6, in weight order in every seed); *diagonal*
+students do not (every unit owns its eigenvalue and grows while the first mode is fitted;
+choose `parameterization = "diagonal"` to see it). The default teacher keeps its
+eigenvalues apart (0.9, -0.7, 0.2; close ones are absorbed by one learned eigenvalue).
+`lr = 0.01`: 0.02 gives the same losses to three digits, 0.03 is unstable.
 
-- *Symmetric* students show the staircase: with the default teacher the times to learn the
-  three modes grew by 0.75, 2.3 and 32 time units per decade of 1/σ, linearly (r² ≥ 0.995
-  over σ = 1e-2 … 1e-6; the same in float32 at full scale), in weight order in every seed.
-- *Diagonal* students do not: each unit owns its eigenvalue, every unit grows together
-  while the first mode is fitted (the lag-0 residual drives all of them), and later modes
-  are reached by eigenvalues drifting at rates set by the O(1) weights they already have,
-  not by escaping from σ. The second mode's time then barely depends on σ and modes are
-  not learned in weight order. Choose `parameterization = "diagonal"` to see this.
-- The teacher of `_common.TEACHERS["three_modes"]` (eigenvalues 0.95, 0.6, -0.5) has two
-  close positive eigenvalues: the first learned eigenvalue sits at ≈ 0.9 with weight ≈ 1.3,
-  absorbing both, and the 0.6 mode is resolved last, after the -0.5 mode. The default
-  teacher here keeps the eigenvalues apart (0.9, -0.7, 0.2) with weights 1, 0.4, 0.15.
-- `lr = 0.01`: lr = 0.02 gives the same final losses to three digits, lr = 0.03 is unstable
-  (losses 1e-2 – 0.4 at t = 200 instead of 2e-5): a margin of 2–3 below the edge.
-
-Recorded per seed (axes scale, seed): the loss and per-mode progress at log-spaced save
-times, the time each mode is learned, the final learned measure and extrapolation error,
-and the result code; then, per mode, a least-squares line of the median time to learn
-against $\log_{10}(1/\sigma)$.
+One sweep, axes (init_scale, seed, time): loss, per-mode progress, relative extrapolation
+error to 10 k and the learned measure at log-spaced times; the analysis finds the time
+each mode is learned and fits, per mode, the median time against $\log_{10}(1/\sigma)$.
 """
 
 import dataclasses
 from typing import Literal
 
-import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._diagnostics import learned_measure
-from .._losses import ImpulseLoss, extrapolation_error
+from .._losses import ImpulseLoss
 from .._models import MODELS
+from .._rnn_metrics import extrapolation_metric
+from .._sweep import Sweep
 from .._teachers import modes_teacher
-from .._trajectory import Result, Save
-from . import _common
-from .base import Experiment, ExperimentConfig, Outcome, Sweep
+from .._trajectory import Save
+from . import _common, plots
+from ._common import final, number, numbers, seed_median
+from .base import Experiment, ExperimentConfig
+from .summary import Summary
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LearningDynamicsConfig(ExperimentConfig):
     """- `parameterization`: the student, `symmetric` (shows the staircase) or `diagonal`.
-    - `eigenvalues`, `weights`: the teacher $\\hat h_i = \\sum_m p_m \\lambda_m^i$; distinct
-      eigenvalues, non-zero weights. Modes are expected to be learned in order of |weight|.
+    - `eigenvalues`, `weights`: the teacher; distinct eigenvalues, non-zero weights.
     - `state_dim`: the student's d; `scales`: the init entry scales σ (unbalanced starts).
     - `train_len`: k, at least 2 × the number of modes + 1 so that the fit is unique.
     - `lr`, `t1`: gradient descent step and end time.
@@ -106,14 +92,7 @@ class LearningDynamicsConfig(ExperimentConfig):
             raise ValueError("`threshold` must lie strictly between 0 and 1.")
 
 
-# 10 s on an idle 2-core CPU in float32, compilation and figure included (measured; 15 s
-# with the machine loaded by other work).
-SMALL = LearningDynamicsConfig(
-    seeds=4,
-    t1=300.0,
-    num_saves=150,
-    decades=3.5,
-)
+SMALL = LearningDynamicsConfig(seeds=4, t1=300.0, num_saves=150, decades=3.5)
 
 
 def mode_progress(model, params, eigenvalues, weights) -> jnp.ndarray:
@@ -143,234 +122,88 @@ def time_to_learn(ts: np.ndarray, progress: np.ndarray, threshold: float) -> np.
     return out.reshape(progress.shape[:-1])
 
 
-def fit_log_scale(scales, times) -> tuple[float, float, float]:
-    """Least-squares line `time = intercept + slope · log10(1/σ)` through finite points;
-    returns (slope, intercept, r²), NaNs if fewer than two points."""
-    x = np.log10(1.0 / np.asarray(scales, dtype=np.float64))
-    y = np.asarray(times, dtype=np.float64)
-    ok = np.isfinite(y)
-    if np.sum(ok) < 2 or np.ptp(x[ok]) == 0:
-        return float("nan"), float("nan"), float("nan")
-    slope, intercept = np.polyfit(x[ok], y[ok], 1)
-    resid = y[ok] - (intercept + slope * x[ok])
-    total = np.sum((y[ok] - y[ok].mean()) ** 2)
-    r2 = 1.0 - np.sum(resid**2) / total if total > 0 else float("nan")
-    return float(slope), float(intercept), float(r2)
-
-
-@eqx.filter_jit
-def _final(model, teacher, train_len, final):
-    """Relative extrapolation error to 10 k and the learned measure, per seed (one program)."""
-
-    def one(prm):
-        err = extrapolation_error(
-            model, prm, teacher, train_len=train_len, horizon=10 * train_len, relative=True
-        )
-        return (err,) + learned_measure(model, prm)
-
-    return jax.vmap(one)(final)
-
-
-def run(config: LearningDynamicsConfig, sweep: Sweep = Sweep()) -> Outcome:
-    n_scales, n_seeds = len(config.scales), config.seeds
-    keys, key_data = _common.seed_keys(config.seed, n_scales * n_seeds)
+def sweeps(config: LearningDynamicsConfig) -> dict[str, Sweep]:
     model = MODELS[config.parameterization](config.state_dim)
     teacher = modes_teacher(config.eigenvalues, config.weights)
-    loss = ImpulseLoss(teacher, config.train_len)
-    dtype = jnp.result_type(float)
-    lam = jnp.asarray(config.eigenvalues, dtype)
-    p = jnp.asarray(config.weights, dtype)
-    save = Save(
-        num=config.num_saves,
-        spacing="log",
-        decades=config.decades,
-        metrics={
-            "loss": lambda t, prm: loss(model, prm),
-            "progress": lambda t, prm: mode_progress(model, prm, lam, p),
-        },
-    )
+    loss_fn = ImpulseLoss(teacher, config.train_len).bind(model)
+    lam, p = (jnp.asarray(x, jnp.result_type(float)) for x in (config.eigenvalues, config.weights))
+    k = config.train_len
+    metrics = {
+        "loss": lambda t, prm: loss_fn(prm),
+        "progress": lambda t, prm: mode_progress(model, prm, lam, p),
+        "extrapolation": extrapolation_metric(model, teacher, train_len=k, horizon=10 * k),
+        "measure_eigenvalues": lambda t, prm: learned_measure(model, prm)[0],
+        "measure_weights": lambda t, prm: learned_measure(model, prm)[1],
+    }
     method = _common.method("gd", lr=config.lr, t1=config.t1)
-    params = _common.init_scales(model, keys, config.scales)
-    sweep.log(
-        f"learning_dynamics: {n_scales * n_seeds} {config.parameterization} students, "
-        f"{method.num_steps} steps",
-        flush=True,
+
+    def setup(point, key):
+        return loss_fn, model.init(key=key, scale=point["init_scale"]), method
+
+    save = Save(num=config.num_saves, spacing="log", decades=config.decades, metrics=metrics)
+    key = _common.root_key(config.seed)
+    return {"sweep": Sweep({"init_scale": config.scales}, config.seeds, setup, key, save)}
+
+
+def times(ds, config: LearningDynamicsConfig):
+    """The time each seed learns each mode, (init_scale, seed, mode); NaN if it did not
+    by `t1` or its run failed."""
+    import xarray as xr
+
+    ts = ds.time.values
+    t_learn = xr.apply_ufunc(
+        lambda p: time_to_learn(ts, p, config.threshold),
+        ds.progress.transpose(..., "progress_0", "time"),
+        input_core_dims=[["time"]],
     )
-    traj = sweep.train("train", loss.bind(model), method, params, save=save)
-    extrap, final_lam, final_w = _final(model, teacher, config.train_len, traj.final)
+    return t_learn.rename(progress_0="mode").where(_common.ok(ds))
 
-    grid = (n_scales, n_seeds)
-    ts = np.asarray(traj.ts).reshape(n_scales * n_seeds, -1)[0]
-    result = np.asarray(traj.result).reshape(grid)
-    loss_curve = np.asarray(traj.metrics["loss"]).reshape(grid + (-1,))
-    # (scale, seed, mode, save): time runs along the last axis for `time_to_learn`.
-    prog = np.asarray(traj.metrics["progress"]).reshape(grid + (len(ts), -1))
-    t_learn = time_to_learn(ts, np.moveaxis(prog, -1, -2), config.threshold)
-    t_learn = _common.masked(t_learn, result)
 
-    extrap_grid = np.asarray(extrap).reshape(grid)
-    ok = result <= Result.converged
-    # Medians over the seeds that ran; a seed that never learned a mode counts as +inf, so
-    # a median that is not reached by `t1` is reported as NaN rather than biased low.
-    unlearned = np.where(ok[..., None] & np.isnan(t_learn), np.inf, t_learn)
-    med = np.array(
-        [
-            [_common.median(unlearned[j, :, m]) for m in range(unlearned.shape[-1])]
-            for j in range(n_scales)
-        ]
-    )
-    med = np.where(np.isfinite(med), med, np.nan)  # (scale, mode)
-    n_modes = len(config.eigenvalues)
-    fits = np.array([fit_log_scale(config.scales, med[:, m]) for m in range(n_modes)])
+def fits(ds, config: LearningDynamicsConfig):
+    """Per mode, the line `median time = intercept + slope · log10(1/σ)`: (slope,
+    intercept, r²). A seed that never learned a mode counts as +∞ in the median, so a
+    median not reached by `t1` is NaN rather than biased low."""
+    t_learn = times(ds, config)
+    unlearned = t_learn.where(~(_common.ok(ds) & np.isnan(t_learn)), np.inf)
+    med = seed_median(unlearned)
+    med = med.where(np.isfinite(med))
+    return _common.fit_line(np.log10(1.0 / med.init_scale), med, "init_scale") + (med,)
 
+
+def analyse(data, config: LearningDynamicsConfig) -> Summary:
+    ds = data["sweep"]
+    t_learn = times(ds, config)
+    slope, _, r2, med = fits(ds, config)
+    ok = _common.ok(ds)
     order = np.argsort(-np.abs(np.asarray(config.weights)), kind="stable")
-    all_learned = ok & np.all(np.isfinite(t_learn), axis=-1)
-    in_order = all_learned & np.all(np.diff(t_learn[..., order], axis=-1) > 0, axis=-1)
-    summary: dict[str, float] = {
-        "learned_fraction": float(np.mean(all_learned)),
-        "in_order_fraction": float(np.sum(in_order) / max(int(np.sum(all_learned)), 1)),
-        "final_loss_median": _common.median(_common.masked(loss_curve[..., -1], result)),
-        "extrapolation_median": _common.median(_common.masked(extrap_grid, result)),
-        "failed": int(np.sum(~ok)),
+    learned = ok & np.isfinite(t_learn).all("mode")
+    in_order = learned & (t_learn.isel(mode=order).diff("mode") > 0).all("mode")
+    values = {
+        "learned_fraction": number(learned.mean()),
+        "in_order_fraction": number(in_order.sum() / max(int(learned.sum()), 1)),
+        "final_loss_median": number(seed_median(final(ds, "loss"), ...)),
+        "extrapolation_median": number(seed_median(final(ds, "extrapolation"), ...)),
+        "failed": int((~ok).sum()),
+        "modes": {
+            f"mode{m}": {
+                "eigenvalue": config.eigenvalues[m],
+                "weight": config.weights[m],
+                "slope_per_decade": number(slope[m]),
+                "r2": number(r2[m]),
+                "t_learn_median_by_scale": numbers(med.isel(mode=m)),
+            }
+            for m in range(len(config.eigenvalues))
+        },
     }
-    for m in range(n_modes):
-        summary[f"mode{m}/slope_per_decade"] = fits[m, 0]
-        summary[f"mode{m}/r2"] = fits[m, 2]
-        for j, s in enumerate(config.scales):
-            summary[f"mode{m}/t_learn_median/scale_{s:g}"] = float(med[j, m])
-
-    arrays = {
-        "loss": loss_curve,
-        "progress": prog,
-        "t_learn": t_learn,
-        "final_eigenvalues": np.asarray(final_lam).reshape(grid + (-1,)),
-        "final_weights": np.asarray(final_w).reshape(grid + (-1,)),
-        "extrapolation": extrap_grid,
-        "result": result.astype(np.int32),
-        "num_steps": np.asarray(traj.num_steps).reshape(grid),
-        "ts": ts,
-        "scales": np.asarray(config.scales),
-        "eigenvalues": np.asarray(config.eigenvalues),
-        "weights": np.asarray(config.weights),
-        "fit_slope": fits[:, 0],
-        "fit_intercept": fits[:, 1],
-        "fit_r2": fits[:, 2],
-    }
-    return Outcome(arrays, summary, key_data)
-
-
-def plot(arrays, summary, config: LearningDynamicsConfig, file) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    ts, scales = arrays["ts"], arrays["scales"]
-    lam, p = arrays["eigenvalues"], arrays["weights"]
-    result = arrays["result"]
-    styles = ["-", "--", ":"]
-    scale_colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(scales)))
-    mode_labels = [f"λ={e:g}, p={w:g}" for e, w in zip(lam, p)]
-    t = ts[1:]  # time 0 has no place on a log axis
-
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
-    ax = axes[0, 0]
-    loss = _common.masked(arrays["loss"], result)
-    for j, s in enumerate(scales):
-        for curve in loss[j]:
-            ax.plot(t, curve[1:], color=scale_colors[j], lw=0.5, alpha=0.4)
-        ax.plot(t, _common.nanmedian(loss[j], 0)[1:], color=scale_colors[j], lw=2, label=f"σ={s:g}")
-    _common.log_axes(ax, loss)
-    ax.set(xlabel="time t = step × lr", ylabel="training loss")
-    ax.set_title("Loss: one plateau per mode (thin: seeds, thick: median)")
-    ax.legend(fontsize=8)
-
-    ax = axes[0, 1]
-    prog = _common.masked(arrays["progress"], result)
-    # Largest, middle and smallest scale only: fifteen curves would hide the staircase.
-    shown = sorted({0, len(scales) // 2, len(scales) - 1})
-    for i, j in enumerate(shown):
-        med = _common.nanmedian(prog[j], 0)
-        for m in range(len(lam)):
-            ax.plot(t, med[1:, m], color=f"C{m}", ls=styles[i], lw=1.5)
-    ax.axhline(config.threshold, color="gray", lw=0.8, ls=":")
-    _common.log_axes(ax, np.where(np.isfinite(prog), 1.0, np.nan), y=False)
-    # Headroom above the curves (1.5) for the legend; only transit spikes reach it.
-    ax.set(ylim=(-0.3, 2.6), xlabel="time t", ylabel="weight nearest λ_m / p_m")
-    ax.set_title("Per-mode progress, median over seeds (early spikes: transits)")
-    handles = [Line2D([], [], color=f"C{m}", label=mode_labels[m]) for m in range(len(lam))]
-    handles += [
-        Line2D([], [], color="k", ls=styles[i], label=f"σ={scales[j]:g}")
-        for i, j in enumerate(shown)
-    ]
-    ax.legend(handles=handles, fontsize=8, ncol=2, loc="upper left")
-
-    # One panel per mode: their times differ by orders of magnitude, and each line is
-    # straight only on its own linear axis.
-    axes[1, 0].remove()
-    cells = axes[1, 0].get_subplotspec().subgridspec(1, len(lam), wspace=0.45)
-    x = np.log10(1.0 / scales)
-    t_learn = arrays["t_learn"]
-    rng = np.random.default_rng(0)
-    for m in range(len(lam)):
-        ax = fig.add_subplot(cells[0, m])
-        jitter = 0.08 * (rng.random(t_learn.shape[1]) - 0.5)
-        for j in range(len(scales)):
-            ax.plot(x[j] + jitter, t_learn[j, :, m], ".", color=f"C{m}", alpha=0.6)
-        slope, intercept, r2 = (arrays[k][m] for k in ("fit_slope", "fit_intercept", "fit_r2"))
-        if np.isfinite(slope):
-            ax.plot(x, intercept + slope * x, color=f"C{m}")
-            fit = f"{slope:.3g} per decade\nr²={r2:.3f}"
-            ax.set_title(f"λ={lam[m]:g}, p={p[m]:g}\n{fit}", fontsize=9)
-        else:
-            ax.set_title(f"λ={lam[m]:g}, p={p[m]:g}\nnot learned", fontsize=9)
-        ax.set_xlabel("log10(1/σ)")
-        ax.tick_params(labelsize=8)
-        if m == 0:
-            ax.set_ylabel(f"time to reach {config.threshold:g} × p_m")
-
-    ax = axes[1, 1]
-    j = int(np.argmin(scales))
-    ok = result[j] <= Result.converged
-    ax.plot(
-        arrays["final_eigenvalues"][j][ok].ravel(),
-        arrays["final_weights"][j][ok].ravel(),
-        "o",
-        color="C7",
-        ms=4,
-        alpha=0.6,
-        label="students (all units)",
+    headline = (
+        f"modes learned in order of weight in {100 * values['in_order_fraction']:.0f}% of "
+        "seeds; time to learn grows by "
+        + " / ".join(f"{m['slope_per_decade']:.3g}" for m in values["modes"].values())
+        + " time units per decade of 1/σ (r² "
+        + " / ".join(f"{m['r2']:.3f}" for m in values["modes"].values())
+        + ")"
     )
-    ax.plot(lam, p, "x", color="k", ms=10, mew=2, label="teacher")
-    ax.axhline(0.0, color="gray", lw=0.5)
-    ax.set(xlabel="eigenvalue of A", ylabel="weight in h_i")
-    ax.set_title(f"Learned measure at t = {ts[-1]:g}, σ={scales[j]:g}")
-    ax.legend(fontsize=8)
-
-    fig.suptitle(
-        f"Learning dynamics: {config.parameterization} student d={config.state_dim}, "
-        f"k={config.train_len}, GD lr={config.lr:g}, {config.seeds} seeds per scale\n"
-        f"modes learned in weight order in {100 * summary['in_order_fraction']:.0f}% of seeds "
-        f"that learned all of them ({100 * summary['learned_fraction']:.0f}%)"
-    )
-    fig.tight_layout()
-    fig.savefig(file, format="png", dpi=100)
-    plt.close(fig)
-
-
-def headline(summary) -> str:
-    slopes, r2s = [], []
-    m = 0
-    while f"mode{m}/slope_per_decade" in summary:
-        slopes.append(f"{summary[f'mode{m}/slope_per_decade']:.3g}")
-        r2s.append(f"{summary[f'mode{m}/r2']:.3f}")
-        m += 1
-    return (
-        f"modes learned in order of weight in {100 * summary['in_order_fraction']:.0f}% of "
-        f"seeds; time to learn grows by {' / '.join(slopes)} time units per decade of 1/σ "
-        f"(r² {' / '.join(r2s)})"
-    )
+    return Summary(headline, values)
 
 
 EXPERIMENT = Experiment(
@@ -381,7 +214,7 @@ EXPERIMENT = Experiment(
     ),
     config_type=LearningDynamicsConfig,
     small=SMALL,
-    run=run,
-    plot=plot,
-    headline=headline,
+    sweeps=sweeps,
+    analyse=analyse,
+    plot=plots.learning_dynamics,
 )

@@ -1,40 +1,30 @@
 r"""Moment threshold: a balanced student that fits $k \ge 2\hat d + 1$ lags extrapolates; at
 $k = 2\hat d$ it need not. DESIGN fact 3.
 
-For a balanced student ($A$ symmetric, $B = C^\top$, one input and output) with
-$A = \sum_j \lambda_j v_j v_j^\top$, the impulse response is a moment sequence,
+A balanced student ($A$ symmetric, $B = C^\top$, one input and output) has the impulse
+response $h_i = \sum_j w_j \lambda_j^i$, $w_j = (v_j^\top B)^2 \ge 0$: the moments of the
+nonnegative measure $\nu = \sum_j w_j \delta_{\lambda_j}$. A balanced teacher is a measure
+$\mu$ with $\hat d$ atoms. Zero training loss at length $k$ means $\nu$ and $\mu$ share
+$m_0, \dots, m_{k-1}$. With $k = 2\hat d + 1$ that forces $\nu = \mu$ (the Hankel matrix of
+moments of size $\hat d + 1$ is singular, so $\nu$ lives on the roots of its kernel
+polynomial), hence exact extrapolation whatever the student size $d$. With $k = 2\hat d$ the
+Gauss–Lobatto rule of $\mu$ on an interval $[l, u]$ around its atoms has the same moments
+$m_0, \dots, m_{2\hat d - 1}$ and mass on $l$ and $u$: a zero-loss student that does not
+extrapolate (for $\mu = \delta_{1/2}$ on $[0, 1]$, $\frac12 \delta_0 + \frac12 \delta_1$).
 
-$$h_i = C A^i B = \sum_j w_j \lambda_j^i, \qquad w_j = (v_j^\top B)^2 \ge 0,$$
+One sweep, axes (state_dim, init_radius, train_len ∈ {2d̂, 2d̂+1}, seed, time): balanced
+[`rnnflow.SymmetricRNN`][] students trained by gradient descent from spread-out starts
+(entry scale $r / (2\sqrt d)$: an initial semicircle spectrum on $[-r, r]$). Saved at 41
+log-spaced times: loss, relative extrapolation error to `horizon`, relative imbalance (a
+balanced start stays balanced), the learned measure (eigenvalues and weights, padded to the
+largest $d$ with NaN and 0), [`rnnflow.spectrum_distance`][] and the impulse response.
 
-of the nonnegative measure $\nu = \sum_j w_j \delta_{\lambda_j}$. A balanced teacher is a
-measure $\mu$ with $\hat d$ atoms. Zero training loss at length $k$ means $\nu$ and $\mu$
-share the moments $m_0, \dots, m_{k-1}$. With $k = 2\hat d + 1$ that forces $\nu = \mu$
-(its $(\hat d+1) \times (\hat d+1)$ Hankel matrix of moments is singular, so every
-nonnegative measure with those moments lives on the $\hat d$ roots of the kernel polynomial),
-hence $h_i = \hat h_i$ for every $i$, whatever the student size $d$. With $k = 2\hat d$ the
-Gauss–Lobatto rule of $\mu$ on an interval $[l, u]$ around its atoms is a different
-nonnegative measure with the same moments $m_0, \dots, m_{2\hat d - 1}$ (it puts mass on $l$
-and $u$): a zero-loss student that does not extrapolate. For $\mu = \delta_{1/2}$ and
-$[l, u] = [0, 1]$ it is $\frac12 \delta_0 + \frac12 \delta_1$.
-
-The experiment trains balanced [`rnnflow.SymmetricRNN`][] students by gradient descent at
-$k = 2\hat d$ and $k = 2\hat d + 1$ from the same balanced starts. The start is spread out on
-purpose: entries of scale $\sigma = r / (2\sqrt d)$, so that the initial measure is a
-semicircle on $[-r, r]$ of mass $\approx r^2/4$ whatever $d$. Recorded per seed: the final
-training loss, the relative extrapolation error to `horizon`, the learned measure (eigenvalues
-and weights), how far its mass lies from the teacher's atoms (root-mean-square,
-`measure_spread`; and the farthest atom of non-negligible weight,
-[`rnnflow.spectrum_distance`][]), and the relative imbalance (a balanced start stays
-balanced: the conserved $Q$ is zero). The constructed Lobatto counterexample is recorded too.
-
-Reading the numbers: at $k = 2\hat d + 1$ the loss converges only like $1/t^2$ (the stray
-weights decay like $1/t$), so the extrapolation error is small but not zero after a finite
-run, and float32 stops the loss near 1e-14; run the full scale in float64 (`--float64`).
+At $k = 2\hat d + 1$ the loss converges only like $1/t^2$ (stray weights decay like $1/t$),
+so the error is small but not zero after a finite run; run the full scale in float64.
 """
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -42,23 +32,24 @@ from .._diagnostics import learned_measure, spectrum_distance
 from .._losses import ImpulseLoss, extrapolation_error
 from .._methods import GradientDescent
 from .._models import DiagonalRNN, RNNParams, SymmetricRNN
-from .._seeds import init_seeds
+from .._rnn_metrics import extrapolation_metric, imbalance_metric
+from .._sweep import Sweep
 from .._teachers import modes_teacher
 from .._trajectory import Result, Save, Stop
-from . import _common
-from .base import Experiment, ExperimentConfig, Outcome, Sweep
+from . import _common, plots
+from ._common import final, number, numbers, seed_median
+from .base import Experiment, ExperimentConfig
+from .summary import Summary
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MomentThresholdConfig(ExperimentConfig):
     """- `eigenvalues`, `weights`: the balanced teacher $\\hat h_i = \\sum_j p_j \\lambda_j^i$
       ($p_j > 0$); its size $\\hat d$ sets the two training lengths $2\\hat d$ and $2\\hat d + 1$.
-    - `state_dims`: the student sizes d; `init_radii`: the radius r of the initial spectrum
-      (entry scale r / (2√d)).
+    - `state_dims`: the student sizes d; `init_radii`: the radius r of the initial spectrum.
     - `lr`, `t1`: gradient descent step and end time (stops early below `loss_below`).
     - `horizon`: q, the length extrapolated to.
-    - `lobatto_interval`: [l, u] of the counterexample; must contain the teacher's eigenvalues
-      strictly inside.
+    - `lobatto_interval`: [l, u] of the counterexample, containing the teacher's eigenvalues.
     """
 
     experiment = "moment_threshold"
@@ -106,20 +97,15 @@ SMALL = MomentThresholdConfig(seeds=8, state_dims=(20,), init_radii=(0.3, 0.9), 
 def lobatto_measure(eigenvalues, weights, interval) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights of the Gauss–Lobatto rule of $\\mu = \\sum_j p_j \\delta_{\\lambda_j}$
     on `interval` = [l, u]: $\\hat d + 1$ atoms, two of them at l and u, nonnegative weights,
-    and the moments $m_0, \\dots, m_{2\\hat d - 1}$ of $\\mu$.
-
-    Its interior nodes are the Gauss nodes ($\\hat d - 1$ of them) of the modified measure
-    $(x - l)(u - x)\\,d\\mu$, found by Lanczos on $\\mathrm{diag}(\\lambda)$ (Golub–Welsch);
-    the weights then solve the Vandermonde system for $m_0, \\dots, m_{\\hat d}$.
-    """
-    lam = np.asarray(eigenvalues, np.float64)
-    p = np.asarray(weights, np.float64)
+    and the moments $m_0, \\dots, m_{2\\hat d - 1}$ of $\\mu$. Interior nodes: the Gauss nodes
+    of $(x - l)(u - x)\\,d\\mu$ by Lanczos (Golub–Welsch); weights: the Vandermonde system for
+    $m_0, \\dots, m_{\\hat d}$."""
+    lam, p = np.asarray(eigenvalues, np.float64), np.asarray(weights, np.float64)
     lo, hi = interval
     n = lam.size
     modified = p * (lam - lo) * (hi - lam)
     interior = np.zeros(0)
     if n > 1:
-        # Lanczos on the discrete measure: Jacobi matrix of size n - 1.
         v = np.sqrt(modified / modified.sum())
         alphas, betas, v_prev, beta = [], [], np.zeros(n), 0.0
         for _ in range(n - 1):
@@ -134,314 +120,139 @@ def lobatto_measure(eigenvalues, weights, interval) -> tuple[np.ndarray, np.ndar
         interior = np.linalg.eigvalsh(jacobi)
     nodes = np.concatenate([[lo], interior, [hi]])
     moments = np.array([np.sum(p * lam**i) for i in range(n + 1)])
-    vandermonde = nodes[None, :] ** np.arange(n + 1)[:, None]
-    w = np.linalg.solve(vandermonde, moments)
-    return nodes, w
+    return nodes, np.linalg.solve(nodes[None, :] ** np.arange(n + 1)[:, None], moments)
 
 
 def measure_spread(eigenvalues, weights, teacher_eigenvalues) -> np.ndarray:
     """$\\big(\\sum_j w_j\\, \\mathrm{dist}(\\lambda_j, \\hat\\Lambda)^2 / \\sum_j w_j\\big)^{1/2}$:
-    the root-mean-square distance of the learned measure's mass from the teacher's atoms
-    (zero exactly when the measure lives on them). Reduces over the last axis; NaN
-    eigenvalues (padding) must carry zero weight."""
+    the root-mean-square distance of the learned measure's mass from the teacher's atoms,
+    over the last axis; NaN eigenvalues (padding) must carry zero weight."""
     lam = np.nan_to_num(np.asarray(eigenvalues, np.float64))
     w = np.asarray(weights, np.float64)
     dist = np.min(np.abs(lam[..., None] - np.asarray(teacher_eigenvalues)), axis=-1)
     return np.sqrt(np.sum(w * dist**2, axis=-1) / np.maximum(np.sum(w, axis=-1), 1e-300))
 
 
-def _diagonal_params(nodes, w, dtype) -> RNNParams:
-    """The measure $\\sum_j w_j \\delta_{x_j}$ as a balanced diagonal student:
-    $a = x$, $b = c = \\sqrt{w}$."""
-    root = np.sqrt(np.maximum(w, 0.0))
-    return RNNParams(
-        a=jnp.asarray(nodes, dtype),
-        b=jnp.asarray(root[:, None], dtype),
-        c=jnp.asarray(root[None, :], dtype),
-    )
+def metrics(loss_fn, config: MomentThresholdConfig) -> dict:
+    model, loss, q = loss_fn.model, loss_fn.loss, config.horizon
+    pad = max(config.state_dims) - model.state_dim  # one shape for every student size
 
+    def measure(i, fill):
+        return lambda t, p: jnp.pad(learned_measure(model, p)[i], (0, pad), constant_values=fill)
 
-def _metrics(model, loss, teacher, horizon):
     return {
-        "loss": lambda t, p: loss(model, p),
-        "extrapolation": lambda t, p: extrapolation_error(
-            model, p, teacher, train_len=loss.train_len, horizon=horizon, relative=True
+        "loss": lambda t, p: loss_fn(p),
+        "extrapolation": extrapolation_metric(
+            model, loss.teacher, train_len=loss.train_len, horizon=q
         ),
-        "relative_imbalance": lambda t, p: model.relative_imbalance(p),
+        "relative_imbalance": imbalance_metric(model),
+        "measure_eigenvalues": measure(0, jnp.nan),
+        "measure_weights": measure(1, 0.0),
+        "spectrum_distance": lambda t, p: spectrum_distance(model, p, loss.teacher),
+        "impulse": lambda t, p: model.impulse_response(p, q)[:, 0, 0],
     }
 
 
-def run(config: MomentThresholdConfig, sweep: Sweep = Sweep()) -> Outcome:
+def sweeps(config: MomentThresholdConfig) -> dict[str, Sweep]:
     teacher = modes_teacher(config.eigenvalues, config.weights)
-    dtype = jnp.result_type(float)
-    n_d, n_r, n_s, q = len(config.state_dims), len(config.init_radii), config.seeds, config.horizon
-    d_max = max(config.state_dims)
-    keys, key_data = _common.seed_keys(config.seed, n_d * n_r * n_s)
-    shape = (n_d, n_r, 2, n_s)
-    out = {
-        name: np.full(shape, np.nan)
-        for name in ("loss", "extrapolation", "spectrum_distance", "imbalance", "t_stop")
-    }
-    out["result"] = np.zeros(shape, np.int32)
-    out["num_steps"] = np.zeros(shape, np.int64)
-    # Learned measures, padded to the largest student with zero weight and NaN eigenvalues.
-    out["measure_eigenvalues"] = np.full(shape + (d_max,), np.nan)
-    out["measure_weights"] = np.zeros(shape + (d_max,))
-    out["impulse"] = np.full(shape + (q,), np.nan)
     method = GradientDescent(config.lr, int(round(config.t1 / config.lr)))
-    for i, d in enumerate(config.state_dims):
-        model = SymmetricRNN(d)
-        start = i * n_r * n_s
-        params = jax.tree.map(
-            lambda *xs: jnp.concatenate(xs),
-            *[
-                init_seeds(
-                    model,
-                    keys[start + j * n_s : start + (j + 1) * n_s],
-                    scale=r / (2 * np.sqrt(d)),
-                    balanced=True,
-                )
-                for j, r in enumerate(config.init_radii)
-            ],
-        )
+    measure = _common.MetricsOf(metrics, config)
 
-        # One compiled program for the per-seed diagnostics (eager, each operation would
-        # compile on its own), shared by both training lengths.
-        @jax.jit
-        def analyse(final):
-            def one(p):
-                lam, w = learned_measure(model, p)
-                dist = spectrum_distance(model, p, teacher)
-                return lam, w, dist, model.impulse_response(p, q)[:, 0, 0]
+    losses = {
+        (d, k): ImpulseLoss(teacher, k).bind(SymmetricRNN(d))
+        for d in config.state_dims
+        for k in config.train_lens
+    }
 
-            return jax.vmap(one)(final)
+    def setup(point, key):
+        loss_fn, d = losses[point["state_dim"], point["train_len"]], point["state_dim"]
+        scale = point["init_radius"] / (2 * np.sqrt(d))
+        params = loss_fn.model.init(key=key, scale=scale, balanced=True)
+        return _common.Measured(loss_fn, measure), params, method
 
-        for m, k in enumerate(config.train_lens):
-            sweep.log(f"moment_threshold: d={d}, k={k}", flush=True)
-            loss = ImpulseLoss(teacher, k)
-            traj = sweep.train(
-                f"d{d}-k{k}",
-                loss.bind(model),
-                method,
-                params,
-                save=Save(num=41, spacing="log", metrics=_metrics(model, loss, teacher, q)),
-                stop=Stop(loss_below=config.loss_below),
-            )
-            lam, w, dist, h = analyse(traj.final)
-            cells = {
-                "loss": traj.metrics["loss"][:, -1],
-                "extrapolation": traj.metrics["extrapolation"][:, -1],
-                "imbalance": traj.metrics["relative_imbalance"][:, -1],
-                "spectrum_distance": dist,
-                "t_stop": traj.t_stop,
-                "result": traj.result,
-                "num_steps": traj.num_steps,
-            }
-            for name, v in cells.items():
-                out[name][i, :, m] = np.asarray(v).reshape(n_r, n_s)
-            out["measure_eigenvalues"][i, :, m, :, :d] = np.asarray(lam).reshape(n_r, n_s, d)
-            out["measure_weights"][i, :, m, :, :d] = np.asarray(w).reshape(n_r, n_s, d)
-            out["impulse"][i, :, m] = np.asarray(h).reshape(n_r, n_s, q)
-            for name in ("loss", "extrapolation"):
-                curve = np.asarray(traj.metrics[name]).reshape(n_r, n_s, -1)
-                out.setdefault(f"{name}_curve", np.full(shape + (curve.shape[-1],), np.nan))
-                out[f"{name}_curve"][i, :, m] = curve
-    out["ts"] = np.asarray(traj.ts)[0]  # the same for every seed
-    out["measure_spread"] = measure_spread(
-        out["measure_eigenvalues"], out["measure_weights"], config.eigenvalues
-    )
+    axes = {
+        "state_dim": config.state_dims,
+        "init_radius": config.init_radii,
+        "train_len": config.train_lens,
+    }
+    save = Save(num=41, spacing="log")
+    stop = Stop(loss_below=config.loss_below)
+    key = _common.root_key(config.seed)
+    attrs = {"config": config.to_dict()}
+    return {"sweep": Sweep(axes, config.seeds, setup, key, save, stop, attrs=attrs)}
 
-    # The constructed counterexample, a balanced diagonal student with d̂ + 1 states.
+
+def counterexample(config: MomentThresholdConfig) -> dict:
+    """The Lobatto measure as a balanced diagonal student with d̂ + 1 states: its losses
+    below and at the threshold, extrapolation error, imbalance, nodes and weights."""
+    teacher = modes_teacher(config.eigenvalues, config.weights)
     nodes, w = lobatto_measure(config.eigenvalues, config.weights, config.lobatto_interval)
-    counter_model = DiagonalRNN(nodes.size)
-    counter = _diagonal_params(nodes, w, dtype)
-    k_below, k_at = config.train_lens
-    counter_summary = {
-        "counterexample_loss": float(ImpulseLoss(teacher, k_below)(counter_model, counter)),
-        "counterexample_loss_at_threshold": float(
-            ImpulseLoss(teacher, k_at)(counter_model, counter)
-        ),
-        "counterexample_extrapolation": float(
-            extrapolation_error(
-                counter_model, counter, teacher, train_len=k_below, horizon=q, relative=True
-            )
-        ),
-        "counterexample_imbalance": float(counter_model.relative_imbalance(counter)),
+    model, root = DiagonalRNN(nodes.size), np.sqrt(np.maximum(w, 0.0))
+    dtype = jnp.result_type(float)
+    params = RNNParams(*(jnp.asarray(x, dtype) for x in (nodes, root[:, None], root[None, :])))
+    below, at = (ImpulseLoss(teacher, k)(model, params) for k in config.train_lens)
+    extrapolation = extrapolation_error(
+        model,
+        params,
+        teacher,
+        train_len=config.train_lens[0],
+        horizon=config.horizon,
+        relative=True,
+    )
+    return {
+        "loss": float(below),
+        "loss_at_threshold": float(at),
+        "extrapolation": float(extrapolation),
+        "imbalance": float(model.relative_imbalance(params)),
+        "nodes": nodes,
+        "weights": w,
     }
-    out["counter_nodes"], out["counter_weights"] = nodes, w
-    out["counter_impulse"] = np.asarray(counter_model.impulse_response(counter, q)[:, 0, 0])
-    out["teacher_impulse"] = np.asarray(teacher.impulse_response(q)[:, 0, 0])
-    out["state_dims"] = np.asarray(config.state_dims)
-    out["init_radii"] = np.asarray(config.init_radii)
-    out["train_lens"] = np.asarray(config.train_lens)
-
-    ext = _common.masked(out["extrapolation"], out["result"])
-    loss = _common.masked(out["loss"], out["result"])
-    summary = {
-        "extrapolation_below_threshold": _common.median(ext[:, :, 0]),
-        "extrapolation_at_threshold": _common.median(ext[:, :, 1]),
-        # The claim at the threshold is "every zero-loss student": the worst seed, too.
-        "extrapolation_at_threshold_worst": float(np.nanmax(ext[:, :, 1]))
-        if np.any(np.isfinite(ext[:, :, 1]))
-        else float("nan"),
-        "loss_below_threshold": _common.median(loss[:, :, 0]),
-        "loss_at_threshold": _common.median(loss[:, :, 1]),
-        "spread_below_threshold": _common.median(
-            _common.masked(out["measure_spread"][:, :, 0], out["result"][:, :, 0])
-        ),
-        "spread_at_threshold": _common.median(
-            _common.masked(out["measure_spread"][:, :, 1], out["result"][:, :, 1])
-        ),
-        "spectrum_distance_below_threshold": _common.median(
-            _common.masked(out["spectrum_distance"][:, :, 0], out["result"][:, :, 0])
-        ),
-        "spectrum_distance_at_threshold": _common.median(
-            _common.masked(out["spectrum_distance"][:, :, 1], out["result"][:, :, 1])
-        ),
-        "max_relative_imbalance": float(np.nanmax(_common.masked(out["imbalance"], out["result"])))
-        if np.any(out["result"] <= Result.converged)
-        else float("nan"),
-        "diverged": int(np.sum(out["result"] == Result.diverged)),
-        **counter_summary,
-    }
-    # Below the threshold the outcome depends on how spread out the start is; at it, it does not.
-    for j, r in enumerate(config.init_radii):
-        summary[f"r={r}/extrapolation_below_threshold"] = _common.median(ext[:, j, 0])
-        summary[f"r={r}/extrapolation_at_threshold"] = _common.median(ext[:, j, 1])
-    return Outcome(out, summary, key_data)
 
 
-def plot(arrays, summary, config: MomentThresholdConfig, file) -> None:
-    import matplotlib
+def analyse(data, config: MomentThresholdConfig) -> Summary:
+    import xarray as xr
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k_below, k_at = config.train_lens
-    colors = ("tab:red", "tab:blue")
-    labels = (f"k = 2d̂ = {k_below}", f"k = 2d̂+1 = {k_at}")
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
-
-    # (a) per-seed extrapolation error for each (d, r) cell, both training lengths.
-    ax = axes[0, 0]
-    n_d, n_r = len(config.state_dims), len(config.init_radii)
-    cells = [(i, j) for i in range(n_d) for j in range(n_r)]
-    rng = np.random.default_rng(0)
-    for c, (i, j) in enumerate(cells):
-        for m in range(2):
-            v = _common.masked(arrays["extrapolation"][i, j, m], arrays["result"][i, j, m])
-            x = c + (m - 0.5) * 0.3 + rng.uniform(-0.06, 0.06, v.size)
-            ax.scatter(x, v, s=14, color=colors[m], alpha=0.7, label=labels[m] if c == 0 else None)
-    ax.axhline(
-        summary["counterexample_extrapolation"],
-        color="k",
-        ls="--",
-        lw=1,
-        label="Lobatto counterexample",
+    ds = data["sweep"]
+    ok = _common.ok(ds)
+    spread = xr.apply_ufunc(
+        measure_spread,
+        ds.measure_eigenvalues.isel(time=-1),
+        ds.measure_weights.isel(time=-1),
+        kwargs={"teacher_eigenvalues": config.eigenvalues},
+        input_core_dims=[["measure_eigenvalues_0"], ["measure_weights_0"]],
     )
-    ax.set_xticks(range(len(cells)))
-    ax.set_xticklabels(
-        [f"d={config.state_dims[i]}\nr={config.init_radii[j]}" for i, j in cells], fontsize=8
+    values = {}
+    for side, k in zip(("below_threshold", "at_threshold"), config.train_lens, strict=True):
+        cell = ds.sel(train_len=k)
+        ext = final(cell, "extrapolation")
+        values[side] = {
+            "train_len": k,
+            "extrapolation": number(seed_median(ext, ...)),
+            "extrapolation_worst": number(ext.max()),
+            "extrapolation_by_radius": numbers(seed_median(ext, ("state_dim", "seed"))),
+            "loss": number(seed_median(final(cell, "loss"), ...)),
+            "spread": number(seed_median(spread.sel(train_len=k).where(ok.sel(train_len=k)), ...)),
+            "spectrum_distance": number(seed_median(final(cell, "spectrum_distance"), ...)),
+        }
+    values["max_relative_imbalance"] = number(final(ds, "relative_imbalance").max())
+    values["diverged"] = int((ds.result == int(Result.diverged)).sum())
+    values["counterexample"] = counterexample(config)
+    cells = "; ".join(
+        f"r={r:g}: {b:.1e} vs {a:.1e}"
+        for r, b, a in zip(
+            config.init_radii,
+            values["below_threshold"]["extrapolation_by_radius"],
+            values["at_threshold"]["extrapolation_by_radius"],
+            strict=True,
+        )
     )
-    ax.set_yscale("log")
-    ax.set_ylabel(f"relative extrapolation error to q={config.horizon}")
-    ax.set_title("(a) extrapolation per seed")
-    ax.legend(fontsize=8)
-
-    # (b)-(d) show the widest start of the first student size, where k = 2d̂ fails most.
-    j_wide = len(config.init_radii) - 1
-
-    # (b) the learned measures of every seed: atoms (λ_j, w_j).
-    ax = axes[0, 1]
-    for m in range(2):
-        lam = arrays["measure_eigenvalues"][0, j_wide, m].ravel()
-        w = arrays["measure_weights"][0, j_wide, m].ravel()
-        keep = np.isfinite(lam) & (w > 1e-8)
-        ax.scatter(lam[keep], w[keep], s=12, color=colors[m], alpha=0.6, label=labels[m])
-    ax.scatter(config.eigenvalues, config.weights, marker="*", s=200, color="k", label="teacher")
-    ax.scatter(
-        arrays["counter_nodes"],
-        arrays["counter_weights"],
-        marker="D",
-        s=50,
-        facecolors="none",
-        edgecolors="k",
-        label="counterexample",
+    headline = (
+        f"median relative extrapolation error, k = 2d̂ vs k = 2d̂+1 — {cells} (worst seed at "
+        f"2d̂+1: {values['at_threshold']['extrapolation_worst']:.1e}); counterexample at "
+        f"k = 2d̂: loss {values['counterexample']['loss']:.1e}, extrapolation "
+        f"{values['counterexample']['extrapolation']:.1e}"
     )
-    ax.set_yscale("log")
-    ax.set_xlabel("eigenvalue λ_j of A")
-    ax.set_ylabel("weight w_j = (v_jᵀ B)²")
-    ax.set_title(
-        f"(b) learned measures, d={config.state_dims[0]}, r={config.init_radii[j_wide]}, all seeds"
-    )
-    ax.legend(fontsize=8)
-
-    # (c) impulse responses: teacher, counterexample, median-error seed at each k.
-    ax = axes[1, 0]
-    i_lag = np.arange(config.horizon)
-    ax.plot(i_lag, np.abs(arrays["teacher_impulse"]), "k-", lw=2, label="teacher")
-    ax.plot(i_lag, np.abs(arrays["counter_impulse"]), "k--", label="counterexample")
-    for m in range(2):
-        v = _common.masked(arrays["extrapolation"][0, j_wide, m], arrays["result"][0, j_wide, m])
-        if np.any(np.isfinite(v)):
-            s = int(np.nanargmin(np.abs(v - np.nanmedian(v))))
-            ax.plot(
-                i_lag,
-                np.abs(arrays["impulse"][0, j_wide, m, s]),
-                color=colors[m],
-                label=f"student, {labels[m]} (median seed)",
-            )
-    ax.axvspan(0, k_at - 0.5, color="0.9")
-    ax.set_yscale("log")
-    ax.set_xlabel("lag i")
-    ax.set_ylabel("|h_i|")
-    ax.set_title(f"(c) impulse responses, r={config.init_radii[j_wide]} (grey: lags < {k_at})")
-    ax.legend(fontsize=8)
-
-    # (d) training loss and extrapolation over time, median over the first cell's seeds.
-    ax = axes[1, 1]
-    ts = arrays["ts"]
-    for m in range(2):
-        for name, ls in (("loss", "-"), ("extrapolation", ":")):
-            curve = _common.masked(
-                arrays[f"{name}_curve"][0, j_wide, m], arrays["result"][0, j_wide, m]
-            )
-            ax.plot(
-                ts[1:],
-                np.nanmedian(curve, axis=0)[1:],
-                ls,
-                color=colors[m],
-                label=f"{name}, {labels[m]}",
-            )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("time t = step × lr")
-    ax.set_title(f"(d) median loss and extrapolation error, r={config.init_radii[j_wide]}")
-    ax.legend(fontsize=8)
-
-    fig.suptitle(
-        f"Moment threshold: balanced SymmetricRNN students, teacher λ={list(config.eigenvalues)}"
-        f" (d̂={len(config.eigenvalues)}), GD lr={config.lr}, t1={config.t1}, {config.seeds} seeds"
-    )
-    fig.tight_layout()
-    fig.savefig(file, format="png", dpi=110)
-    plt.close(fig)
-
-
-def headline(summary) -> str:
-    cells = [
-        f"{key.split('/')[0]}: {summary[key]:.1e} vs "
-        f"{summary[key.replace('below_threshold', 'at_threshold')]:.1e}"
-        for key in summary
-        if key.startswith("r=") and key.endswith("extrapolation_below_threshold")
-    ]
-    return (
-        "median relative extrapolation error, k = 2d̂ vs k = 2d̂+1 — "
-        + "; ".join(cells)
-        + f" (worst seed at 2d̂+1: {summary['extrapolation_at_threshold_worst']:.1e}); "
-        f"counterexample at k = 2d̂: loss {summary['counterexample_loss']:.1e}, "
-        f"extrapolation {summary['counterexample_extrapolation']:.1e}"
-    )
+    return Summary(headline, values)
 
 
 EXPERIMENT = Experiment(
@@ -454,7 +265,7 @@ EXPERIMENT = Experiment(
     ),
     config_type=MomentThresholdConfig,
     small=SMALL,
-    run=run,
-    plot=plot,
-    headline=headline,
+    sweeps=sweeps,
+    analyse=analyse,
+    plot=plots.moment_threshold,
 )

@@ -10,47 +10,39 @@ It starts from unbalanced random parameters of entry scale σ.
 **Extrapolation.** On `num_test` fresh Gaussian sequences (same `input_scale`) of length
 $q$ = `horizon` ≫ $k$, the relative error of the last output,
 $\sum_n (y^{(n)}_{q-1} - \hat y^{(n)}_{q-1})^2 / \sum_n (\hat y^{(n)}_{q-1})^2$; the same at
-step $k - 1$ of those sequences is the in-distribution error at the training length.
+step $k - 1$ is the in-distribution error at the training length (`fit_error`).
 
 **Effective dimension.** The numerical rank of the (`num_test` · q) × d matrix of the
-student's hidden states on the test sequences: the number of singular values above
-`dim_rtol` × the largest (computed in float64). A linear student that learned the teacher's
-d̂-dimensional state space has rank d̂. A tanh student bends that space: a state
-$\tanh(u z)$ driven along a direction $u$ has components along $u$, $u^{\circ 3}$,
-$u^{\circ 5}$, … (tanh is odd), with relative sizes of order $z^2$, $z^4$, …; at the
-default `input_scale` the second and third singular values sit near 5e-2 and 1e-3 – 3e-3
-of the first, so with `dim_rtol = 1e-3` a student that learned the one-dimensional teacher
-reports 2–4, while one that did not uses all d directions.
+student's hidden states on the test sequences: singular values above `dim_rtol` × the
+largest. A linear student that learned the teacher's d̂-dimensional state space has rank
+d̂; tanh bends it (components along $u^{\circ 3}$, $u^{\circ 5}$, … of relative size
+$z^2$, $z^4$, …; at the default `input_scale` near 5e-2 and 1e-3 – 3e-3), so with
+`dim_rtol = 1e-3` a student that learned the one-dimensional teacher reports 2–4, while one
+that did not uses all d directions.
 
-**Calibration** (float32, d = 20, k = 5, teacher 0.9ⁱ, `input_scale` 0.5, supervising all
-steps). Step size: `lr = 0.1` diverges from σ = 0.5 and stalls small inits at the edge of
-stability; `lr = 0.05` trains but, once a small init's loss is near 1e-3 (t ≈ 100), it
-oscillates and the loss rises again (to 3–4e-3); `lr = 0.025` decreases monotonically, and
-the full scale uses 0.02 for its longer run. Doubling `input_scale` needs a four times
-smaller step. At full scale (8 seeds per scale, t = 1000; 11 minutes on a busy 2-core CPU)
-every scale fits the training length alike (training loss 2.7–3.9e-4, relative error at
-step k 1.3–2.7e-4), while the median relative error at q = 100 is 3.0e-3, 2.9e-3, 3.4e-3,
-0.15 and 1.3 for σ = 1e-3, 1e-2, 0.1, 0.2 (≈ 0.9/√d; seeds range from 5e-3 to 7) and 0.5,
-with effective dimensions 2.5, 3, 9, 19.5 and 20.
+**Calibration** (float32, d = 20, k = 5, teacher 0.9ⁱ, `input_scale` 0.5, all steps
+supervised): `lr = 0.1` diverges from σ = 0.5; 0.05 oscillates once a small init's loss is
+near 1e-3; 0.025 decreases monotonically, and the full scale uses 0.02 for its longer run.
+Doubling `input_scale` needs a four times smaller step.
 
-Recorded per seed (axes scale, seed): training loss and relative error at $q$ at log-spaced
-save times, final relative errors at $k$ and $q$, the normalized singular values of the
-hidden states and the effective dimension, and the result code.
+One sweep, axes (init_scale, seed, time): training loss, relative errors at $q$ and at $k$,
+and the normalized singular values of the hidden states, at log-spaced times.
 """
 
 import dataclasses
 from typing import Literal
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._losses import SequenceLoss
 from .._models import TanhRNN
+from .._sweep import Sweep
 from .._trajectory import Result, Save
-from . import _common
-from .base import Experiment, ExperimentConfig, Outcome, Sweep
+from . import _common, plots
+from ._common import final, number, numbers, seed_median
+from .base import Experiment, ExperimentConfig
+from .summary import Summary
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -98,203 +90,82 @@ class NonlinearConfig(ExperimentConfig):
             raise ValueError("`dim_rtol` must lie strictly between 0 and 1.")
 
 
-# 13 s on an idle 2-core CPU in float32, compilation and figure included (measured; 27 s
-# with the machine loaded by other work).
 SMALL = NonlinearConfig(
-    seeds=3,
-    scales=(1e-2, 0.2, 0.5),
-    num_sequences=100,
-    lr=0.025,
-    t1=200.0,
-    num_saves=20,
+    seeds=3, scales=(1e-2, 0.2, 0.5), num_sequences=100, lr=0.025, t1=200.0, num_saves=20
 )
 
 
-def _relative_errors(model, params, xs, ys, train_len):
+def relative_errors(model, params, xs, ys, train_len):
     """Relative squared error of the outputs at steps k - 1 and q - 1 over the sequences."""
     y = jax.vmap(model, in_axes=(None, 0))(params, xs)[..., 0]
-    out = []
-    for step in (train_len - 1, xs.shape[1] - 1):
-        out.append(jnp.sum((y[:, step] - ys[:, step]) ** 2) / jnp.sum(ys[:, step] ** 2))
-    return jnp.stack(out)
+    steps = (train_len - 1, xs.shape[1] - 1)
+    return [jnp.sum((y[:, i] - ys[:, i]) ** 2) / jnp.sum(ys[:, i] ** 2) for i in steps]
 
 
-@eqx.filter_jit
-def _errors_jit(model, params, xs, ys, train_len):
-    return jax.vmap(lambda prm: _relative_errors(model, prm, xs, ys, train_len))(params)
+def state_singular_values(model, params, xs):
+    """Singular values of the hidden states on the sequences `xs`, over the largest."""
+    states = jax.vmap(model.states, in_axes=(None, 0))(params, xs).reshape(-1, model.state_dim)
+    finite = jnp.all(jnp.isfinite(states))  # LAPACK never sees a diverged seed's NaN
+    s = jnp.linalg.svd(jnp.where(finite, states, 0.0), compute_uv=False)
+    return jnp.where(finite, s / jnp.maximum(s[0], jnp.finfo(s.dtype).tiny), jnp.nan)
 
 
-@eqx.filter_jit
-def _states(model, params, xs):
-    return jax.vmap(model.states, in_axes=(None, 0))(params, xs)
-
-
-def state_singular_values(model, params, xs) -> np.ndarray:
-    """Singular values (float64, largest first) of the hidden states on the sequences `xs`;
-    NaN for parameters that are not finite (a diverged seed)."""
-    states = _states(model, params, xs)
-    states = np.asarray(states, dtype=np.float64).reshape(-1, model.state_dim)
-    if not np.all(np.isfinite(states)):
-        return np.full(model.state_dim, np.nan)
-    return np.linalg.svd(states, compute_uv=False)
-
-
-def run(config: NonlinearConfig, sweep: Sweep = Sweep()) -> Outcome:
-    n_scales, n_seeds = len(config.scales), config.seeds
-    keys, key_data = _common.seed_keys(config.seed, n_scales * n_seeds)
-    # Data keys come from the root seed too, folded away from the split init keys.
+def sweeps(config: NonlinearConfig) -> dict[str, Sweep]:
+    # Data keys come from the root seed too, folded away from the seeds' keys.
     train_key, test_key = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 1))
-    teacher = _common.teacher(config.teacher)
-    model = TanhRNN(config.state_dim)
+    teacher, model = _common.teacher(config.teacher), TanhRNN(config.state_dim)
     dtype = jnp.result_type(float)
-    xs = config.input_scale * jax.random.normal(
-        train_key, (config.num_sequences, config.train_len, 1), dtype
-    )
-    loss = SequenceLoss(teacher, xs, supervise=config.supervise)
-    test_shape = (config.num_test, config.horizon, 1)
-    xt = config.input_scale * jax.random.normal(test_key, test_shape, dtype)
+    shape = (config.num_sequences, config.train_len, 1)
+    xs = config.input_scale * jax.random.normal(train_key, shape, dtype)
+    loss_fn = SequenceLoss(teacher, xs, supervise=config.supervise).bind(model)
+    shape = (config.num_test, config.horizon, 1)
+    xt = config.input_scale * jax.random.normal(test_key, shape, dtype)
     yt = jax.vmap(teacher)(xt)[..., 0]
-
-    def extrapolation(t, prm):
-        return _relative_errors(model, prm, xt, yt, config.train_len)[1]
-
-    save = Save(
-        num=config.num_saves,
-        spacing="log",
-        decades=3.0,
-        metrics={"loss": lambda t, prm: loss(model, prm), "extrapolation": extrapolation},
-    )
+    k = config.train_len
+    metrics = {
+        "loss": lambda t, p: loss_fn(p),
+        "extrapolation": lambda t, p: relative_errors(model, p, xt, yt, k)[1],
+        "fit_error": lambda t, p: relative_errors(model, p, xt, yt, k)[0],
+        "singular_values": lambda t, p: state_singular_values(model, p, xt),
+    }
     method = _common.method("gd", lr=config.lr, t1=config.t1)
-    params = _common.init_scales(model, keys, config.scales)
-    sweep.log(
-        f"nonlinear: {n_scales * n_seeds} tanh students, {method.num_steps} steps on "
-        f"{config.num_sequences} sequences",
-        flush=True,
+
+    def setup(point, key):
+        return loss_fn, model.init(key=key, scale=point["init_scale"]), method
+
+    save = Save(num=config.num_saves, spacing="log", decades=3.0, metrics=metrics)
+    key = _common.root_key(config.seed)
+    return {"sweep": Sweep({"init_scale": config.scales}, config.seeds, setup, key, save)}
+
+
+def effective_dim(ds, config: NonlinearConfig):
+    """Singular values of the hidden states above `dim_rtol` (× the largest) at the end;
+    NaN for failed seeds."""
+    sv = final(ds, "singular_values")
+    return (sv > config.dim_rtol).sum("singular_values_0").where(_common.ok(ds))
+
+
+def analyse(data, config: NonlinearConfig) -> Summary:
+    ds = data["sweep"]
+    small, large = min(config.scales), max(config.scales)
+    fields = {name: final(ds, name) for name in ("extrapolation", "fit_error", "loss")}
+    fields["dim"] = effective_dim(ds, config)
+    values = {}
+    for name, v in fields.items():
+        med = seed_median(v)
+        values[name] = {
+            "small_init": number(med.sel(init_scale=small)),
+            "large_init": number(med.sel(init_scale=large)),
+            "by_scale": numbers(med),
+        }
+    values["failed"] = int((ds.result > int(Result.converged)).sum())
+    ext, dim = values["extrapolation"], values["dim"]
+    headline = (
+        f"tanh student, median relative error at q: {ext['small_init']:.1e} (small init) vs "
+        f"{ext['large_init']:.1e} (large init); effective state dim {dim['small_init']:g} vs "
+        f"{dim['large_init']:g}"
     )
-    traj = sweep.train("train", loss.bind(model), method, params, save=save)
-
-    errors = _errors_jit(model, traj.final, xt, yt, config.train_len)
-    sv = np.stack(
-        [
-            state_singular_values(model, jax.tree.map(lambda x: x[n], traj.final), xt)
-            for n in range(n_scales * n_seeds)
-        ]
-    )
-    sv = sv / np.maximum(sv[:, :1], np.finfo(np.float64).tiny)
-    dim = np.where(np.isnan(sv[:, 0]), -1, np.sum(sv > config.dim_rtol, axis=1))
-
-    grid = (n_scales, n_seeds)
-    result = np.asarray(traj.result).reshape(grid)
-    errors = np.asarray(errors).reshape(grid + (2,))
-    arrays = {
-        "loss": np.asarray(traj.metrics["loss"]).reshape(grid + (-1,)),
-        "extrapolation_curve": np.asarray(traj.metrics["extrapolation"]).reshape(grid + (-1,)),
-        "fit_error": errors[..., 0],
-        "extrapolation": errors[..., 1],
-        "singular_values": sv.reshape(grid + (-1,)),
-        "dim": dim.reshape(grid),
-        "result": result.astype(np.int32),
-        "ts": np.asarray(traj.ts).reshape(n_scales * n_seeds, -1)[0],
-        "scales": np.asarray(config.scales),
-    }
-    summary: dict[str, float] = {}
-    medians = {
-        name: [_common.median(row) for row in _common.masked(arrays[name], result)]
-        for name in ("extrapolation", "fit_error", "dim")
-    }
-    medians["loss"] = [
-        _common.median(row) for row in _common.masked(arrays["loss"][..., -1], result)
-    ]
-    for name, values in medians.items():
-        summary[f"{name}_smallest_scale"] = values[int(np.argmin(config.scales))]
-        summary[f"{name}_largest_scale"] = values[int(np.argmax(config.scales))]
-        for s, v in zip(config.scales, values):
-            summary[f"{name}/scale_{s:g}"] = v
-    summary["failed"] = int(np.sum(result > Result.converged))
-    return Outcome(arrays, summary, key_data)
-
-
-def plot(arrays, summary, config: NonlinearConfig, file) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ts, scales, result = arrays["ts"], arrays["scales"], arrays["result"]
-    colors = plt.cm.plasma(np.linspace(0.0, 0.85, len(scales)))
-    t = ts[1:]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
-
-    for ax, name, label in (
-        (axes[0, 0], "loss", "training loss"),
-        (axes[0, 1], "extrapolation_curve", f"relative error at q={config.horizon}"),
-    ):
-        values = _common.masked(arrays[name], result)
-        for j, s in enumerate(scales):
-            for curve in values[j]:
-                ax.plot(t, curve[1:], color=colors[j], lw=0.5, alpha=0.4)
-            ax.plot(t, _common.nanmedian(values[j], 0)[1:], color=colors[j], lw=2, label=f"σ={s:g}")
-        _common.log_axes(ax, values)
-        ax.set(xlabel="time t = step × lr", ylabel=label)
-        ax.legend(fontsize=8)
-    axes[0, 0].set_title(f"Training loss (k={config.train_len}; thin: seeds, thick: median)")
-    axes[0, 1].set_title(f"Error on fresh sequences of length q={config.horizon}")
-
-    ax = axes[1, 0]
-    for name, label, marker in (
-        ("fit_error", f"at the training length k={config.train_len}", "s--"),
-        ("extrapolation", f"at q={config.horizon}", "o-"),
-    ):
-        v = _common.masked(arrays[name], result)
-        med = np.array([_common.median(row) for row in v])
-        ax.plot(scales, med, marker, label=label)
-        for j, s in enumerate(scales):
-            ax.plot(np.full(v.shape[1], s), v[j], ".", color="gray", alpha=0.5)
-    _common.log_axes(
-        ax, [_common.masked(arrays[n], result) for n in ("fit_error", "extrapolation")]
-    )
-    ax.set(xlabel="init scale σ", ylabel="relative error, last output")
-    ax.set_title("Final error: fits k everywhere, extrapolates from small init")
-    ax.legend(fontsize=8)
-
-    ax = axes[1, 1]
-    sv = _common.masked(arrays["singular_values"], result)
-    dims = _common.masked(arrays["dim"], result)
-    idx = np.arange(1, sv.shape[-1] + 1)
-    for j, s in enumerate(scales):
-        med = np.exp(_common.nanmedian(np.log(np.where(sv[j] > 0, sv[j], np.nan)), 0))
-        ax.plot(
-            idx,
-            med,
-            "o-",
-            color=colors[j],
-            ms=3,
-            label=f"σ={s:g}: effective dim {_common.median(dims[j]):g}",
-        )
-    ax.axhline(config.dim_rtol, color="gray", ls=":", lw=1, label=f"tolerance {config.dim_rtol:g}")
-    _common.log_axes(ax, sv, x=False)
-    ax.set(xlabel="index", ylabel="singular value / largest")
-    ax.set_title("Hidden states on test sequences: singular values (median)")
-    ax.legend(fontsize=8)
-
-    fig.suptitle(
-        f"Non-linear (tanh) student d={config.state_dim}, teacher {config.teacher}, "
-        f"{config.num_sequences} sequences × k={config.train_len}, input scale "
-        f"{config.input_scale:g},\nsupervise {config.supervise}, GD lr={config.lr:g} to "
-        f"t={config.t1:g}, {config.seeds} seeds per scale"
-    )
-    fig.tight_layout()
-    fig.savefig(file, format="png", dpi=100)
-    plt.close(fig)
-
-
-def headline(summary) -> str:
-    return (
-        "tanh student, median relative error at q: "
-        f"{summary['extrapolation_smallest_scale']:.1e} (small init) vs "
-        f"{summary['extrapolation_largest_scale']:.1e} (large init); effective state dim "
-        f"{summary['dim_smallest_scale']:g} vs {summary['dim_largest_scale']:g}"
-    )
+    return Summary(headline, values)
 
 
 EXPERIMENT = Experiment(
@@ -306,7 +177,7 @@ EXPERIMENT = Experiment(
     ),
     config_type=NonlinearConfig,
     small=SMALL,
-    run=run,
-    plot=plot,
-    headline=headline,
+    sweeps=sweeps,
+    analyse=analyse,
+    plot=plots.nonlinear,
 )

@@ -1,42 +1,53 @@
-"""Results folders: written atomically, never overwritten, loaded back with one call.
+"""Results folders: one experiment's run, labelled, never overwritten, loaded with one call.
 
-A results folder holds one experiment's run:
+    run.json       the run's identity: experiment, config, precision (float64 or not);
+                   written before any computation
+    NAME.zarr      the store of each of the experiment's sweeps (see rnnflow.run_sweep):
+                   labelled arrays over (axes..., seed, time, ...), resumable
+    figure.png     the experiment's figure
+    summary.json   identity, the nested summary, versions, backend, wall time; written
+                   last, so its presence means the run is complete
 
-    metadata.json   experiment, config, summary, package versions, backend, seed keys;
-                    written last, so its presence means the run is complete
-    results.npz     per-seed arrays (seed axis first)
-    figure.png      the experiment's figure
-
-Each file is written to a temporary name and renamed into place, so a killed run never
-leaves a partial file under a final name.
+A folder belongs to one identity: a run of another experiment, config or precision into
+it is refused before any work, whether the folder is complete or not, and nothing in it
+is changed. Files are written to a temporary name and renamed into place.
 """
 
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._files import atomic_write
-from .base import Experiment, ExperimentConfig
+from .summary import Summary
 
-_PACKAGES = ("rnnflow", "jax", "jaxlib", "optax", "diffrax", "equinox", "numpy")
+RUN, SUMMARY, FIGURE = "run.json", "summary.json", "figure.png"
+
+
+def identity(experiment: str, config, float64: bool) -> dict:
+    """What decides "the same run": the experiment, every config value and the precision."""
+    return {"experiment": experiment, "config": config.to_dict(), "float64": bool(float64)}
+
+
+def _describe(ident: dict) -> str:
+    precision = "float64" if ident.get("float64") else "float32"
+    return f"{ident.get('experiment')!r} ({precision})"
 
 
 @dataclasses.dataclass
 class Results:
     """A loaded results folder.
 
-    - `arrays`: name → numpy array (seed axis first where there is one).
-    - `metadata`: everything in `metadata.json` (experiment, config, summary, versions, keys).
+    - `data`: sweep name → its labelled `xarray.Dataset` (read lazily from `NAME.zarr`).
+    - `summary`: the [`rnnflow.experiments.Summary`][].
+    - `metadata`: everything in `summary.json` (identity, versions, backend, wall time).
     """
 
-    arrays: dict[str, np.ndarray]
+    folder: Path
+    data: dict[str, Any]
+    summary: Summary
     metadata: dict[str, Any]
 
     @property
@@ -48,108 +59,125 @@ class Results:
         return self.metadata["config"]
 
     @property
-    def summary(self) -> dict[str, float]:
-        return self.metadata["summary"]
+    def float64(self) -> bool:
+        return self.metadata["float64"]
 
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.arrays[name]
-
-    def to_xarray(self):
-        """The arrays as an `xarray.Dataset` (needs xarray), metadata in its attributes."""
-        try:
-            import xarray as xr
-        except ImportError as e:
-            raise ImportError("to_xarray needs xarray: pip install xarray") from e
-        data = {
-            name: ([f"{name}_dim{i}" for i in range(a.ndim)], a) for name, a in self.arrays.items()
-        }
-        return xr.Dataset(data, attrs={"metadata": json.dumps(self.metadata)})
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    def __getitem__(self, name: str):
+        """The Dataset of the sweep `name`."""
+        return self.data[name]
 
 
 def load_results(path: str | os.PathLike) -> Results:
-    """Load a results folder (or its `metadata.json` / `results.npz`) written by rnnflow.
+    """Load a complete results folder written by [`rnnflow.experiments.run_experiment`][]
+    (or `rnnflow run`/`reproduce`).
+
+    **Arguments:**
+
+    - `path`: the folder.
+
+    **Returns:**
+
+    [`rnnflow.experiments.Results`][]: the sweeps' Datasets, the summary and metadata.
 
     ```python
     res = load_results("rnnflow-results/init_scale")
-    res["extrapolation"].shape, res.summary
+    res["sweep"].extrapolation.isel(time=-1).median("seed"), res.summary["diverged"]
     ```
     """
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    meta_path = folder / "metadata.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(
-            f"{folder} holds no complete rnnflow results (no metadata.json): the run may "
-            "not have finished."
-        )
-    metadata = json.loads(meta_path.read_text())
-    with np.load(folder / "results.npz") as data:
-        arrays = {k: data[k] for k in data.files}
-    return Results(arrays, metadata)
+    from .._store import open_results
+
+    folder = Path(path)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder} does not exist.")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is a file, not a results folder.")
+    summary_path = folder / SUMMARY
+    if not summary_path.exists():
+        what = "an unfinished run" if (folder / RUN).exists() else "no rnnflow results"
+        raise FileNotFoundError(f"{folder} holds {what} (no {SUMMARY}).")
+    metadata = json.loads(summary_path.read_text())
+    data = {name: open_results(folder / f"{name}.zarr") for name in metadata["sweeps"]}
+    return Results(folder, data, Summary.from_dict(metadata["summary"]), metadata)
 
 
-def existing_results(folder: Path, experiment: Experiment, config: ExperimentConfig):
-    """The complete results already in `folder` for this same experiment and config, or None.
+def inspect(folder: Path, ident: dict) -> str:
+    """What `folder` holds for this run, without changing anything: `"complete"` (this run,
+    finished), `"unfinished"` (this run, to resume) or `"new"` (nothing). Raises
+    `FileExistsError` (one line naming the folder) if it holds anything else: another
+    experiment, config or precision, complete or not, or files that are not an rnnflow run;
+    `PermissionError` if this run would have to write into a folder it cannot write."""
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file, not a results folder; choose another --out.")
+    for name in (SUMMARY, RUN):
+        path = folder / name
+        if not path.exists():
+            continue
+        held = json.loads(path.read_text())
+        held = {k: held.get(k) for k in ("experiment", "config", "float64")}
+        if held != ident:
+            what = "results" if name == SUMMARY else "an unfinished run"
+            reason = (
+                "another experiment"
+                if held["experiment"] != ident["experiment"]
+                else "another precision"
+                if held["float64"] != ident["float64"]
+                else "another config"
+            )
+            raise FileExistsError(
+                f"{folder} holds {what} of {_describe(held)} for {reason} than this "
+                f"{_describe(ident)} run; choose another output folder (nothing was overwritten)."
+            )
+        if name == SUMMARY:
+            return "complete"
+        _check_writable(folder)
+        return "unfinished"
+    if folder.exists():
+        if any(folder.iterdir()):
+            raise FileExistsError(
+                f"{folder} is not empty and holds no rnnflow run; choose another output folder."
+            )
+        _check_writable(folder)
+    else:
+        parent = next(p for p in folder.absolute().parents if p.exists())
+        if not parent.is_dir():
+            raise FileExistsError(f"{parent} is a file: {folder} cannot be made there.")
+        _check_writable(parent)
+    return "new"
 
-    Raises if `folder` holds another experiment's results, or this experiment's with another
-    config: nothing saved is ever overwritten.
-    """
-    meta_path = folder / "metadata.json"
-    if not meta_path.exists():
-        return None
-    metadata = json.loads(meta_path.read_text())
-    if metadata.get("experiment") != experiment.name:
-        raise FileExistsError(
-            f"{folder} already holds results of experiment {metadata.get('experiment')!r}; "
-            f"choose another output folder for {experiment.name!r}."
-        )
-    if metadata.get("config") != config.to_dict():
-        raise FileExistsError(
-            f"{folder} already holds {experiment.name!r} results for a different config; "
-            "choose another output folder (nothing was overwritten)."
-        )
-    return load_results(folder)
+
+def claim(folder: Path, ident: dict) -> bool:
+    """`inspect`, then make `folder` this run's (its `run.json`) if it is new. Returns True
+    if it already holds this run complete (nothing to compute)."""
+    state = inspect(folder, ident)
+    if state == "new":
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(folder / RUN, lambda f: f.write(json.dumps(ident, indent=1).encode()))
+        except OSError as e:
+            raise PermissionError(
+                f"cannot write the results folder {folder}: {e.strerror}."
+            ) from None
+    return state == "complete"
 
 
-def write_results(
-    folder: Path,
-    experiment: Experiment,
-    config: ExperimentConfig,
-    outcome,
-    *,
-    backend: str,
-    dtype: str,
+def _check_writable(folder: Path) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write into {folder}: permission denied.")
+
+
+def write(
+    folder: Path, ident: dict, experiment, config, data: dict, summary: Summary, extra: dict
 ) -> Results:
-    """Write arrays, figure and (last) metadata into `folder`; return them as `Results`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / "results.npz", lambda f: np.savez(f, **outcome.arrays))
+    """Draw the figure, then write `summary.json` (last: the run is complete)."""
+    atomic_write(folder / FIGURE, lambda f: experiment.plot(data, summary, config, f))
     metadata = {
-        "experiment": experiment.name,
+        **ident,
         "claim": experiment.claim,
-        "config": config.to_dict(),
-        "summary": {k: float(v) for k, v in outcome.summary.items()},
-        "versions": _versions(),
-        "backend": backend,
-        "dtype": dtype,
-        "seed_keys": np.asarray(outcome.keys).tolist(),
+        "sweeps": list(data),
+        "summary": summary.to_dict(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **extra,
     }
-    figure = folder / "figure.png"
-    atomic_write(
-        figure,
-        lambda f: experiment.plot(outcome.arrays, metadata["summary"], config, f),
-    )
-    atomic_write(
-        folder / "metadata.json", lambda f: f.write(json.dumps(metadata, indent=1).encode())
-    )
-    return Results(dict(outcome.arrays), metadata)
+    text = json.dumps(metadata, indent=1).encode()
+    atomic_write(folder / SUMMARY, lambda f: f.write(text))
+    return Results(folder, data, summary, metadata)

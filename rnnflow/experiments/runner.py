@@ -1,43 +1,20 @@
 """Running a named experiment into a results folder."""
 
-import json
+import importlib.metadata
 import os
-import shutil
+import platform
+import time
 from pathlib import Path
 
 import jax
 
-from .._files import atomic_write
-from .base import Experiment, ExperimentConfig, Sweep
+from . import results as _results
+from .base import Experiment, ExperimentConfig
 from .registry import get_experiment
-from .results import Results, existing_results, write_results
+from .results import Results
 
 
-def run_experiment(
-    experiment: str | Experiment,
-    config: ExperimentConfig | None = None,
-    *,
-    out: str | os.PathLike,
-    progress: bool = False,
-    chunk_size: int | None = None,
-    lanes: int | None = None,
-) -> Results:
-    """Run `experiment` with `config` (default: its full-scale config) into the folder `out`.
-
-    If `out` already holds this experiment's complete results for the same config, they are
-    loaded and nothing is computed. If it holds anything else's results, a `FileExistsError`
-    is raised before any work: nothing saved is overwritten.
-
-    While it runs, finished training runs are checkpointed in `out/.partial/` (in chunks of
-    `chunk_size` seeds, default all at once; `lanes` seeds are computed side by side on each
-    device, see [`rnnflow.train_seeds`][]). Killed at any point and called
-    again with the same arguments, it resumes from them and ends with the same results;
-    the checkpoints are removed once the results are written.
-
-    ```python
-    res = run_experiment("init_scale", get_experiment("init_scale").small, out="results/init")
-    ```
-    """
+def _resolve(experiment, config) -> tuple[Experiment, ExperimentConfig]:
     if isinstance(experiment, str):
         experiment = get_experiment(experiment)
     config = experiment.config_type() if config is None else config
@@ -46,34 +23,70 @@ def run_experiment(
             f"the config for {experiment.name!r} must be a {experiment.config_type.__name__}; "
             f"got {type(config).__name__}."
         )
+    return experiment, config
+
+
+def check_folder(experiment, config, out, *, claim: bool = True) -> bool:
+    """Check that the folder `out` can take this run (see `run_experiment`), and with
+    `claim` make it this run's; nothing is computed. Returns True if it already holds this
+    run complete; raises a one-line `FileExistsError`/`PermissionError` otherwise."""
+    experiment, config = _resolve(experiment, config)
+    ident = _results.identity(experiment.name, config, jax.config.read("jax_enable_x64"))
+    if claim:
+        return _results.claim(Path(out), ident)
+    return _results.inspect(Path(out), ident) == "complete"
+
+
+def run_experiment(
+    experiment: str | Experiment,
+    config: ExperimentConfig | None = None,
+    *,
+    out: str | os.PathLike,
+    progress: bool | None = False,
+    lanes: int | None = None,
+) -> Results:
+    """Run `experiment` with `config` (default: its full-scale config) into the folder `out`.
+
+    **Arguments:**
+
+    - `experiment`: a name (see `rnnflow list`) or an [`rnnflow.experiments.Experiment`][].
+    - `config`: its config; default the full scale.
+    - `out`: the results folder (layout in `rnnflow.experiments.results`).
+    - `progress`: a progress bar per sweep (`None`: when the output is a terminal).
+    - `lanes`: seeds × points computed side by side (see [`rnnflow.run_sweep`][]).
+
+    **Returns:**
+
+    The [`rnnflow.experiments.Results`][].
+
+    The run is identified by the experiment, the config and the precision (float64 or
+    not). If `out` holds this run complete, it is loaded and nothing is computed; if it
+    holds it unfinished (killed part-way), every sweep resumes from its last finished unit
+    of work; anything else there is refused with a `FileExistsError` before any work.
+
+    ```python
+    res = run_experiment("init_scale", get_experiment("init_scale").small, out="results/init")
+    ```
+    """
+    from .._sweep import run_sweep
+
+    experiment, config = _resolve(experiment, config)
     folder = Path(out)
-    done = existing_results(folder, experiment, config)
-    if done is not None:
-        if progress:
-            print(f"{experiment.name}: complete results found in {folder}; nothing to do.")
-        return done
-    workdir = folder / ".partial"
-    _claim_workdir(workdir, experiment, config)
-    sweep = Sweep(progress=progress, workdir=workdir, chunk_size=chunk_size, lanes=lanes)
-    outcome = experiment.run(config, sweep)
-    dtype = "float64" if jax.config.read("jax_enable_x64") else "float32"
-    results = write_results(
-        folder, experiment, config, outcome, backend=jax.default_backend(), dtype=dtype
-    )
-    shutil.rmtree(workdir, ignore_errors=True)
-    return results
-
-
-def _claim_workdir(workdir: Path, experiment: Experiment, config: ExperimentConfig) -> None:
-    """Make `workdir` this run's, or check that the unfinished run it holds is this one."""
-    owner = {"experiment": experiment.name, "config": config.to_dict()}
-    path = workdir / "run.json"
-    if path.exists():
-        if json.loads(path.read_text()) != owner:
-            raise FileExistsError(
-                f"{workdir.parent} holds an unfinished run of another experiment or config "
-                f"({path}); choose another output folder, or delete {workdir} to discard it."
-            )
-        return
-    workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(json.dumps(owner).encode()))
+    if check_folder(experiment, config, folder):
+        return _results.load_results(folder)
+    ident = _results.identity(experiment.name, config, jax.config.read("jax_enable_x64"))
+    start = time.perf_counter()
+    data = {
+        name: run_sweep(sweep, folder / f"{name}.zarr", lanes=lanes, progress=progress)
+        for name, sweep in experiment.sweeps(config).items()
+    }
+    summary = experiment.analyse(data, config)
+    extra = {
+        "backend": jax.default_backend(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "wall_time_s": round(time.perf_counter() - start, 1),
+        "versions": {
+            name: importlib.metadata.version(name) for name in ("rnnflow", "jax", "jaxlib")
+        },
+    }
+    return _results.write(folder, ident, experiment, config, data, summary, extra)

@@ -1,39 +1,32 @@
 r"""Small-step limit: gradient descent is the explicit Euler discretisation of gradient flow.
 DESIGN facts 1 and 2.
 
-From the same unbalanced random starts, a student is trained to a fixed time $t_1$ by
-gradient flow (a tight adaptive diffrax solve, the reference), by gradient descent with step
-$\eta$ ($t = n\eta$) for a range of $\eta$, and by the modified flow of
-$L + \frac{\eta}{4}\|\nabla L\|^2$ ([`rnnflow.ModifiedFlow`][]). Recorded per step size, seed
-and save time:
+From the same unbalanced random starts (seed s has one key in every sweep below), a student
+is trained to a fixed time $t_1$ by gradient flow (a tight adaptive solve, the reference),
+by gradient descent with step $\eta$ ($t = n\eta$) for a range of $\eta$, and by the
+modified flow of $L + \frac{\eta}{4}\|\nabla L\|^2$ ([`rnnflow.ModifiedFlow`][]). The
+parameters θ and the imbalance $Q$ are saved at $t = 0$ and the save times; the analysis
+compares slices of the stores:
 
-- $\|\theta_{GD}(t) - \theta_{GF}(t)\|$: first order, the fitted log-log slope against
-  $\eta$ is ≈ 1;
+- $\|\theta_{GD}(t) - \theta_{GF}(t)\|$: first order, the log-log slope against η is ≈ 1;
 - $\|\theta_{GD}(t) - \theta_{MF,\eta}(t)\|$: backward error analysis, slope ≈ 2;
-- the drift $\|Q_{GD}(t) - Q(0)\|$ of the quantity the flow conserves
-  ([`rnnflow.AbstractRNN.imbalance`][]): each step changes it by $O(\eta^2)$, so over $t/\eta$
-  steps by $O(\eta)$, slope ≈ 1. The flow's own drift (solver error) is recorded for scale.
+- the drift $\|Q_{GD}(t) - Q(0)\|$ of the quantity the flow conserves: $O(\eta^2)$ per
+  step, $O(\eta)$ over $t/\eta$ steps, slope ≈ 1. The flow's own drift (solver error) is
+  recorded for scale.
 
-The start is unbalanced and of moderate scale so that the parameters move a lot within the
-short horizon, while $\eta$ stays small enough for the asymptotic regime (at $\eta \gtrsim
-0.1$ the errors are O(1) and the slopes meaningless).
+Stores: `flow` (axis `rtol`, the reference), `steps` (axes `algorithm` ∈ {gd, modified} × `lr`).
 
-**Finite step size changes the solution.** A second, optional part (`dense_seeds > 0`)
-trains a dense student from small initialization on $\hat h_i = 0.9^i$ with several larger
-step sizes to convergence. The balanced rank-1 solution that the flow reaches has sharpness
-(top Hessian eigenvalue) ≈ 46 for d = 20, k = 5, so gradient descent with
-$\eta > 2/46 \approx 0.043$ cannot converge to it: at $\eta = 0.05$ it settles, after a long
-plateau, on a flatter solution with complex eigenvalues of modulus ≈ 1.5 that fits the
-training lags and does not extrapolate at all, while $\eta \le 0.04$ learns the exact
-solution. (At the full config's η = 0.045 it does not converge at all, a period-two
-oscillation at loss ≈ 0.03; at η = 0.06 it fits to ≲ 1e-7 with |λ| ≈ 1.2, sharpness ≈ 2/η.)
-Recorded per step size and seed: training loss, relative extrapolation error,
-spectral radius of $A$, and the sharpness at the end, to compare with $2/\eta$.
+**Finite step size changes the solution** (store `dense`, axis `lr`, when `dense_seeds` >
+0): a dense student from small initialization on $\hat h_i = 0.9^i$, trained to
+convergence. The balanced rank-1 solution that the flow reaches has sharpness ≈ 46 for
+d = 20, k = 5, so gradient descent with $\eta > 2/46 \approx 0.043$ cannot converge to it: at
+η = 0.05 it settles, after a long plateau, on a flatter solution with complex eigenvalues
+of modulus ≈ 1.5 that fits the training lags and does not extrapolate, while η ≤ 0.04
+learns the exact solution. Saved: loss, extrapolation error, sharpness (top Hessian
+eigenvalue, to compare with 2/η) and $A$ (its spectral radius).
 
-**Precision.** float32 resolves the slopes at the small config (the GD errors there are far
-above float32 rounding, and the flow is solved to `rtol` = 2e-6, about what float32 can
-deliver); run the full scale (`rtol` = 1e-8), whose
-smallest step takes thousands of steps, in float64 (`--float64`).
+**Precision.** float32 resolves the slopes at the small config (`rtol` = 2e-6); run the
+full scale (`rtol` = 1e-8) in float64 (`--float64`).
 """
 
 import dataclasses
@@ -45,13 +38,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._losses import ImpulseLoss, extrapolation_error
+from .._losses import ImpulseLoss
 from .._methods import GradientDescent, GradientFlow, ModifiedFlow
 from .._models import MODELS, DenseRNN
-from .._seeds import init_seeds
+from .._rnn_metrics import extrapolation_metric
+from .._sweep import Sweep
 from .._trajectory import Result, Save, Stop
-from . import _common
-from .base import Experiment, ExperimentConfig, Outcome, Sweep
+from . import _common, plots
+from ._common import final, number, numbers, seed_median
+from .base import Experiment, ExperimentConfig
+from .summary import Summary
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -126,136 +122,11 @@ SMALL = SmallStepConfig(
 )
 
 
-def fit_slope(lrs, errors) -> np.ndarray:
-    """Least-squares slope of log(error) against log(η) along axis 0 of `errors`, using only
-    the finite positive entries (NaN where fewer than two)."""
-    x = np.log(np.asarray(lrs, np.float64))
-    errors = np.asarray(errors, np.float64)
-    flat = errors.reshape(errors.shape[0], -1)
-    out = np.full(flat.shape[1], np.nan)
-    for j in range(flat.shape[1]):
-        ok = np.isfinite(flat[:, j]) & (flat[:, j] > 0)
-        if ok.sum() >= 2:
-            out[j] = np.polyfit(x[ok], np.log(flat[ok, j]), 1)[0]
-    return out.reshape(errors.shape[1:])
-
-
-def _flat(params):
-    """Parameters saved over (seeds, saves) as one vector each."""
-    return jax.vmap(jax.vmap(lambda p: ravel_pytree(p)[0]))(params)
-
-
-def _ok(traj) -> np.ndarray:
-    return np.asarray(traj.result) <= Result.converged
-
-
-def _drift(traj, q0) -> np.ndarray:
-    q = traj.metrics["imbalance"]
-    diff = (q - q0[:, None]).reshape(q.shape[0], q.shape[1], -1)
-    return np.asarray(jnp.linalg.norm(diff, axis=-1))
-
-
-def _small_step_part(config: SmallStepConfig, keys, sweep: Sweep) -> tuple[dict, dict]:
-    model = MODELS[config.parameterization](config.state_dim)
-    loss = ImpulseLoss(_common.teacher(config.teacher), config.train_len)
-    params = init_seeds(model, keys, scale=config.scale)
-    metrics = {
-        "loss": lambda t, p: loss(model, p),
-        "imbalance": lambda t, p: model.imbalance(p),
-    }
-    save = Save(config.save_times, params=True, metrics=metrics)
-    controller = diffrax.PIDController(rtol=config.rtol, atol=config.rtol * 1e-3)
-    flow = dict(stepsize_controller=controller, max_steps=config.max_steps)
-    q0 = jax.vmap(model.imbalance)(params)
-
-    sweep.log("small_step: gradient flow (reference)", flush=True)
-    gf = sweep.train("gf", loss.bind(model), GradientFlow(config.t1, **flow), params, save=save)
-    gf_ok = _ok(gf)
-    theta_gf = _flat(gf.params)
-    shape = (len(config.lrs), config.seeds, config.num_saves)
-    out = {
-        name: np.full(shape, np.nan)
-        for name in ("gd_gf_distance", "modified_gd_distance", "gd_drift", "gd_loss")
-    }
-    out["gd_result"] = np.zeros(shape[:2], np.int32)
-    out["modified_result"] = np.zeros(shape[:2], np.int32)
-    out["modified_num_steps"] = np.zeros(shape[:2], np.int64)
-    for i, lr in enumerate(config.lrs):
-        sweep.log(f"small_step: η = {lr}: gradient descent and modified flow", flush=True)
-        gd = sweep.train(
-            f"gd-{lr}",
-            loss.bind(model),
-            GradientDescent(lr, int(round(config.t1 / lr))),
-            params,
-            save=save,
-        )
-        mf = sweep.train(
-            f"modified-{lr}",
-            loss.bind(model),
-            ModifiedFlow(lr, config.t1, **flow),
-            params,
-            save=save,
-        )
-        theta_gd = _flat(gd.params)
-        both_gf = (_ok(gd) & gf_ok)[:, None]
-        both_mf = (_ok(gd) & _ok(mf))[:, None]
-        out["gd_gf_distance"][i] = np.where(
-            both_gf, np.asarray(jnp.linalg.norm(theta_gd - theta_gf, axis=-1)), np.nan
-        )
-        out["modified_gd_distance"][i] = np.where(
-            both_mf, np.asarray(jnp.linalg.norm(theta_gd - _flat(mf.params), axis=-1)), np.nan
-        )
-        out["gd_drift"][i] = np.where(_ok(gd)[:, None], _drift(gd, q0), np.nan)
-        out["gd_loss"][i] = _common.masked(gd.metrics["loss"], gd.result)
-        out["gd_result"][i] = np.asarray(gd.result)
-        out["modified_result"][i] = np.asarray(mf.result)
-        out["modified_num_steps"][i] = np.asarray(mf.num_steps)
-    out["gf_drift"] = np.where(gf_ok[:, None], _drift(gf, q0), np.nan)
-    out["gf_loss"] = _common.masked(gf.metrics["loss"], gf.result)
-    out["gf_norm"] = np.where(
-        gf_ok[:, None], np.asarray(jnp.linalg.norm(theta_gf, axis=-1)), np.nan
-    )
-    out["gf_result"] = np.asarray(gf.result)
-    out["gf_num_steps"] = np.asarray(gf.num_steps)
-    out["lrs"] = np.asarray(config.lrs)
-    out["ts"] = np.asarray(config.save_times)
-
-    # Convergence orders, per seed and save time.
-    for name, key in (
-        ("gd_gf", "gd_gf_distance"),
-        ("modified_gd", "modified_gd_distance"),
-        ("drift", "gd_drift"),
-    ):
-        out[f"slope_{name}"] = fit_slope(config.lrs, out[key])  # (seeds, saves)
-    summary = {
-        "slope_gd_gf": _common.median(out["slope_gd_gf"][:, -1]),
-        "slope_modified_gd": _common.median(out["slope_modified_gd"][:, -1]),
-        "slope_drift": _common.median(out["slope_drift"][:, -1]),
-        # The slope of the median errors, less sensitive to one odd seed.
-        "slope_gd_gf_of_median": float(
-            fit_slope(config.lrs, _common.nanmedian(out["gd_gf_distance"][:, :, -1], 1))
-        ),
-        "slope_modified_gd_of_median": float(
-            fit_slope(config.lrs, _common.nanmedian(out["modified_gd_distance"][:, :, -1], 1))
-        ),
-        "gd_gf_distance_smallest_lr": _common.median(out["gd_gf_distance"][-1, :, -1]),
-        "modified_gd_distance_smallest_lr": _common.median(out["modified_gd_distance"][-1, :, -1]),
-        "gd_drift_smallest_lr": _common.median(out["gd_drift"][-1, :, -1]),
-        "gf_drift_max": float(np.nanmax(out["gf_drift"])) if gf_ok.any() else float("nan"),
-        "gf_num_steps_max": int(np.max(out["gf_num_steps"])),
-        "gd_diverged": int(np.sum(out["gd_result"] == Result.diverged)),
-        "flow_failed": int(np.sum(~gf_ok) + np.sum(out["modified_result"] > Result.converged)),
-    }
-    return out, summary
-
-
-def _sharpness(model, loss, params, iters: int = 150):
-    """The top eigenvalue of the training loss's Hessian, by power iteration on
-    Hessian-vector products: GD with step η is linearly stable at a minimum only if it is
-    below 2/η. (Near a minimum the Hessian is positive semi-definite, so the dominant
-    eigenvalue is the top one.)"""
+def sharpness(loss_fn, params, iters: int = 150):
+    """The top eigenvalue of the loss's Hessian, by power iteration on Hessian-vector
+    products: GD with step η is linearly stable at a minimum only if it is below 2/η."""
     x, unravel = ravel_pytree(params)
-    grad = jax.grad(lambda x: loss(model, unravel(x)))
+    grad = jax.grad(lambda x: loss_fn(unravel(x)))
 
     def hvp(v):
         return jax.jvp(grad, (x,), (v,))[1]
@@ -270,231 +141,165 @@ def _sharpness(model, loss, params, iters: int = 150):
     return v @ hvp(v)
 
 
-def _dense_part(config: SmallStepConfig, keys, sweep: Sweep) -> tuple[dict, dict]:
+def sweeps(config: SmallStepConfig) -> dict[str, Sweep]:
+    model = MODELS[config.parameterization](config.state_dim)
+    loss_fn = ImpulseLoss(_common.teacher(config.teacher), config.train_len).bind(model)
+    save = Save(
+        (0.0,) + config.save_times,
+        metrics={
+            "loss": lambda t, p: loss_fn(p),
+            "imbalance": lambda t, p: model.imbalance(p),
+            "theta": lambda t, p: ravel_pytree(p)[0],
+        },
+    )
+    flow = dict(max_steps=config.max_steps)
+    key = _common.root_key(config.seed)
+
+    def controller(rtol):
+        return diffrax.PIDController(rtol=rtol, atol=rtol * 1e-3)
+
+    def reference(point, key):
+        method = GradientFlow(config.t1, stepsize_controller=controller(point["rtol"]), **flow)
+        return loss_fn, model.init(key=key, scale=config.scale), method
+
+    def steps(point, key):
+        lr, params = point["lr"], model.init(key=key, scale=config.scale)
+        if point["algorithm"] == "gd":
+            return loss_fn, params, GradientDescent(lr, int(round(config.t1 / lr)))
+        return (
+            loss_fn,
+            params,
+            ModifiedFlow(lr, config.t1, stepsize_controller=controller(config.rtol), **flow),
+        )
+
+    out = {
+        "flow": Sweep(
+            {"rtol": (config.rtol,)}, config.seeds, reference, key, save, looped=("rtol",)
+        ),
+        "steps": Sweep(
+            {"algorithm": ("gd", "modified"), "lr": config.lrs},
+            config.seeds,
+            steps,
+            key,
+            save,
+            looped=("lr",),
+        ),
+    }
+    if config.dense_seeds:
+        out["dense"] = _dense_sweep(config)
+    return out
+
+
+def _dense_sweep(config: SmallStepConfig) -> Sweep:
     model = DenseRNN(config.dense_state_dim)
     teacher = _common.teacher(config.dense_teacher)
-    loss = ImpulseLoss(teacher, config.train_len)
-    params = init_seeds(model, keys, scale=config.dense_scale)
-    shape = (len(config.dense_lrs), config.dense_seeds)
-    out = {
-        name: np.full(shape, np.nan)
-        for name in (
-            "dense_loss",
-            "dense_extrapolation",
-            "dense_radius",
-            "dense_sharpness",
-            "dense_t_stop",
-        )
+    loss_fn = ImpulseLoss(teacher, config.train_len).bind(model)
+    metrics = {
+        "loss": lambda t, p: loss_fn(p),
+        "extrapolation": extrapolation_metric(
+            model, teacher, train_len=config.train_len, horizon=config.horizon
+        ),
+        "sharpness": lambda t, p: sharpness(loss_fn, p),
+        "transition": lambda t, p: p.a,
     }
-    out["dense_result"] = np.zeros(shape, np.int32)
 
-    # One compiled program for the per-seed diagnostics (eager, each operation would compile
-    # on its own), shared by every step size.
-    @jax.jit
-    def analyse(final):
-        def one(p):
-            ext = extrapolation_error(
-                model,
-                p,
-                teacher,
-                train_len=config.train_len,
-                horizon=config.horizon,
-                relative=True,
-            )
-            return ext, _sharpness(model, loss, p)
+    def setup(point, key):
+        method = GradientDescent(point["lr"], int(round(config.dense_t1 / point["lr"])))
+        return loss_fn, model.init(key=key, scale=config.dense_scale), method
 
-        return jax.vmap(one)(final)
+    return Sweep(
+        {"lr": config.dense_lrs},
+        config.dense_seeds,
+        setup,
+        _common.root_key(config.seed, 1),
+        Save(num=2, metrics=metrics),
+        Stop(loss_below=config.dense_loss_below),
+        looped=("lr",),
+    )
 
-    for i, lr in enumerate(config.dense_lrs):
-        sweep.log(f"small_step: dense student, η = {lr}", flush=True)
-        method = GradientDescent(lr, int(round(config.dense_t1 / lr)))
-        traj = sweep.train(
-            f"dense-{lr}",
-            loss.bind(model),
-            method,
-            params,
-            save=Save(num=2),
-            stop=Stop(loss_below=config.dense_loss_below),
-        )
-        ext, sharpness = analyse(traj.final)
-        # numpy's eigvals: JAX's non-symmetric eig runs on the CPU only.
-        radius = np.max(np.abs(np.linalg.eigvals(np.asarray(traj.final.a, np.float64))), axis=-1)
-        cells = {
-            "dense_loss": traj.metrics["loss"][:, -1],
-            "dense_extrapolation": ext,
-            "dense_radius": radius,
-            "dense_sharpness": sharpness,
-            "dense_t_stop": traj.t_stop,
+
+def distances(data, config: SmallStepConfig):
+    """Per step size, seed and save time t > 0: ‖θ_GD − θ_GF‖ (`gd_gf`), ‖θ_GD − θ_MF‖
+    (`modified_gd`), ‖Q_GD − Q(0)‖ (`drift`), and the flow's own drift (`gf_drift`); NaN
+    where a run failed."""
+    import xarray as xr
+
+    times = np.asarray((0.0,) + config.save_times)  # the stores' save times, by position
+    flow = data["flow"].isel(rtol=0).assign_coords(time=times)
+    steps = data["steps"].assign_coords(time=times)
+    gd, mf = steps.sel(algorithm="gd"), steps.sel(algorithm="modified")
+
+    def norm(x):
+        return np.sqrt((x**2).sum([d for d in x.dims if d.startswith(("theta_", "imbalance_"))]))
+
+    def drift(ds):
+        return norm(ds.imbalance - ds.imbalance.isel(time=0)).where(_common.ok(ds))
+
+    out = xr.Dataset(
+        {
+            "gd_gf": norm(gd.theta - flow.theta).where(_common.ok(gd) & _common.ok(flow)),
+            "modified_gd": norm(gd.theta - mf.theta).where(_common.ok(gd) & _common.ok(mf)),
+            "drift": drift(gd),
+            "gf_drift": drift(flow),
         }
-        for name, v in cells.items():
-            out[name][i] = _common.masked(v, traj.result)
-        out["dense_result"][i] = np.asarray(traj.result)
-    out["dense_lrs"] = np.asarray(config.dense_lrs)
-    summary = {}
-    for i, lr in enumerate(config.dense_lrs):
-        summary[f"dense/lr={lr}/extrapolation"] = _common.median(out["dense_extrapolation"][i])
-        summary[f"dense/lr={lr}/sharpness"] = _common.median(out["dense_sharpness"][i])
-        summary[f"dense/lr={lr}/radius"] = _common.median(out["dense_radius"][i])
-    summary["dense_diverged"] = int(np.sum(out["dense_result"] == Result.diverged))
-    return out, summary
-
-
-def run(config: SmallStepConfig, sweep: Sweep = Sweep()) -> Outcome:
-    keys, key_data = _common.seed_keys(config.seed, config.seeds + config.dense_seeds)
-    out, summary = _small_step_part(config, keys[: config.seeds], sweep)
-    if config.dense_seeds:
-        dense_out, dense_summary = _dense_part(config, keys[config.seeds :], sweep)
-        out.update(dense_out)
-        summary.update(dense_summary)
-    return Outcome(out, summary, key_data)
-
-
-def plot(arrays, summary, config: SmallStepConfig, file) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dense = "dense_lrs" in arrays
-    fig, axes = plt.subplots(2 if dense else 1, 3, figsize=(15, 9.5 if dense else 5), squeeze=False)
-    lrs, ts = arrays["lrs"], arrays["ts"]
-    series = (
-        ("gd_gf_distance", "‖θ_GD − θ_GF‖", "tab:blue", "slope_gd_gf"),
-        ("modified_gd_distance", "‖θ_GD − θ_MF‖", "tab:orange", "slope_modified_gd"),
-        ("gd_drift", "‖Q_GD − Q(0)‖", "tab:green", "slope_drift"),
     )
+    return out.isel(time=slice(1, None))
 
-    # (a) errors at t1 against η: seeds faint, median bold, fitted slopes in the legend.
-    ax = axes[0, 0]
-    for key, label, color, slope in series:
-        v = arrays[key][:, :, -1]
-        ax.plot(lrs, v, color=color, alpha=0.25, lw=0.8)
-        ax.plot(
-            lrs,
-            _common.nanmedian(v, 1),
-            "o-",
-            color=color,
-            lw=2,
-            label=f"{label}: slope {summary[slope]:.2f}",
-        )
-    ax.plot(
-        lrs,
-        np.nanmax(arrays["gf_drift"][:, -1]) * np.ones_like(lrs),
-        "k:",
-        label="‖Q_GF − Q(0)‖ (solver error)",
+
+def slopes(dist):
+    """Log-log slopes against η of the distances, per seed and save time."""
+    return {
+        k: _common.fit_line(np.log(dist.lr), np.log(dist[k]), "lr")[0]
+        for k in ("gd_gf", "modified_gd", "drift")
+    }
+
+
+def spectral_radius(a) -> np.ndarray:
+    """max |eig(A)| over the last two axes (numpy: JAX's non-symmetric eig is CPU-only);
+    NaN where A is not finite."""
+    a = np.asarray(a, np.float64)
+    finite = np.all(np.isfinite(a), axis=(-2, -1))
+    radius = np.max(np.abs(np.linalg.eigvals(np.where(finite[..., None, None], a, 0.0))), -1)
+    return np.where(finite, radius, np.nan)
+
+
+def analyse(data, config: SmallStepConfig) -> Summary:
+    dist = distances(data, config)
+    fitted = slopes(dist)
+    last, smallest = dist.isel(time=-1), dist.isel(time=-1).sel(lr=min(config.lrs))
+    values = {
+        "slope": {k: number(seed_median(s.isel(time=-1))) for k, s in fitted.items()},
+        "slope_of_median": {
+            k: number(_common.fit_line(np.log(dist.lr), np.log(seed_median(last[k])), "lr")[0])
+            for k in ("gd_gf", "modified_gd")
+        },
+        "smallest_lr": {k: number(seed_median(smallest[k])) for k in fitted},
+        "gf_drift_max": number(dist.gf_drift.max()),
+        "gf_num_steps_max": int(data["flow"].num_steps.max()),
+        "gd_diverged": int((data["steps"].result == int(Result.diverged)).sum()),
+        "flow_failed": int((~_common.ok(data["flow"])).sum() + (~_common.ok(data["steps"])).sum()),
+    }
+    s = values["slope"]
+    headline = (
+        f"log-log slopes against η — GD vs GF: {s['gd_gf']:.2f} (first order), GD vs modified "
+        f"flow: {s['modified_gd']:.2f} (second order), drift of Q: {s['drift']:.2f}"
     )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(lrs)
-    ax.set_xticklabels([f"{lr:g}" for lr in lrs])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("step size η")
-    ax.set_title(f"(a) distances at t = {config.t1} (seeds faint, median bold)")
-    ax.legend(fontsize=8)
-
-    # (b) distances over time, one line per η.
-    ax = axes[0, 1]
-    cmap = plt.get_cmap("viridis")
-    for i, lr in enumerate(lrs):
-        color = cmap(i / max(len(lrs) - 1, 1))
-        ax.plot(
-            ts,
-            _common.nanmedian(arrays["gd_gf_distance"][i], 0),
-            "-",
-            color=color,
-            label=f"η = {lr}",
+    if "dense" in data:
+        dense = data["dense"]
+        radius = spectral_radius(dense.transition.isel(time=-1))
+        values["dense"] = {
+            "lrs": list(config.dense_lrs),
+            "extrapolation": numbers(seed_median(final(dense, "extrapolation"))),
+            "sharpness": numbers(seed_median(final(dense, "sharpness"))),
+            "radius": numbers(_common.nanmedian(np.where(_common.ok(dense), radius, np.nan), 1)),
+            "loss_max": numbers(final(dense, "loss").max("seed")),
+            "diverged": int((dense.result == int(Result.diverged)).sum()),
+        }
+        headline += "; dense student extrapolation error by η — " + ", ".join(
+            f"η={lr:g}: {e:.0e}"
+            for lr, e in zip(config.dense_lrs, values["dense"]["extrapolation"])
         )
-        ax.plot(ts, _common.nanmedian(arrays["modified_gd_distance"][i], 0), "--", color=color)
-    ax.set_yscale("log")
-    ax.set_xlabel("time t = step × η")
-    ax.set_title("(b) median ‖θ_GD − θ_GF‖ (solid), ‖θ_GD − θ_MF‖ (dashed)")
-    ax.legend(fontsize=8)
-
-    # (c) fitted slopes at each save time.
-    ax = axes[0, 2]
-    for key, label, color, slope in series:
-        s = arrays[f"slope_{slope[len('slope_') :]}"]
-        ax.plot(ts, _common.nanmedian(s, 0), "o-", color=color, label=label)
-        ax.fill_between(ts, np.nanmin(s, axis=0), np.nanmax(s, axis=0), color=color, alpha=0.15)
-    for ref in (1, 2):
-        ax.axhline(ref, color="k", lw=0.8, ls=":")
-    ax.set_ylim(0, 3)
-    ax.set_xlabel("time t")
-    ax.set_ylabel("log-log slope against η")
-    ax.set_title("(c) convergence order over time (median, min–max)")
-    ax.legend(fontsize=8)
-
-    if dense:
-        dlrs = arrays["dense_lrs"]
-        panels = (
-            ("dense_extrapolation", "relative extrapolation error", True),
-            ("dense_sharpness", "sharpness (top Hessian eigenvalue) at the end", False),
-            ("dense_radius", "spectral radius of A at the end", False),
-        )
-        rng = np.random.default_rng(0)
-        for c, (key, label, log) in enumerate(panels):
-            ax = axes[1, c]
-            v = arrays[key]
-            converged = arrays["dense_result"] == Result.converged
-            for i, lr in enumerate(dlrs):
-                x = lr * (1 + rng.uniform(-0.02, 0.02, v.shape[1]))
-                for mask, face in ((converged[i], "tab:purple"), (~converged[i], "none")):
-                    ax.scatter(
-                        x[mask],
-                        v[i][mask],
-                        s=18,
-                        facecolors=face,
-                        edgecolors="tab:purple",
-                        label=None
-                        if i or c
-                        else (
-                            f"loss < {config.dense_loss_below:g}"
-                            if face != "none"
-                            else "not below it at t1"
-                        ),
-                    )
-            ax.plot(dlrs, _common.nanmedian(v, 1), "_:", color="tab:purple", ms=14, label="median")
-            if key == "dense_sharpness":
-                grid = np.linspace(dlrs.min(), dlrs.max(), 50)
-                ax.plot(grid, 2 / grid, "k--", label="2/η (GD stability limit)")
-                ax.set_ylim(0, 1.4 * np.nanmax(v))
-            ax.legend(fontsize=8)
-            if log:
-                ax.set_yscale("log")
-            ax.set_xlabel("step size η")
-            ax.set_title(f"({'def'[c]}) dense d={config.dense_state_dim}: {label}", fontsize=10)
-
-    fig.suptitle(
-        f"Small-step limit: {config.parameterization} d={config.state_dim}, teacher "
-        f"{config.teacher}, k={config.train_len}, init scale {config.scale} (unbalanced), "
-        f"{config.seeds} seeds"
-        + (
-            f"\nbottom: dense student from scale {config.dense_scale}, teacher "
-            f"{config.dense_teacher}, GD to loss < {config.dense_loss_below} or t = "
-            f"{config.dense_t1}, {config.dense_seeds} seeds"
-            if dense
-            else ""
-        )
-    )
-    fig.tight_layout()
-    fig.savefig(file, format="png", dpi=110)
-    plt.close(fig)
-
-
-def headline(summary) -> str:
-    text = (
-        f"log-log slopes against η — GD vs GF: {summary['slope_gd_gf']:.2f} (first order), "
-        f"GD vs modified flow: {summary['slope_modified_gd']:.2f} (second order), drift of Q: "
-        f"{summary['slope_drift']:.2f}"
-    )
-    dense = [
-        f"η={key.split('/')[1][3:]}: {summary[key]:.0e}"
-        for key in summary
-        if key.startswith("dense/") and key.endswith("/extrapolation")
-    ]
-    if dense:
-        text += "; dense student extrapolation error by η — " + ", ".join(dense)
-    return text
+    return Summary(headline, values)
 
 
 EXPERIMENT = Experiment(
@@ -506,7 +311,7 @@ EXPERIMENT = Experiment(
     ),
     config_type=SmallStepConfig,
     small=SMALL,
-    run=run,
-    plot=plot,
-    headline=headline,
+    sweeps=sweeps,
+    analyse=analyse,
+    plot=plots.small_step,
 )

@@ -1,0 +1,296 @@
+"""Sweeps from a TOML file: `rnnflow sweep CONFIG.toml`.
+
+The file names a student, teacher, loss, method, what to save and when to stop, and axes
+that override any of their fields (schema in the docs' command-line page). Everything is
+checked before anything is compiled: an unknown section or key, a value of the wrong type
+or an unknown name is a `SweepFileError` (a `ValueError`) of one line naming the file and
+the key.
+
+```python
+sweep = load_sweep_file("scales.toml")  # an rnnflow.Sweep
+ds = rnnflow.run_sweep(sweep, "scales.zarr")
+```
+"""
+
+import difflib
+import os
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from .._losses import ImpulseLoss, SequenceLoss
+from .._methods import GradientDescent, GradientFlow, ModifiedFlow
+from .._models import MODELS
+from .._rnn_metrics import (
+    effective_dim_metric,
+    extrapolation_metric,
+    hankel_metric,
+    imbalance_metric,
+)
+from .._sweep import Sweep
+from .._teachers import modes_teacher
+from .._trajectory import Save, Stop
+from . import _common
+
+_F, _I, _S, _B = float, int, str, bool
+# section → field → (type, default); `list` fields hold numbers or names.
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "model": {"kind": (_S, "diagonal"), "state_dim": (_I, 20)},
+    "init": {"scale": (_F, 1e-2), "balanced": (_B, False)},
+    "teacher": {"name": (_S, None), "eigenvalues": (list, None), "weights": (list, None)},
+    "loss": {
+        "kind": (_S, "impulse"),
+        "train_len": (_I, 5),
+        "num_sequences": (_I, 256),
+        "input_scale": (_F, 1.0),
+        "supervise": (_S, "last"),
+    },
+    "method": {
+        "kind": (_S, "gd"),
+        "lr": (_F, 1e-2),
+        "t1": (_F, None),
+        "steps": (_I, None),
+        "rtol": (_F, 1e-6),
+        "max_steps": (_I, 100_000),
+    },
+    "save": {
+        "num": (_I, 11),
+        "spacing": (_S, "linear"),
+        "decades": (_F, 4.0),
+        "metrics": (list, ["loss", "relative_imbalance", "extrapolation"]),
+        "horizon": (_I, None),
+    },
+    "stop": {"loss_below": (_F, None), "loss_above": (_F, 1e10)},
+}
+TOP = {"seeds": _I, "seed": _I, "axes": dict, **{s: dict for s in SCHEMA}}
+# Fields an axis may sweep; float ones are vmapped (one program) unless named here.
+AXES = (
+    "model.kind",
+    "model.state_dim",
+    "init.scale",
+    "init.balanced",
+    "teacher.name",
+    "loss.train_len",
+    "loss.input_scale",
+    "method.kind",
+    "method.lr",
+    "method.t1",
+    "method.rtol",
+)
+_LOOPED = {"method.t1", "method.rtol"}  # the flows take them as Python numbers
+CHOICES = {
+    "model.kind": tuple(MODELS),
+    "teacher.name": tuple(_common.TEACHERS),
+    "loss.kind": ("impulse", "sequence"),
+    "loss.supervise": ("last", "all"),
+    "method.kind": ("gd", "gf", "modified"),
+    "save.spacing": ("linear", "log"),
+}
+METRICS = ("loss", "relative_imbalance", "extrapolation", "effective_dim", "hankel")
+
+
+class SweepFileError(ValueError):
+    """A sweep file that cannot be run; the message names the file and the key."""
+
+
+def _unknown(path, where: str, key: str, allowed) -> SweepFileError:
+    near = difflib.get_close_matches(key, list(allowed), n=1)
+    hint = f" (did you mean `{near[0]}`?)" if near else ""
+    return SweepFileError(
+        f"{path}: unknown key `{key}` in {where}{hint}; allowed: {', '.join(allowed)}."
+    )
+
+
+def _typed(path, key: str, value, kind, field: str | None = None):
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise SweepFileError(
+            f"{path}: `{key}` must be {kind.__name__}; got {type(value).__name__} {value!r}."
+        )
+    if kind is float and not np.isfinite(value):
+        raise SweepFileError(f"{path}: `{key}` must be finite; got {value!r}.")
+    field = field or key
+    if field in CHOICES and value not in CHOICES[field]:
+        raise SweepFileError(
+            f"{path}: `{key}` = {value!r} is unknown; choose one of {', '.join(CHOICES[field])}."
+        )
+    if kind is list and not all(isinstance(v, int | float | str) for v in value):
+        raise SweepFileError(f"{path}: `{key}` must be a list of numbers or names.")
+    return value
+
+
+def read(path: str | os.PathLike) -> dict:
+    """The checked contents of the sweep file at `path`: `{"seeds", "seed", "axes",
+    section: {field: value}}` with every default filled in. Raises `SweepFileError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise SweepFileError(f"{path} is a folder, not a TOML sweep file.")
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise SweepFileError(f"{path} does not exist.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SweepFileError(f"{path} is not valid TOML: {e}.") from None
+    except OSError as e:
+        raise SweepFileError(f"{path} cannot be read: {e.strerror}.") from None
+    for key, value in raw.items():
+        if key not in TOP:
+            raise _unknown(path, "the top level", key, TOP)
+        if TOP[key] is dict and not isinstance(value, dict):
+            raise SweepFileError(f"{path}: `{key}` must be a [{key}] section.")
+    if "seeds" not in raw:
+        raise SweepFileError(f"{path}: `seeds` (seeds per point) is missing.")
+    out = {"seeds": _typed(path, "seeds", raw["seeds"], int), "seed": 0, "axes": {}}
+    out["seed"] = _typed(path, "seed", raw.get("seed", 0), int)
+    if out["seeds"] < 1:
+        raise SweepFileError(f"{path}: `seeds` must be a positive integer; got {out['seeds']}.")
+    for section, fields in SCHEMA.items():
+        given = raw.get(section, {})
+        for key in given:
+            if key not in fields:
+                raise _unknown(path, f"[{section}]", key, fields)
+        out[section] = {}
+        for key, (kind, default) in fields.items():
+            value = given.get(key, default)
+            out[section][key] = (
+                value if value is None else _typed(path, f"{section}.{key}", value, kind)
+            )
+    for key, values in raw.get("axes", {}).items():
+        if key not in AXES:
+            raise _unknown(path, "[axes]", key, AXES)
+        if not isinstance(values, list) or not values:
+            raise SweepFileError(f"{path}: axis `{key}` must be a non-empty list of values.")
+        section, field = key.split(".")
+        kind = SCHEMA[section][field][0]
+        out["axes"][key] = [_typed(path, f"axes.{key}", v, kind, key) for v in values]
+    if not out["axes"]:
+        raise SweepFileError(f"{path}: an [axes] section must name at least one field to sweep.")
+    _check(path, out)
+    return out
+
+
+def _check(path, c) -> None:
+    """Checks across fields, on every point's values."""
+    for name in c["save"]["metrics"]:
+        if name not in METRICS:
+            raise _unknown(path, "save.metrics", name, METRICS)
+    t = c["teacher"]
+    if t["name"] is not None and (t["eigenvalues"] is not None or t["weights"] is not None):
+        raise SweepFileError(f"{path}: [teacher] takes `name` or `eigenvalues` and `weights`.")
+    if (t["eigenvalues"] is None) != (t["weights"] is None):
+        raise SweepFileError(f"{path}: [teacher] needs both `eigenvalues` and `weights`.")
+    m = c["method"]
+    if (m["t1"] is None) == (m["steps"] is None) and "method.t1" not in c["axes"]:
+        raise SweepFileError(f"{path}: [method] needs its end time: `t1` or `steps`, not both.")
+    for key, values in c["axes"].items():
+        if key.endswith((".scale", ".lr", ".t1", ".rtol", ".state_dim", ".train_len")):
+            if any(v <= 0 for v in values):
+                raise SweepFileError(f"{path}: axis `{key}` must hold positive values.")
+    for section, key in (("model", "state_dim"), ("loss", "train_len"), ("save", "num")):
+        if c[section][key] < 1:
+            raise SweepFileError(f"{path}: `{section}.{key}` must be a positive integer.")
+
+
+def _point(config: dict, point: dict) -> dict:
+    """The config with the axes' values of `point` (dim names) in place."""
+    out = {s: dict(v) if isinstance(v, dict) else v for s, v in config.items()}
+    for key in config["axes"]:
+        section, field = key.split(".")
+        out[section][field] = point[key.replace(".", "_")]
+    return out
+
+
+def _metrics(loss_fn, spec) -> dict:
+    names, horizon = spec
+    model, loss = loss_fn.model, loss_fn.loss
+    q = horizon or 10 * loss.train_len
+    made = {
+        "loss": lambda: lambda t, p: loss_fn(p),
+        "relative_imbalance": lambda: imbalance_metric(model),
+        "extrapolation": lambda: extrapolation_metric(
+            model, loss.teacher, train_len=loss.train_len, horizon=q
+        ),
+        "effective_dim": lambda: effective_dim_metric(model, length=q),
+        "hankel": lambda: hankel_metric(model, length=q),
+    }
+    return {name: made[name]() for name in names}
+
+
+def to_sweep(config: dict) -> Sweep:
+    """The [`rnnflow.Sweep`][] a checked sweep file (see `read`) describes."""
+    import diffrax
+    import jax
+
+    metrics = _common.MetricsOf(
+        _metrics, (tuple(config["save"]["metrics"]), config["save"]["horizon"])
+    )
+    data_key = jax.random.fold_in(jax.random.key(config["seed"]), 1)
+
+    def setup(values, key):
+        c = _point(config, values)
+        model = MODELS[c["model"]["kind"]](c["model"]["state_dim"])
+        t = c["teacher"]
+        if t["eigenvalues"] is not None:
+            teacher = modes_teacher(t["eigenvalues"], t["weights"])
+        else:
+            teacher = _common.teacher(t["name"] or "short")
+        loss = c["loss"]
+        if loss["kind"] == "impulse":
+            loss_fn = ImpulseLoss(teacher, loss["train_len"])
+        else:
+            shape = (loss["num_sequences"], loss["train_len"], 1)
+            xs = loss["input_scale"] * jax.random.normal(data_key, shape)
+            loss_fn = SequenceLoss(teacher, xs, supervise=loss["supervise"])
+        params = model.init(key=key, scale=c["init"]["scale"], balanced=c["init"]["balanced"])
+        m = c["method"]
+        if m["kind"] == "gd":
+            steps = m["steps"] or int(round(m["t1"] / m["lr"]))
+            method = GradientDescent(m["lr"], steps)
+        else:
+            t1 = m["t1"] if m["t1"] is not None else m["steps"] * m["lr"]
+            controller = diffrax.PIDController(rtol=m["rtol"], atol=m["rtol"] * 1e-3)
+            flow = dict(stepsize_controller=controller, max_steps=m["max_steps"])
+            method = (
+                GradientFlow(t1, **flow) if m["kind"] == "gf" else ModifiedFlow(m["lr"], t1, **flow)
+            )
+        return _common.Measured(loss_fn.bind(model), metrics), params, method
+
+    axes = {key.replace(".", "_"): values for key, values in config["axes"].items()}
+    looped = [k.replace(".", "_") for k in config["axes"] if k in _LOOPED]
+    kind, steps = config["method"]["kind"], config["method"]["steps"]
+    if "method.lr" in config["axes"] and (kind != "gd" or steps is None):
+        looped.append("method_lr")  # the number of steps, or a flow, depends on it
+    s, stop = config["save"], config["stop"]
+    return Sweep(
+        axes=axes,
+        seeds=config["seeds"],
+        setup=setup,
+        key=jax.random.key(config["seed"]),
+        save=Save(num=s["num"], spacing=s["spacing"], decades=s["decades"]),
+        stop=Stop(loss_below=stop["loss_below"], loss_above=stop["loss_above"]),
+        looped=tuple(looped),
+        attrs={"sweep_file": config},
+    )
+
+
+def load_sweep_file(path: str | os.PathLike) -> Sweep:
+    """The [`rnnflow.Sweep`][] described by the TOML file at `path`, checked before
+    anything is compiled.
+
+    **Arguments:**
+
+    - `path`: a TOML file (schema in the command-line docs).
+
+    **Returns:**
+
+    An `rnnflow.Sweep`; run it with [`rnnflow.run_sweep`][].
+
+    ```python
+    ds = rnnflow.run_sweep(load_sweep_file("scales.toml"), "scales.zarr")
+    ```
+    """
+    return to_sweep(read(path))
