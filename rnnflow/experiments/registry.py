@@ -3,6 +3,7 @@
 from . import (
     counterexample,
     init_scale,
+    lazy_rich,
     learning_dynamics,
     moment_threshold,
     nonlinear,
@@ -19,6 +20,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         counterexample.EXPERIMENT,
         learning_dynamics.EXPERIMENT,
         nonlinear.EXPERIMENT,
+        lazy_rich.EXPERIMENT,
     )
 }
 
