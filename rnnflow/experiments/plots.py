@@ -576,3 +576,49 @@ def lazy_rich(data, summary, config, file) -> None:
         "\nat the end of training, each student beside its linearization"
     )
     _save(fig, file)
+
+
+def edge_of_stability(data, summary, config, file) -> None:
+    import matplotlib.pyplot as plt
+
+    from .edge_of_stability import crossing, sweep_name
+
+    colors = plt.cm.viridis(np.linspace(0.0, 0.8, len(config.lrs)))
+    fig, axes = _figure(1, 3, figsize=(16, 4.8))
+    for lr, color in zip(config.lrs, colors, strict=True):
+        ds = data[sweep_name(lr)].sel(lr=lr)
+        flow = data["flow"].sel(algorithm="gf").sel(time=ds.time.values, method="nearest")
+        good = np.flatnonzero((_common.ok(ds) & _common.ok(flow)).values)
+        if not len(good):
+            continue
+        s = int(good[0])  # one seed: a median would blur the oscillation
+        gd, gf = ds.sel(seed=s), flow.sel(seed=s)
+        t = ds.time.values
+        idx = int(crossing(gd.sharpness.values * lr / 2))
+        label = f"η={lr:g}"
+        axes[0].plot(t, gd.sharpness, color=color, lw=1, label=f"GD {label}")
+        axes[0].axhline(2 / lr, color=color, ls=":", lw=1)
+        axes[1].plot(t, gd.loss, color=color, lw=1, label=f"GD {label}")
+        dist = np.linalg.norm(gd.theta.values - gf.theta.values, axis=-1)
+        axes[2].plot(t, dist, color=color, lw=1, label=label)
+        if idx >= 0:
+            for ax in axes:
+                ax.axvline(t[idx], color=color, ls="--", lw=0.7)
+        if lr == config.lrs[0]:
+            axes[1].plot(t, gf.loss, "k--", lw=1.5, label="gradient flow")
+    axes[0].axhline(
+        summary["gf_final_sharpness"], color="k", ls="--", lw=1.5, label="gradient flow, at the end"
+    )
+    axes[0].set(xlabel="time t = step × η", ylabel="sharpness λ_max")
+    axes[0].set_title("Sharpness rises to 2/η (dotted) and stays")
+    axes[1].set(xlabel="time t = step × η", ylabel="training loss", yscale="log")
+    axes[1].set_title("Loss: gradient descent against the flow")
+    axes[2].set(xlabel="time t = step × η", ylabel="‖θ_GD − θ_GF‖")
+    axes[2].set_title("Distance to the flow (dashed: λ_max first ≥ 2/η)")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"Edge of stability: deep linear network, depth {config.depth}, width {config.width}, "
+        f"target diag{tuple(config.strengths)}; seed shown: the first that finished"
+    )
+    _save(fig, file)

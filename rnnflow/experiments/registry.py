@@ -2,6 +2,7 @@
 
 from . import (
     counterexample,
+    edge_of_stability,
     init_scale,
     lazy_rich,
     learning_dynamics,
@@ -21,6 +22,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         learning_dynamics.EXPERIMENT,
         nonlinear.EXPERIMENT,
         lazy_rich.EXPERIMENT,
+        edge_of_stability.EXPERIMENT,
     )
 }
 
