@@ -15,6 +15,7 @@ from .rosenbrock import LeastSquaresRosenbrock, LeastSquaresTerm, residual_jacob
 from .solve_report import (
     check_controller,
     gradient_evals,
+    read_stopped_solve,
     result_code,
     warn_if_tolerance_below_precision,
 )
@@ -228,25 +229,8 @@ class GradientFlow(AbstractMethod):
         sol = diffrax.diffeqsolve(
             term, self.solver, saveat=saveat, event=diffrax.Event(conds), **solve
         )
-        (saved, saved_params), final = sol.ys
-        final_y = jax.tree.map(lambda x: x[0], final)
-        final = unravel(final_y)
-        t_stop = sol.ts[1][0]
-        # Save times after an early stop are not reached; diffrax fills them with inf.
-        # Hold the state the seed stopped in, as gradient descent does.
-        reached = sol.ts[0] <= t_stop
-        last = save_fn(t_stop, final_y, None)
-
-        def fill(s, f):
-            return jnp.where(reached.reshape((-1,) + (1,) * f.ndim), s, f[None])
-
-        saved, saved_params = jax.tree.map(fill, (saved, saved_params), last)
-        result = result_code(sol)
-        event = sol.result == diffrax.RESULTS.event_occurred
-        result = jnp.where(event & sol.event_mask["diverged"], Result.diverged, result)
-        if "converged" in conds:
-            result = jnp.where(event & sol.event_mask["converged"], Result.converged, result)
-        return self._trajectory(sol, ts, saved, saved_params, final, t_stop, result)
+        saved, saved_params, final_y, t_stop, result = read_stopped_solve(sol, save_fn, conds)
+        return self._trajectory(sol, ts, saved, saved_params, unravel(final_y), t_stop, result)
 
     def _run_backsolve(self, term, solve, objective, unravel, ts, save, stop, metrics):
         """Without events or save functions, which diffrax's backsolve does not take: the

@@ -25,6 +25,33 @@ def result_code(sol):
     )
 
 
+def read_stopped_solve(sol, save_fn, conds):
+    """The saves, final state, stop time and result code of a solve that saves at given
+    times and at its end (`SubSaveAt`s `(ts, t1)`) and stops on the events `conds`
+    (`diverged`, and `converged` if given). Save times after an early stop are not
+    reached (diffrax fills them with inf): they hold the state the seed stopped in, as
+    gradient descent does.
+
+    Returns `(saved, saved_params, final_y, t_stop, result)`, `final_y` the flat state.
+    """
+    (saved, saved_params), final = sol.ys
+    final_y = jax.tree.map(lambda x: x[0], final)
+    t_stop = sol.ts[1][0]
+    reached = sol.ts[0] <= t_stop
+    last = save_fn(t_stop, final_y, None)
+
+    def fill(s, f):
+        return jnp.where(reached.reshape((-1,) + (1,) * f.ndim), s, f[None])
+
+    saved, saved_params = jax.tree.map(fill, (saved, saved_params), last)
+    result = result_code(sol)
+    event = sol.result == diffrax.RESULTS.event_occurred
+    result = jnp.where(event & sol.event_mask["diverged"], Result.diverged, result)
+    if "converged" in conds:
+        result = jnp.where(event & sol.event_mask["converged"], Result.converged, result)
+    return saved, saved_params, final_y, t_stop, result
+
+
 def gradient_evals(solver, num_steps):
     # Explicit Runge-Kutta solvers evaluate the vector field once per stage, on accepted and
     # rejected steps alike. FSAL tableaux reuse the last stage of a step as the first of the

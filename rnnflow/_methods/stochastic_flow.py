@@ -22,9 +22,9 @@ from jax.flatten_util import ravel_pytree
 
 from .._checks import check_choice, check_positive_int, check_real
 from .._objective import Objective, offered
-from .._trajectory import Result, Save, Trajectory
+from .._trajectory import Save, Trajectory
 from .base import AbstractMethod
-from .solve_report import result_code
+from .solve_report import read_stopped_solve
 
 
 class StochasticFlow(AbstractMethod):
@@ -138,21 +138,7 @@ class StochasticFlow(AbstractMethod):
             max_steps=self.max_steps,
             throw=False,
         )
-        (saved, saved_params), final = sol.ys
-        final_y = final[0]
-        t_stop = sol.ts[1][0]
-        reached = sol.ts[0] <= t_stop
-        last = save_fn(t_stop, final_y, None)
-
-        def fill(s, f):
-            return jnp.where(reached.reshape((-1,) + (1,) * f.ndim), s, f[None])
-
-        saved, saved_params = jax.tree.map(fill, (saved, saved_params), last)
-        result = result_code(sol)
-        event = sol.result == diffrax.RESULTS.event_occurred
-        result = jnp.where(event & sol.event_mask["diverged"], Result.diverged, result)
-        if "converged" in conds:
-            result = jnp.where(event & sol.event_mask["converged"], Result.converged, result)
+        saved, saved_params, final_y, t_stop, result = read_stopped_solve(sol, save_fn, conds)
         steps = sol.stats["num_steps"]
         return Trajectory(
             ts=jnp.asarray(ts),
