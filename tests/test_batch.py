@@ -190,21 +190,30 @@ def _seed_slice(traj):
 
 
 def test_one_percent_diverging_seeds_leave_the_statistics_of_the_rest_unchanged():
-    from rnnflow.experiments._common import masked, median
+    xr = pytest.importorskip("xarray")
+    from rnnflow.experiments._common import final, seed_median
 
     params = _seeds(100, key=jax.random.key(2))
     bad = rf.train_seeds(LOSS.bind(MODEL), _with_bad_seed(params), GD, save=SAVE)
     good = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE)
     assert bad.summary() == {"finished": 99, "diverged": 1}
-    # What the experiments report: statistics over seeds, failed ones masked out (and
-    # counted in the summary). They are those of the other 99 seeds alone, exactly.
+    # What the experiments report: statistics over the seeds of a labelled Dataset, failed
+    # ones masked out (and counted in the summary). They are those of the other 99 seeds
+    # alone, exactly.
+    ds = xr.Dataset(
+        {
+            "loss": (("seed", "time"), np.asarray(bad.metrics["loss"], np.float64)),
+            "result": ("seed", np.asarray(bad.result)),
+        }
+    )
     final_bad, final_good = bad.metrics["loss"][:, -1], good.metrics["loss"][:, -1]
-    kept = masked(final_bad, bad.result)
-    assert np.isnan(kept[0]) and float(final_bad[0]) > 1e10
-    assert median(kept) == median(np.asarray(final_good)[1:])
-    assert np.nanmean(kept) == np.mean(np.asarray(final_good, np.float64)[1:])
+    kept = final(ds, "loss")
+    assert np.isnan(kept.values[0]) and float(final_bad[0]) > 1e10
+    others = np.asarray(final_good, np.float64)[1:]
+    assert float(seed_median(kept)) == np.median(others)
+    assert np.nanmean(kept.values) == np.mean(others)
     # ... which differ from those of all 100 normal seeds: the mask is doing the work.
-    assert median(kept) != median(final_good)
+    assert float(seed_median(kept)) != np.median(np.asarray(final_good, np.float64))
 
 
 def test_max_steps_reached_is_a_value():

@@ -121,22 +121,6 @@ def seed_median(values, dim="seed"):
         return values.median(dim, skipna=True)
 
 
-def masked(values, result) -> np.ndarray:
-    """`values` as float64 numpy with failed seeds (diverged, solver failures) set to NaN, so
-    that statistics exclude them; they are counted separately from `result`."""
-    values = np.asarray(values, dtype=np.float64)
-    ok = np.asarray(result) <= Result.converged
-    ok = ok.reshape(ok.shape + (1,) * (values.ndim - ok.ndim))
-    return np.where(ok, values, np.nan)
-
-
-def median(values) -> float:
-    """The median over all entries of an array, ignoring NaN (failed seeds); NaN if no entry
-    is finite."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(nanmedian(values, axis=None)) if np.any(np.isfinite(values)) else float("nan")
-
-
 def number(x) -> float:
     """A 0-d DataArray or array as a Python float."""
     return float(np.asarray(x))
