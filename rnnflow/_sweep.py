@@ -18,12 +18,10 @@ A [`rnnflow.Sweep`][] is data: the axes and their values, the number of seeds, a
 """
 
 import dataclasses
-import importlib.metadata
 import itertools
 import json
 import math
 import os
-import platform
 from collections.abc import Callable, Mapping
 
 import equinox as eqx
@@ -32,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _batch
+from . import _sweep_layout as layout
 from ._checkpoints import computation_hash
 from ._checks import check_positive_int
 from ._objective import check_finite, split
@@ -40,7 +39,6 @@ from ._train import check_call, run
 from ._trajectory import Save, Stop
 
 _RESERVED = ("seed", "time", "t")
-_PACKAGES = ("rnnflow", "jax", "jaxlib", "optax", "diffrax", "equinox", "numpy", "xarray", "zarr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,24 +192,6 @@ def _lane(tree, i):
     return jax.tree.map(lambda x: x[i] if eqx.is_array(x) else x, tree)
 
 
-def _identity(sweep, plan, hashes) -> dict:
-    return {
-        "axes": {a: [_jsonable(v) for v in vs] for a, vs in sweep.axes.items()},
-        "vmapped": list(plan.vmapped),
-        "seeds": sweep.seeds,
-        "block": plan.block,
-        "points_per_unit": plan.points_per_unit,
-        "units": len(list(plan.units(sweep.seeds))),
-        "key": np.asarray(jax.random.key_data(sweep.key)).tolist(),
-        "float64": bool(jax.config.read("jax_enable_x64")),
-        "computations": hashes,
-    }
-
-
-def _jsonable(v):
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def run_sweep(
     sweep: Sweep,
     store: str | os.PathLike,
@@ -256,9 +236,9 @@ def run_sweep(
     plan = _plan(sweep, lanes, len(devices))
     seed_keys = jax.random.split(sweep.key, sweep.seeds)
     shapes, hashes, times, setups = _prepare(sweep, plan, seed_keys)
-    identity = _identity(sweep, plan, hashes)
+    identity = layout.identity(sweep, plan, hashes)
     if jax.process_index() == 0:
-        _open_or_create(out, sweep, plan, identity, shapes, times, seed_keys)
+        layout.open_or_create(out, sweep, plan, identity, shapes, times, seed_keys)
     elif json.dumps(out.wait_created(), sort_keys=True) != json.dumps(identity, sort_keys=True):
         raise FileExistsError(f"{out.path} holds another sweep than this process's.")
     if not out.complete():
@@ -301,83 +281,6 @@ def _prepare(sweep, plan, seed_keys):
         shapes.append(jax.eval_shape(one, trainable))
         hashes.append(computation_hash(one, trainable))
     return shapes, hashes, times, setups
-
-
-def _open_or_create(out, sweep, plan, identity, shapes, times, seed_keys):
-    if out.path.exists() and not out.path.is_dir():
-        raise FileExistsError(f"{out.path} is a file, not a results store.")
-    existing = out.identity()
-    if existing is not None:
-        if json.dumps(existing, sort_keys=True) != json.dumps(identity, sort_keys=True):
-            raise FileExistsError(
-                f"{out.path} holds the results of another sweep (other axes, seeds, "
-                "computation, precision or lanes); choose another store."
-            )
-        return
-    if out.path.exists() and any(out.path.iterdir()):
-        raise FileExistsError(f"{out.path} is not empty and not a results store.")
-    coords, variables = _layout(sweep, plan, shapes, times, seed_keys)
-    out.create(identity, coords, variables, _attrs(sweep))
-
-
-def _layout(sweep, plan, shapes, times, seed_keys):
-    """Coordinates and variables (dims, shape, chunks, dtype) of the store."""
-    axes = list(sweep.axes)
-    lens = [len(sweep.axes[a]) for a in axes]
-    first = shapes[0]
-    stored = [(s.ts, s.metrics) for s in shapes]
-    for other in stored[1:]:
-        if jax.tree.structure(other) != jax.tree.structure(stored[0]) or any(
-            a.shape != b.shape
-            for a, b in zip(jax.tree.leaves(other), jax.tree.leaves(stored[0]), strict=True)
-        ):
-            raise ValueError(
-                "the saved metrics differ in names or shapes between values of the looped "
-                f"axes {list(plan.looped)}: a saved quantity must have one shape."
-            )
-    saves = first.ts.shape[-1]
-    same = all(np.array_equal(t, times[0]) for t in times)
-    coords = {a: ([a], np.asarray(sweep.axes[a])) for a in axes}
-    coords["seed"] = (["seed"], np.arange(sweep.seeds))
-    coords["time"] = (["time"], times[0] if same else np.arange(saves))
-    coords["seed_key"] = (["seed", "key_data"], np.asarray(jax.random.key_data(seed_keys)))
-    variables = {"t": (axes + ["time"], lens + [saves], [1] * len(axes) + [saves], np.float64)}
-    per_seed = dict(result=first.result, t_stop=first.t_stop, num_steps=first.num_steps)
-    per_seed["num_grad_evals"] = first.num_grad_evals
-    for name, leaf in per_seed.items():
-        variables[name] = (
-            axes + ["seed"],
-            lens + [sweep.seeds],
-            [1] * len(axes) + [plan.block],
-            leaf.dtype,
-        )
-    for name, leaf in first.metrics.items():
-        extra = [f"{name}_{i}" for i in range(leaf.ndim - 1)]
-        variables[name] = (
-            axes + ["seed", "time"] + extra,
-            lens + [sweep.seeds, saves] + list(leaf.shape[1:]),
-            [1] * len(axes) + [plan.block, saves] + list(leaf.shape[1:]),
-            leaf.dtype,
-        )
-    return coords, variables
-
-
-def _attrs(sweep) -> dict:
-    versions = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return {
-        "config": json.dumps(dict(sweep.attrs)),
-        "versions": json.dumps(versions),
-        "backend": jax.default_backend(),
-        "float64": int(bool(jax.config.read("jax_enable_x64"))),
-        "root_key": json.dumps(np.asarray(jax.random.key_data(sweep.key)).tolist()),
-        "save": repr(sweep.save),
-        "stop": repr(sweep.stop),
-    }
 
 
 def _compute(out, sweep, plan, seed_keys, setups, devices, progress):
