@@ -21,7 +21,6 @@ def test_two_layer_network_follows_the_closed_form_and_learns_strong_modes_first
     assert np.all(np.abs(half - predicted) <= 0.05 + 1e-9)  # within one save interval
 
 
-@pytest.mark.slow
 def test_mlp_gradient_descent_follows_the_flow_to_first_order():
     # Halving η halves the gap between gradient descent and the flow at equal flow times.
     gaps = []
