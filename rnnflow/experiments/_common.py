@@ -121,6 +121,13 @@ def seed_median(values, dim="seed"):
         return values.median(dim, skipna=True)
 
 
+def median(values) -> float:
+    """The median over all entries of an array, ignoring NaN (failed seeds); NaN if no entry
+    is finite."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(nanmedian(values, axis=None)) if np.any(np.isfinite(values)) else float("nan")
+
+
 def number(x) -> float:
     """A 0-d DataArray or array as a Python float."""
     return float(np.asarray(x))

@@ -55,6 +55,7 @@ from .._sharpness import hessian_eigenvalues, sharpness_metric
 from .._sweep import Sweep
 from .._trajectory import Result, Save, Stop
 from . import _common, plots
+from ._common import median
 from .base import Experiment, ExperimentConfig
 from .summary import Summary
 
@@ -188,10 +189,6 @@ def loss_rises(loss) -> np.ndarray:
     return np.sum((loss[..., 1:] > 1.01 * loss[..., :-1]) & (loss[..., :-1] > 1e-8), axis=-1)
 
 
-def _median(values) -> float:
-    return _common.median(values)
-
-
 def per_lr(data, lr: float) -> dict:
     """The findings for one step size η, from the sweeps' Datasets (seeds that failed,
     e.g. diverged, are NaN and excluded from the medians)."""
@@ -227,16 +224,16 @@ def per_lr(data, lr: float) -> dict:
     return {
         "lr": lr,
         "threshold": 2 / lr,
-        "initial_sharpness": _median(start),
-        "gd_final_sharpness": _median(np.where(both, sharp[:, -1], np.nan)),
+        "initial_sharpness": median(start),
+        "gd_final_sharpness": median(np.where(both, sharp[:, -1], np.nan)),
         "reached": int(reached.sum()),
-        "crossing_time": _median(t_cross),
-        "settled_ratio": {"median": _median(settled), "q25": float(q25), "q75": float(q75)},
-        "loss_rises": _median(rises),
-        "relative_distance": {"at_crossing": _median(at_cross), "at_end": _median(at_end)},
-        "loss_ratio": {"at_crossing": _median(ratio_cross), "at_end": _median(ratio_end)},
-        "gd_final_loss": _median(np.where(both, loss[:, -1], np.nan)),
-        "gf_final_loss": _median(np.where(both, gf_loss[:, -1], np.nan)),
+        "crossing_time": median(t_cross),
+        "settled_ratio": {"median": median(settled), "q25": float(q25), "q75": float(q75)},
+        "loss_rises": median(rises),
+        "relative_distance": {"at_crossing": median(at_cross), "at_end": median(at_end)},
+        "loss_ratio": {"at_crossing": median(ratio_cross), "at_end": median(ratio_end)},
+        "gd_final_loss": median(np.where(both, loss[:, -1], np.nan)),
+        "gf_final_loss": median(np.where(both, gf_loss[:, -1], np.nan)),
         "excluded": int((~both).sum()),
         "failed": int((~_common.ok(gd)).sum()),
         "diverged": int((gd.result == int(Result.diverged)).sum()),
@@ -261,7 +258,7 @@ def flow_final_sharpness(data, config: EdgeOfStabilityConfig) -> np.ndarray:
 def analyse(data, config: EdgeOfStabilityConfig) -> Summary:
     values = {"by_lr": {sweep_name(lr): per_lr(data, lr) for lr in config.lrs}}
     rows = list(values["by_lr"].values())
-    gf = _median(flow_final_sharpness(data, config))
+    gf = median(flow_final_sharpness(data, config))
     values["gf_final_sharpness"] = gf
     flow_ok = _common.ok(data["flow"].sel(algorithm="gf"))
     values["flow_failed"] = int((~flow_ok).sum())
