@@ -1,48 +1,53 @@
 r"""Edge of stability: gradient descent at a finite step holds the sharpness at $2/\eta$,
-where it leaves the gradient flow.
+where it leaves the gradient flow and the modified flow.
 
 Gradient descent with step $\eta$ is stable near a minimum only while the sharpness
-$\lambda_{\max}(\nabla^2 L) < 2/\eta$ ([`rnnflow.sharpness_metric`][]). A deep linear
-network, $P = W_D \cdots W_1$ ($D$ = `depth` square matrices of size `width`), is fitted to
-the diagonal target $S = \operatorname{diag}(\text{strengths})$ by
-$L = \tfrac12 \|P - S\|_F^2$, a plain loss over a list of matrices. The first $\lfloor D/2
-\rfloor$ layers start small (Gaussian entries of scale `small_scale`/√width), the others
-large (`large_scale` × a random orthogonal matrix). The gradient flow conserves the
-imbalances $W_{i+1}^\top W_{i+1} - W_i W_i^\top$, so it ends on a minimum sharper than the
-balanced ones (for $D = 4$, $S = \operatorname{diag}(2, 1)$ and `large_scale` 1.8: ≈ 17.2,
-against $D s_1^{2(D-1)/D}$ ≈ 11.3 at a balanced minimum).
+$\lambda_{\max}(\nabla^2 L) < 2/\eta$ ([`rnnflow.sharpness_metric`][]). Two models whose
+gradient flow ends on a minimum sharper than $2/\eta$, each a *case* with its own step sizes:
 
-For each η in `lrs` with $11.3 < 2/\eta < 17.2$, gradient descent and the gradient flow
-start from the same parameters, per seed. What the saves (every step) show:
+- **`deep_linear`**: $P = W_D \cdots W_1$ ($D$ = `depth` square matrices of size `width`)
+  fitted to $S = \operatorname{diag}(\text{strengths})$ by $L = \tfrac12 \|P - S\|_F^2$, a
+  plain loss over a list of matrices. The first $\lfloor D/2 \rfloor$ layers start small
+  (Gaussian entries of scale `small_scale`/√width), the others large (`large_scale` × a
+  random orthogonal matrix). The flow conserves the imbalances $W_{i+1}^\top W_{i+1} - W_i
+  W_i^\top$, so it ends on a minimum sharper than the balanced ones (for $D = 4$, $S =
+  \operatorname{diag}(2, 1)$ and `large_scale` 1.8: ≈ 17.2, against $D s_1^{2(D-1)/D}$ ≈
+  11.3 at a balanced minimum), and `lrs` put $2/\eta$ between the two.
+- **`rnn`**: a dense linear RNN (`rnn_state_dim`, init scale `rnn_scale`) on the impulse
+  loss of `rnn_teacher` over `rnn_train_len` lags. From small init the flow learns the
+  balanced rank-one solution, of sharpness ≈ 46.3 for the `short` teacher and 5 lags
+  (sharpness ≈ 2 at init), so `rnn_lrs` above 2/46.3 ≈ 0.043 cannot end there.
 
-- **progressive sharpening**: the sharpness rises from its initial value (≈ 6.5, from the
-  residual term of the Hessian) as the small layers grow, up to $2/\eta$;
-- **the edge of stability**: from the first step with $\lambda_{\max} \ge 2/\eta$ on, it
-  stays there while the loss keeps decreasing, not monotonically (it rises at many
-  steps). Gradient descent oscillates with period two about the minimum, so the sharpness
-  alternates between the two iterates; the settled value is $\lambda_{\max}\eta/2$
-  averaged over two consecutive steps, its median over the saves after the crossing, per
-  seed (`settled_ratio`: the median over seeds and the quartiles). It ends at a minimum of
-  sharpness just below $2/\eta$, or still oscillating about it, where the flow goes on to
-  its sharper minimum;
-- **the flow departs there**: up to the crossing, gradient descent has the flow's loss
-  (`loss_ratio` at the crossing ≈ 1); after it the flow goes to zero loss and gradient
-  descent does not (ratio ≥ 10⁶ at the end). The parameter distance
-  $\|\theta_{GD} - \theta_{GF}\|$ relative to $\|\theta_{GF}\|$ is also reported; it
-  peaks once before the crossing, where the loss falls fastest and gradient descent lags
-  the flow by its first-order error.
+For each η, gradient descent, the gradient flow and the modified flow of $L +
+\frac{\eta}{4}\|\nabla L\|^2$ ([`rnnflow.ModifiedFlow`][]) start from the same parameters,
+per seed, and are saved at every step. What the saves show:
 
-The impulse loss of an RNN shows the same stop at $2/\eta$ (a dense student at η = 0.05
-settles at sharpness 40, see the `dense` store of [small_step](small_step.md)), after a
-long plateau: too slow for this experiment's small run, which keeps to the deep linear
-network.
+- **progressive sharpening**: the sharpness rises from its initial value as the model
+  learns, up to $2/\eta$;
+- **the edge of stability**: from the first step with $\lambda_{\max} \ge 2/\eta$ on,
+  gradient descent oscillates with period two, the sharpness alternating between the two
+  iterates; the settled value is $\lambda_{\max}\eta/2$ averaged over two consecutive
+  steps, its median over the saves after the crossing, per seed (`settled_ratio`: the
+  median over seeds and the quartiles). The deep linear network's loss keeps decreasing,
+  rising at many steps, to a minimum of sharpness just below $2/\eta$. The RNN locks into a
+  period-two cycle at a loss of order 10⁻² (a cycle, not a minimum: the two-step mean of
+  the sharpness sits a few per cent above $2/\eta$, and more so at larger η), the loss
+  rising at every other step;
+- **both flows depart there**: up to the crossing gradient descent has the flow's loss
+  (`loss_ratio` at the crossing); after it the flows go on to zero loss and gradient
+  descent does not. The distances $\|\theta_{GD} - \theta_{F}\|/\|\theta_{F}\|$ to the
+  gradient flow and to the modified flow are reported at their largest before the
+  crossing, at the crossing and at the end: below the edge the modified flow is the closer
+  (its error is second order in η), beyond it neither follows.
 
-Stores: `flow` (axes algorithm = gf, seed, time), saved at every step of every η, and one
-per η, `lr<η>` (axes lr, seed, time), gradient descent saved at every step: loss,
-sharpness and the flattened parameters θ.
+Stores, per case `C` ∈ {`deep_linear`, `rnn`}: `C_flow` (axes algorithm = gf, seed, time),
+saved at every step of every η; per η, `C_lr<η>` (axes lr, seed, time), gradient descent
+saved at every step: loss, sharpness and the flattened parameters θ; and `C_modified_lr<η>`,
+the modified flow at the same times: loss and θ. `rnn_lrs` empty skips the RNN case.
 """
 
 import dataclasses
+from collections.abc import Callable
 
 import diffrax
 import jax
@@ -50,7 +55,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._methods import GradientDescent, GradientFlow
+from .._losses import ImpulseLoss
+from .._methods import GradientDescent, GradientFlow, ModifiedFlow
+from .._models import DenseRNN
 from .._sharpness import hessian_eigenvalues, sharpness_metric
 from .._sweep import Sweep
 from .._trajectory import Result, Save, Stop
@@ -66,9 +73,12 @@ class EdgeOfStabilityConfig(ExperimentConfig):
     - `strengths`: the diagonal of the target matrix (one per `width`).
     - `small_scale`, `large_scale`: the init scales of the first `depth // 2` layers and
       of the others.
-    - `lrs`: the gradient-descent step sizes η; `t1`: the end time, rounded to a whole
-      number of steps of each η (every step is saved).
-    - `rtol`: the gradient flow's tolerance (Tsit5, PID controller, atol = rtol × 1e-3).
+    - `lrs`: the network's step sizes η; `t1`: its end time, rounded to a whole number of
+      steps of each η (every step is saved).
+    - `rnn_state_dim`, `rnn_scale`, `rnn_teacher`, `rnn_train_len`: the dense RNN student,
+      its init scale and its impulse loss; `rnn_lrs`, `rnn_t1`: its step sizes (empty: no
+      RNN case) and end time.
+    - `rtol`: the flows' tolerance (Tsit5, PID controller, atol = rtol × 1e-3).
     - `diverge_above`: a seed whose loss exceeds this is stopped as diverged.
     """
 
@@ -81,27 +91,65 @@ class EdgeOfStabilityConfig(ExperimentConfig):
     large_scale: float = 1.8
     lrs: tuple[float, ...] = (0.12, 0.13, 0.14)
     t1: float = 60.0
+    rnn_state_dim: int = 6
+    rnn_scale: float = 0.01
+    rnn_teacher: str = "short"
+    rnn_train_len: int = 5
+    rnn_lrs: tuple[float, ...] = (0.044, 0.046, 0.048)
+    rnn_t1: float = 20.0
     rtol: float = 1e-6
     diverge_above: float = 1e3
 
     def check(self):
         self.require_positive("depth", "width", "strengths", "small_scale", "large_scale")
         self.require_positive("lrs", "t1", "rtol", "diverge_above")
+        self.require_positive("rnn_state_dim", "rnn_scale", "rnn_train_len", "rnn_t1")
         if self.depth < 2:
             raise ValueError(f"`depth` must be at least 2; got {self.depth}.")
         if len(self.strengths) != self.width:
             raise ValueError(
                 f"`strengths` must have `width` = {self.width} entries; got {self.strengths!r}."
             )
-        if len(set(self.lrs)) != len(self.lrs):
-            raise ValueError(f"`lrs` must be distinct; got {self.lrs!r}.")
-        if max(self.lrs) * 10 > self.t1:
-            raise ValueError("`t1` must be at least 10 steps of the largest of `lrs`.")
+        if self.rnn_teacher not in _common.TEACHERS:
+            raise ValueError(
+                f"`rnn_teacher` must be one of {tuple(_common.TEACHERS)}; got {self.rnn_teacher!r}."
+            )
+        for name, t1 in (("lrs", "t1"), ("rnn_lrs", "rnn_t1")):
+            lrs = getattr(self, name)
+            if any(lr <= 0 for lr in lrs):
+                raise ValueError(f"`{name}` must be positive; got {lrs!r}.")
+            if len(set(lrs)) != len(lrs):
+                raise ValueError(f"`{name}` must be distinct; got {lrs!r}.")
+            if lrs and max(lrs) * 10 > getattr(self, t1):
+                raise ValueError(f"`{t1}` must be at least 10 steps of the largest of `{name}`.")
+        if not self.lrs:
+            raise ValueError("`lrs` must hold at least one step size.")
         if self.rtol >= 1:
             raise ValueError(f"`rtol` must be below 1; got {self.rtol}.")
 
 
-SMALL = EdgeOfStabilityConfig(seeds=4, t1=20.0)
+SMALL = EdgeOfStabilityConfig(seeds=4, t1=20.0, rnn_lrs=(0.046,), rnn_t1=10.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One model of the experiment: its loss, a per-seed init, its step sizes, end time
+    and root key."""
+
+    name: str
+    loss_fn: Callable
+    init: Callable
+    lrs: tuple[float, ...]
+    t1: float
+    key: jax.Array
+
+    def store(self, kind: str, lr: float | None = None) -> str:
+        """The name of a store: `kind` is flow, lr (gradient descent) or modified_lr."""
+        return f"{self.name}_{kind}" + ("" if lr is None else f"{lr:g}")
+
+    def steps(self, lr: float) -> np.ndarray:
+        """Every step of gradient descent at step `lr`: t = nη, n = 0, …, round(t1/η)."""
+        return lr * np.arange(int(round(self.t1 / lr)) + 1)
 
 
 def deep_linear_loss(strengths):
@@ -129,51 +177,85 @@ def init_layers(key, config: EdgeOfStabilityConfig) -> list:
     return layers
 
 
-def sweep_name(lr: float) -> str:
-    return f"lr{lr:g}"
-
-
-def step_times(config: EdgeOfStabilityConfig, lr: float) -> np.ndarray:
-    """Every step of gradient descent at step `lr`: t = nη, n = 0, …, round(t1/η)."""
-    return lr * np.arange(int(round(config.t1 / lr)) + 1)
+def cases(config: EdgeOfStabilityConfig) -> tuple[Case, ...]:
+    out = [
+        Case(
+            "deep_linear",
+            deep_linear_loss(config.strengths),
+            lambda key: init_layers(key, config),
+            config.lrs,
+            config.t1,
+            _common.root_key(config.seed),
+        )
+    ]
+    if config.rnn_lrs:
+        model = DenseRNN(config.rnn_state_dim)
+        loss_fn = ImpulseLoss(_common.teacher(config.rnn_teacher), config.rnn_train_len)
+        out.append(
+            Case(
+                "rnn",
+                loss_fn.bind(model),
+                lambda key: model.init(key=key, scale=config.rnn_scale),
+                config.rnn_lrs,
+                config.rnn_t1,
+                _common.root_key(config.seed, 1),
+            )
+        )
+    return tuple(out)
 
 
 def sweeps(config: EdgeOfStabilityConfig) -> dict[str, Sweep]:
-    loss_fn = deep_linear_loss(config.strengths)
+    out = {}
+    for case in cases(config):
+        out.update(case_sweeps(case, config))
+    return out
+
+
+def case_sweeps(case: Case, config: EdgeOfStabilityConfig) -> dict[str, Sweep]:
+    loss_fn, stop = case.loss_fn, Stop(loss_above=config.diverge_above)
     top = sharpness_metric(loss_fn)
     metrics = {
         "loss": lambda t, p: loss_fn(p),
-        "sharpness": lambda t, p: top(t, p)[0],
         "theta": lambda t, p: ravel_pytree(p)[0],
     }
-    key, stop = _common.root_key(config.seed), Stop(loss_above=config.diverge_above)
-    times = {lr: step_times(config, lr) for lr in config.lrs}
-    # One flow, saved at every step of every η (it does not depend on η).
-    union = np.unique(np.concatenate(list(times.values())))
     controller = diffrax.PIDController(rtol=config.rtol, atol=config.rtol * 1e-3)
-    flow = GradientFlow(union[-1], stepsize_controller=controller, max_steps=1_000_000)
-    # Its sharpness is computed at the end only, in `analyse` (a save metric costs its
+    flow_args = dict(stepsize_controller=controller, max_steps=1_000_000)
+    # One flow, saved at every step of every η (it does not depend on η). The flows'
+    # sharpness is computed at the end only, in `analyse` (a save metric costs its
     # compilation in the solver).
-    flow_metrics = {name: metrics[name] for name in ("loss", "theta")}
+    union = np.unique(np.concatenate([case.steps(lr) for lr in case.lrs]))
+    flow = GradientFlow(union[-1], **flow_args)
     out = {
-        "flow": Sweep(
+        case.store("flow"): Sweep(
             {"algorithm": ("gf",)},
             config.seeds,
-            lambda point, key: (loss_fn, init_layers(key, config), flow),
-            key,
-            Save(union, metrics=flow_metrics),
+            lambda point, key: (loss_fn, case.init(key), flow),
+            case.key,
+            Save(union, metrics=metrics),
             stop,
         )
     }
-    for lr, ts in times.items():
-        descent = GradientDescent(lr, len(ts) - 1)
+    for lr in case.lrs:
+        ts = case.steps(lr)
+        methods = {
+            "lr": GradientDescent(lr, len(ts) - 1),
+            "modified_lr": ModifiedFlow(lr, ts[-1], **flow_args),
+        }
+        for kind, method in methods.items():
+            saved = metrics if kind != "lr" else dict(metrics, sharpness=lambda t, p: top(t, p)[0])
 
-        def setup(point, key, descent=descent):
-            return loss_fn, init_layers(key, config), descent
+            def setup(point, key, method=method):
+                return loss_fn, case.init(key), method
 
-        out[sweep_name(lr)] = Sweep(
-            {"lr": (lr,)}, config.seeds, setup, key, Save(ts, metrics=metrics), stop, looped=("lr",)
-        )
+            out[case.store(kind, lr)] = Sweep(
+                {"lr": (lr,)},
+                config.seeds,
+                setup,
+                case.key,
+                Save(ts, metrics=saved),
+                stop,
+                looped=("lr",),
+            )
     return out
 
 
@@ -189,65 +271,78 @@ def loss_rises(loss) -> np.ndarray:
     return np.sum((loss[..., 1:] > 1.01 * loss[..., :-1]) & (loss[..., :-1] > 1e-8), axis=-1)
 
 
-def per_lr(data, lr: float) -> dict:
+def quartiles(values) -> dict:
+    """Median and quartiles over the finite entries (NaN where none)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values).any()
+    q25, q75 = np.nanpercentile(values, [25, 75]) if finite else (np.nan, np.nan)
+    return {"median": median(values), "q25": float(q25), "q75": float(q75)}
+
+
+def per_lr(data, case: Case, lr: float) -> dict:
     """The findings for one step size η, from the sweeps' Datasets (seeds that failed,
     e.g. diverged, are NaN and excluded from the medians)."""
-    gd = data[sweep_name(lr)].sel(lr=lr)
-    gf = data["flow"].sel(algorithm="gf").sel(time=gd.time.values, method="nearest")
-    both = (_common.ok(gd) & _common.ok(gf)).values  # seeds where neither failed
+    gd = data[case.store("lr", lr)].sel(lr=lr)
     ts = gd.time.values
+    flows = {
+        "gf": data[case.store("flow")].sel(algorithm="gf").sel(time=ts, method="nearest"),
+        "mf": data[case.store("modified_lr", lr)].sel(lr=lr),
+    }
+    both = (_common.ok(gd) & _common.ok(flows["gf"]) & _common.ok(flows["mf"])).values
     sharp = gd.sharpness.transpose("seed", "time").values
     ratio = sharp * lr / 2
     loss = gd.loss.transpose("seed", "time").values
-    theta = [d.theta.transpose("seed", "time", ...).values for d in (gd, gf)]
-    dist = np.linalg.norm(theta[0] - theta[1], axis=-1)
-    size = np.linalg.norm(theta[1], axis=-1)
+    theta = gd.theta.transpose("seed", "time", ...).values
     idx = crossing(ratio)
     reached = both & (idx >= 0)
     nan = np.full(len(idx), np.nan)
-    gf_loss = gf.loss.transpose("seed", "time").values
-    settled, t_cross, at_cross, at_end, rises, ratio_cross, ratio_end = (
-        nan.copy() for _ in range(7)
-    )
+    settled, t_cross, rises = nan.copy(), nan.copy(), nan.copy()
+    far = {f: {w: nan.copy() for w in ("before", "at_crossing", "at_end")} for f in flows}
+    loss_ratio = {f: {w: nan.copy() for w in ("at_crossing", "at_end")} for f in flows}
+    for f, ds in flows.items():
+        th = ds.theta.transpose("seed", "time", ...).values
+        rel = np.linalg.norm(theta - th, axis=-1) / np.linalg.norm(th, axis=-1)
+        f_loss = ds.loss.transpose("seed", "time").values
+        for s in np.flatnonzero(reached):
+            i = idx[s]
+            far[f]["before"][s] = rel[s, :i].max() if i > 0 else np.nan
+            far[f]["at_crossing"][s], far[f]["at_end"][s] = rel[s, i], rel[s, -1]
+            loss_ratio[f]["at_crossing"][s] = loss[s, i] / f_loss[s, i]
+            loss_ratio[f]["at_end"][s] = loss[s, -1] / f_loss[s, -1]
     for s in np.flatnonzero(reached):
-        i = idx[s]
         # The mean over one period of the oscillation (two steps), median over the saves.
-        after = ratio[s, i:]
+        after = ratio[s, idx[s] :]
         settled[s] = np.median(0.5 * (after[1:] + after[:-1]) if len(after) > 1 else after)
-        t_cross[s] = ts[i]
-        at_cross[s], at_end[s] = dist[s, i] / size[s, i], dist[s, -1] / size[s, -1]
-        ratio_cross[s], ratio_end[s] = loss[s, i] / gf_loss[s, i], loss[s, -1] / gf_loss[s, -1]
-        # Rises of more than 1 % at a loss above 1e-8 (not rounding at the minimum).
+        t_cross[s] = ts[idx[s]]
         rises[s] = loss_rises(loss[s])
-    start = np.where(both, sharp[:, 0], np.nan)
-    q25, q75 = np.nanpercentile(settled, [25, 75]) if reached.any() else (np.nan, np.nan)
     return {
         "lr": lr,
         "threshold": 2 / lr,
-        "initial_sharpness": median(start),
+        "initial_sharpness": median(np.where(both, sharp[:, 0], np.nan)),
         "gd_final_sharpness": median(np.where(both, sharp[:, -1], np.nan)),
         "reached": int(reached.sum()),
         "crossing_time": median(t_cross),
-        "settled_ratio": {"median": median(settled), "q25": float(q25), "q75": float(q75)},
+        "settled_ratio": quartiles(settled),
         "loss_rises": median(rises),
-        "relative_distance": {"at_crossing": median(at_cross), "at_end": median(at_end)},
-        "loss_ratio": {"at_crossing": median(ratio_cross), "at_end": median(ratio_end)},
+        "steps": len(ts) - 1,
+        "relative_distance": {f: {w: median(v) for w, v in d.items()} for f, d in far.items()},
+        "loss_ratio": {f: {w: median(v) for w, v in d.items()} for f, d in loss_ratio.items()},
         "gd_final_loss": median(np.where(both, loss[:, -1], np.nan)),
-        "gf_final_loss": median(np.where(both, gf_loss[:, -1], np.nan)),
+        "gf_final_loss": median(np.where(both, flows["gf"].loss.values[:, -1], np.nan)),
         "excluded": int((~both).sum()),
         "failed": int((~_common.ok(gd)).sum()),
         "diverged": int((gd.result == int(Result.diverged)).sum()),
     }
 
 
-def flow_final_sharpness(data, config: EdgeOfStabilityConfig) -> np.ndarray:
+def flow_final_sharpness(data, case: Case) -> np.ndarray:
     """The sharpness at the end of the flow, per seed (NaN for failed seeds)."""
-    flow = data["flow"].sel(algorithm="gf")
-    loss_fn = deep_linear_loss(config.strengths)
-    unravel = ravel_pytree(init_layers(jax.random.key(0), config))[1]
+    flow = data[case.store("flow")].sel(algorithm="gf")
+    unravel = ravel_pytree(case.init(jax.random.key(0)))[1]
     theta = flow.theta.isel(time=-1).transpose("seed", ...).values
+    dtype = jnp.result_type(float)
     out = [
-        float(hessian_eigenvalues(loss_fn, unravel(jnp.asarray(th, jnp.result_type(float))))[0])
+        float(hessian_eigenvalues(case.loss_fn, unravel(jnp.asarray(th, dtype)))[0])
         if ok
         else np.nan
         for th, ok in zip(theta, _common.ok(flow).values, strict=True)
@@ -255,34 +350,46 @@ def flow_final_sharpness(data, config: EdgeOfStabilityConfig) -> np.ndarray:
     return np.asarray(out)
 
 
+def case_summary(data, case: Case) -> dict:
+    rows = {f"lr{lr:g}": per_lr(data, case, lr) for lr in case.lrs}
+    flow_ok = _common.ok(data[case.store("flow")].sel(algorithm="gf"))
+    return {
+        "by_lr": rows,
+        "gf_final_sharpness": median(flow_final_sharpness(data, case)),
+        "flow_failed": int((~flow_ok).sum()),
+        "failed": sum(r["failed"] for r in rows.values()) + int((~flow_ok).sum()),
+    }
+
+
 def analyse(data, config: EdgeOfStabilityConfig) -> Summary:
-    values = {"by_lr": {sweep_name(lr): per_lr(data, lr) for lr in config.lrs}}
-    rows = list(values["by_lr"].values())
-    gf = median(flow_final_sharpness(data, config))
-    values["gf_final_sharpness"] = gf
-    flow_ok = _common.ok(data["flow"].sel(algorithm="gf"))
-    values["flow_failed"] = int((~flow_ok).sum())
-    values["failed"] = sum(r["failed"] for r in rows) + values["flow_failed"]
-    parts = ", ".join(
-        f"η={r['lr']:g}: {r['settled_ratio']['median']:.3f} "
-        f"[{r['settled_ratio']['q25']:.3f}, {r['settled_ratio']['q75']:.3f}]"
-        for r in rows
-    )
-    reached = sum(r["reached"] for r in rows)
-    headline = (
-        f"deep linear network: sharpness {rows[0]['initial_sharpness']:.1f} at init reaches "
-        f"2/η in {reached}/{len(rows) * config.seeds} runs; median λη/2 after: {parts} "
-        f"(quartiles); the flow ends at sharpness {gf:.1f}"
-    )
-    return Summary(headline, values)
+    values = {case.name: case_summary(data, case) for case in cases(config)}
+    values["failed"] = sum(v["failed"] for v in values.values())
+    parts = []
+    for name, v in values.items():
+        if name == "failed":
+            continue
+        rows = list(v["by_lr"].values())
+        ratios = ", ".join(
+            f"η={r['lr']:g}: {r['settled_ratio']['median']:.3f} "
+            f"[{r['settled_ratio']['q25']:.3f}, {r['settled_ratio']['q75']:.3f}]"
+            for r in rows
+        )
+        reached = sum(r["reached"] for r in rows)
+        parts.append(
+            f"{name.replace('_', ' ')}: sharpness {rows[0]['initial_sharpness']:.1f} at init "
+            f"reaches 2/η in {reached}/{len(rows) * config.seeds} runs; median λη/2 after: "
+            f"{ratios} (quartiles); the flow ends at {v['gf_final_sharpness']:.1f}"
+        )
+    return Summary("; ".join(parts), values)
 
 
 EXPERIMENT = Experiment(
     name="edge_of_stability",
     claim=(
         "Gradient descent at a finite step sharpens progressively until the sharpness "
-        "reaches 2/η, then holds it there while the loss decreases non-monotonically: "
-        "there it leaves the gradient flow, which goes on to a sharper minimum."
+        "reaches 2/η, then holds it there, its loss no longer decreasing monotonically: "
+        "there it leaves the gradient flow and the modified flow, which go on to a sharper "
+        "minimum."
     ),
     config_type=EdgeOfStabilityConfig,
     small=SMALL,
