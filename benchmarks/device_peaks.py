@@ -10,10 +10,11 @@
 Both are the best of several runs after compiling, on the default device, in the dtype
 given. Run as a script, it prints both.
 
-    python benchmarks/device_peaks.py [--dtype float32]
+    python benchmarks/device_peaks.py [--dtype float32] [--json F]
 """
 
 import argparse
+import json
 import time
 
 import jax
@@ -61,13 +62,19 @@ def elementwise_flops(dtype=jnp.float32, size=None):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--json", help="write results to this file")
     args = p.parse_args()
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()})")
-    print(f"bandwidth (2 * x, read + write): {bandwidth() / 1e9:.1f} GB/s")
+    bw = bandwidth()
+    print(f"bandwidth (2 * x, read + write): {bw / 1e9:.1f} GB/s")
     flops = elementwise_flops(jnp.dtype(args.dtype))
     print(f"elementwise multiply-add ({args.dtype}): {flops / 1e9:.1f} GFLOP/s")
+    if args.json:
+        with open(args.json, "w") as f:
+            out = dict(device=str(jax.devices()[0]), dtype=args.dtype, bandwidth=bw)
+            json.dump(dict(out, elementwise_flops=flops), f, indent=1)
 
 
 if __name__ == "__main__":
