@@ -7,7 +7,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
-from ._linearize import LinearizedLoss, TaylorParams
+from ._linearize import TaylorParams, _centered, _taylor
 from ._objective import offered
 
 
@@ -57,22 +57,47 @@ class SideBySideLoss(eqx.Module):
     parameter change, the relative kernel change and the linearization gap of the residuals
     (see [`rnnflow.kernel_change_metric`][]).
 
-    **Fields:** `loss`, the least-squares loss (e.g. `ImpulseLoss(...).bind(model)`).
+    Centered (`centered=True`), both models output $f(θ) - f(θ_0)$ rather than $f(θ)$
+    (Chizat, Oyallon & Bach 2019): $θ_0$, read from the linearization's expansion point
+    and held like it, is each seed's own initialization, so both start from output zero and
+    the linearization is $J(θ_0)δ$ (see [`rnnflow.side_by_side`][]).
+
+    **Fields:** `loss`, the least-squares loss (e.g. `ImpulseLoss(...).bind(model)`), and
+    `centered`.
     """
 
     loss: Callable
+    centered: bool = eqx.field(static=True, default=False)
+
+    def real_output(self, fn: Callable, params: SideBySide) -> PyTree:
+        """`fn` (a function of the model's parameters) of the real model: $f(θ)$, or
+        centered $f(θ) - f(θ_0) + f(0)$ ($f(0) = 0$ for an RNN's outputs)."""
+        _check_side_by_side(params)
+        if not self.centered:
+            return fn(params.real)
+        return _centered(fn, params.real, params.linear.theta0)
+
+    def linear_output(self, fn: Callable, params: SideBySide) -> PyTree:
+        """`fn` of the linearized model: $f(θ_0) + J(θ_0)δ$, or centered $f(0) + J(θ_0)δ$."""
+        _check_side_by_side(params)
+        return _taylor(fn, params.linear, centered=self.centered)
+
+    def real_residuals(self, params: SideBySide) -> Float[Array, " m"]:
+        """The real model's residuals $r(θ)$ (centered: $r(θ) - r(θ_0) + r(0)$), flattened."""
+        return jnp.ravel(self.real_output(offered(self.loss, "residuals"), params))
 
     def linear_residuals(self, params: SideBySide) -> Float[Array, " m"]:
-        """The linearized model's residuals $r(θ_0) + J(θ_0)δ$, flattened."""
-        return LinearizedLoss(self.loss).residuals(params.linear)
+        """The linearized model's residuals $r(θ_0) + J(θ_0)δ$ (centered: $r(0) + J(θ_0)δ$),
+        flattened."""
+        return jnp.ravel(self.linear_output(offered(self.loss, "residuals"), params))
 
     def residuals(self, params: SideBySide) -> Float[Array, " n"]:
-        """$r(θ)$, then $r(θ_0) + J(θ_0)δ$, flattened."""
-        _check_side_by_side(params)
-        real = jnp.ravel(offered(self.loss, "residuals")(params.real))
-        return jnp.concatenate([real, self.linear_residuals(params)])
+        """The real model's residuals, then the linearized model's, flattened."""
+        return jnp.concatenate([self.real_residuals(params), self.linear_residuals(params)])
 
     def __call__(self, params: SideBySide) -> Float[Array, ""]:
+        if self.centered:
+            return jnp.sum(self.residuals(params) ** 2)
         _check_side_by_side(params)
         return self.loss(params.real) + jnp.sum(self.linear_residuals(params) ** 2)
 
@@ -98,7 +123,7 @@ class SideBySideLoss(eqx.Module):
         )
 
         return {
-            "loss": lambda t, p: self.loss(p.real),
+            "loss": lambda t, p: jnp.sum(self.real_residuals(p) ** 2),
             "linear_loss": lambda t, p: jnp.sum(self.linear_residuals(p) ** 2),
             "parameter_change": parameter_change_metric(),
             "kernel_change": kernel_change_metric(self.loss),
@@ -106,7 +131,7 @@ class SideBySideLoss(eqx.Module):
         }
 
 
-def side_by_side(loss_fn) -> SideBySideLoss:
+def side_by_side(loss_fn, *, centered: bool = False) -> SideBySideLoss:
     """A least-squares loss and its linearization at the initial parameters, trained in one
     run: the rich (real) and the lazy (kernel) dynamics on one time axis.
 
@@ -114,6 +139,14 @@ def side_by_side(loss_fn) -> SideBySideLoss:
 
     - `loss_fn`: a loss that offers `residuals` (`ImpulseLoss(teacher, k).bind(model)`, or
       a loss of yours with `residuals(params) -> r` and the loss $\\sum_i r_i^2$).
+    - `centered`: train the centered model $f(θ) - f(θ_0)$ (Chizat, Oyallon & Bach 2019),
+      $θ_0$ each seed's initialization, held: its residuals are $r(θ) - r(θ_0) + r(0)$,
+      which is $f(θ) - f(θ_0) - y$ for a model with $f(0) = 0$ (every rnnflow RNN: its
+      output is $C$ times its state). Both models then start from output zero, and the
+      linearization is $J(θ_0)δ$. The kernel (and so `kernel_change_metric(loss_fn)`) and
+      the linearization gap are those of the uncentered model. For a homogeneous model of
+      degree $p$, init scale σ acts as Chizat's α = σᵖ: the relative change needed to fit
+      falls like σ⁻ᵖ, and from large σ the run is lazy. Default: False.
 
     **Returns:**
 
@@ -137,7 +170,9 @@ def side_by_side(loss_fn) -> SideBySideLoss:
             "ImpulseLoss(...).bind(model), or a module with `residuals(params)` and "
             f"`__call__` = sum of their squares); got {type(loss_fn).__name__}."
         )
-    return SideBySideLoss(loss_fn)
+    if not isinstance(centered, bool):
+        raise TypeError(f"`centered` must be a bool; got {centered!r}.")
+    return SideBySideLoss(loss_fn, centered)
 
 
 # -- the kernel and the closed form -------------------------------------------------------

@@ -378,6 +378,86 @@ def test_ntk_and_the_closed_form_agree_with_neural_tangents():
     np.testing.assert_allclose(ours, f_nt, rtol=1e-12, atol=1e-14)
 
 
+# -- the centered model -----------------------------------------------------------------------
+
+
+def test_centered_pair_starts_at_output_zero_with_the_uncentered_jacobian():
+    pair = side_by_side(LOSS, centered=True)
+    target = _hand_response(TEACHER.params, range(K))
+    p0 = SideBySide(P0)
+
+    def horizon(p):
+        return DIAGONAL.impulse_response(p, 20)
+
+    # At θ = θ₀ both models output exactly zero, so both residuals are exactly -y.
+    for out in (pair.real_output(horizon, p0), pair.linear_output(horizon, p0)):
+        np.testing.assert_array_equal(out, np.zeros((20, 1, 1)))
+    y = np.ravel(TEACHER.impulse_response(K))
+    np.testing.assert_array_equal(pair.residuals(p0), np.concatenate([-y, -y]))
+    # Elsewhere the real model is h(θ) − h(θ₀), the linearization J(θ₀)δ (in NumPy).
+    moved = jax.tree.map(lambda x: 1.3 * x, P0)
+    delta = jax.tree.map(jnp.subtract, moved, P0)
+    p1 = SideBySide(moved, TaylorParams(P0, delta))
+    lags = range(K)
+    np.testing.assert_allclose(
+        pair.real_residuals(p1),
+        _hand_response(moved, lags) - _hand_response(P0, lags) - target,
+        rtol=1e-12,
+        atol=1e-15,
+    )
+    flat_delta = np.concatenate([np.ravel(x) for x in (delta.a, delta.b, delta.c)])
+    np.testing.assert_allclose(
+        pair.linear_residuals(p1), _hand_jacobian(P0) @ flat_delta - target, rtol=1e-12
+    )
+    # The Jacobian in θ is the uncentered one (closed form); θ₀ gets none.
+    for p, point in ((p0, P0), (p1, moved)):
+        jac = jax.jacrev(pair.real_residuals)(p)
+        np.testing.assert_allclose(
+            _flat_jacobian(jac.real, K), _hand_jacobian(point), rtol=1e-12, atol=1e-15
+        )
+        assert not any(np.any(x) for x in jax.tree.leaves(jac.linear))
+    jac = jax.jacrev(pair.linear_residuals)(p1)
+    np.testing.assert_allclose(_flat_jacobian(jac.linear.delta, K), _hand_jacobian(P0), rtol=1e-12)
+    assert not any(np.any(x) for x in jax.tree.leaves((jac.real, jac.linear.theta0)))
+    # The kernel and the gap are the uncentered model's: the metrics need no change.
+    gap = linearization_gap_metric(LOSS)(0.0, p1)
+    np.testing.assert_allclose(
+        gap, np.linalg.norm(pair.real_residuals(p1) - pair.linear_residuals(p1)), rtol=1e-12
+    )
+
+
+def test_centered_run_is_the_run_against_the_shifted_target_and_keeps_theta0():
+    keys = jax.random.split(jax.random.key(7), 2)
+    params0 = rf.init_seeds(DIAGONAL, keys, scale=0.5)
+    method = rf.GradientDescent(0.02, 300)
+    pair = side_by_side(LOSS, centered=True)
+    trajs = rf.train_seeds(pair, SideBySide(params0), method, save=rf.Save(num=2))
+    # θ₀ is held: bitwise where it started, by gradient descent and by the stiff flow.
+    for a, b in zip(jax.tree.leaves(trajs.final.linear.theta0), jax.tree.leaves(params0)):
+        np.testing.assert_array_equal(a, b)
+    flow = rf.GradientFlow(5.0, solver=rf.LeastSquaresRosenbrock())
+    one = jax.tree.map(lambda x: x[0], params0)
+    moved = rf.train(pair, SideBySide(one), flow, save=rf.Save(num=2)).final
+    for a, b in zip(jax.tree.leaves(moved.linear.theta0), jax.tree.leaves(one)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(moved.real.a, one.a)
+    y = TEACHER.impulse_response(K)
+    for i in range(2):
+        start = jax.tree.map(lambda x: x[i], params0)
+        shift = DIAGONAL.impulse_response(start, K)
+
+        def shifted(p, shift=shift):  # f(θ) against the target y + f(θ₀): a second program
+            return jnp.sum((DIAGONAL.impulse_response(p, K) - shift - y) ** 2)
+
+        alone = rf.train(shifted, start, method).final
+        for a, b in zip(jax.tree.leaves(trajs.final.real), jax.tree.leaves(alone), strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=1e-11, atol=1e-13)
+        # The linear twin starts from r = -y: (I − 2ηK₀)³⁰⁰ (−y).
+        closed = ntk_residuals(ntk(LOSS, start), -jnp.ravel(y), 6.0, method)
+        last = jax.tree.map(lambda x: x[i], trajs.final)
+        np.testing.assert_allclose(pair.linear_residuals(last), closed, rtol=1e-12, atol=1e-14)
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 
@@ -430,4 +510,6 @@ def test_bad_input_is_refused_before_compiling():
         parameter_change_metric()(0.0, P0)
     with pytest.raises(TypeError, match="SideBySide"):
         linearization_gap_metric(LOSS)(0.0, TaylorParams(P0))
+    with pytest.raises(TypeError, match="`centered`"):
+        side_by_side(LOSS, centered=1)
     assert isinstance(side_by_side(LOSS), SideBySideLoss)
