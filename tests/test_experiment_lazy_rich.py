@@ -2,6 +2,8 @@
 kernel change against the init scale, the real run beside its linearization, and the
 reported 10% crossing."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,12 @@ def test_crossing_by_log_interpolation():
     assert np.isnan(got[2])
     # A non-finite neighbour (a failed seed) is no crossing.
     assert np.isnan(lazy_rich.crossing([[1.0], [np.nan], [0.01]], scales, 0.1)[0])
+    # A kernel that does not move at all (change 0) crossed: at the scale before, the
+    # limit of the interpolation, with no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = lazy_rich.crossing([[1.0], [0.5], [0.0]], scales, 0.1)
+    assert got[0] == pytest.approx(0.1, rel=1e-12)
 
 
 def test_reported_crossing_is_in_range_or_nan(results):
