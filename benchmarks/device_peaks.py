@@ -6,9 +6,13 @@
   eight independent chains of 128 multiply-adds `x = x * a + b` per element of a large
   array, compiled by XLA into one kernel. It is the roof for the fused gradient step,
   which is elementwise arithmetic; matrix units (tensor cores) do not apply to it.
+- `matmul_flops`: floating-point operations per second of one large square matrix product
+  (2n³ flops for n × n; n = 2048 on a CPU, 4096 on an accelerator) at full float32
+  precision (`precision="highest"`: no TF32 or bfloat16 passes on a GPU): the machine's
+  peak as matrix libraries reach it, which elementwise work can approach but not pass.
 
-Both are the best of several runs after compiling, on the default device, in the dtype
-given. Run as a script, it prints both.
+All are the best of several runs after compiling, on the default device, in the dtype
+given. Run as a script, it prints all three.
 
     python benchmarks/device_peaks.py [--dtype float32] [--json F]
 """
@@ -59,6 +63,15 @@ def elementwise_flops(dtype=jnp.float32, size=None):
     return 2 * _CHAINS * _DEPTH * size / best_time(jax.jit(chains), x, a, b)
 
 
+def matmul_flops(dtype=jnp.float32, n=None):
+    """Flops per second of an `n` × `n` matrix product in `dtype` (default n: 2048 on a
+    CPU, 4096 on an accelerator), at the highest precision."""
+    n = n or (2048 if jax.default_backend() == "cpu" else 4096)
+    x = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    matmul = jax.jit(lambda x, y: jnp.matmul(x, y, precision="highest"))
+    return 2 * n**3 / best_time(matmul, x, x.T)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -71,10 +84,12 @@ def main():
     print(f"bandwidth (2 * x, read + write): {bw / 1e9:.1f} GB/s")
     flops = elementwise_flops(jnp.dtype(args.dtype))
     print(f"elementwise multiply-add ({args.dtype}): {flops / 1e9:.1f} GFLOP/s")
+    mm = matmul_flops(jnp.dtype(args.dtype))
+    print(f"matrix product ({args.dtype}): {mm / 1e9:.1f} GFLOP/s")
     if args.json:
         with open(args.json, "w") as f:
             out = dict(device=str(jax.devices()[0]), dtype=args.dtype, bandwidth=bw)
-            json.dump(dict(out, elementwise_flops=flops), f, indent=1)
+            json.dump(dict(out, elementwise_flops=flops, matmul_flops=mm), f, indent=1)
 
 
 if __name__ == "__main__":

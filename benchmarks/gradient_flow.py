@@ -21,10 +21,15 @@ each method the cheapest setting that is as accurate as the baseline (an error a
 all far less accurate, the step size and time it would need are extrapolated from its two
 smallest step sizes, with the order measured between them.
 
+`--stages` adds Tsit5 at rtol 1e-6 with its stages combined as unrolled sums
+(`rnnflow._methods.tsit5_unrolled.UnrolledTsit5`, no per-stage copy of the stage buffer;
+see `benchmarks/tsit5_stages.py`), which takes the same steps as the baseline.
+
 `--pair` runs only the two rows that the speed target compares, Tsit5 and ROS34PW2 at
 rtol 1e-6 (with the reference), for a large batch of seeds on an accelerator.
 
-    python benchmarks/gradient_flow.py [--quick] [--pair] [--seeds 64] [--t1 2000] [--json F]
+    python benchmarks/gradient_flow.py [--quick] [--pair] [--stages] [--seeds 64] [--t1 2000]
+        [--json F]
 """
 
 import argparse
@@ -40,6 +45,7 @@ import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import rnnflow as rf  # noqa: E402
+from rnnflow._methods.tsit5_unrolled import UnrolledTsit5  # noqa: E402
 
 
 def _flat(params):
@@ -88,6 +94,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--pair", action="store_true", help="Tsit5 and ROS34PW2 at rtol 1e-6 only")
+    p.add_argument("--stages", action="store_true", help="also Tsit5 with unrolled stages")
     p.add_argument("--seeds", type=int)
     p.add_argument("--t1", type=float)
     p.add_argument("--json", help="write results to this file")
@@ -128,6 +135,11 @@ def main():
             f"rtol={rtol:g}",
             rf.GradientFlow(t1, stepsize_controller=_pid(rtol), max_steps=big),
         )
+    if args.stages:
+        method = rf.GradientFlow(
+            t1, solver=UnrolledTsit5(), stepsize_controller=_pid(1e-6), max_steps=big
+        )
+        row("Tsit5 unrolled stages", "rtol=1e-06", method)
     rosenbrock = {
         "ros2": () if few else (1e-5, 3e-6, 1e-6, 1e-7),
         "ros34pw2": (1e-6,) if few else (1e-5, 1e-6, 1e-7),
@@ -160,13 +172,14 @@ def main():
         r["speedup"] = base["seconds"] / r["seconds"]
     print(
         f"{'method':<24} {'setting':<11} {'rel. error':>10} {'time':>9} {'speed-up':>8} "
-        f"{'evals/seed':>11} {'steps':>8}"
+        f"{'evals/seed':>11} {'steps':>8} {'ms/step':>8}"
     )
     for r in rows:
         err = f"{r['error']:10.2e}" if r["finished"] else "  diverged"
         print(
             f"{r['method']:<24} {r['setting']:<11} {err} {r['seconds']:8.3f}s "
-            f"{r['speedup']:7.1f}x {r['evals']:11d} {r['steps']:8d}"
+            f"{r['speedup']:7.1f}x {r['evals']:11d} {r['steps']:8d} "
+            f"{1e3 * r['seconds'] / r['steps']:8.3f}"
         )
     print(
         f"\ncheapest setting as accurate as Tsit5 at rtol 1e-6 (error ≤ 1.1 × {base['error']:.2e}):"
