@@ -21,6 +21,7 @@ from ._methods import GradientFlow as GradientFlow
 from ._methods import LeastSquaresRosenbrock as LeastSquaresRosenbrock
 from ._methods import ModifiedFlow as ModifiedFlow
 from ._methods import StochasticFlow as StochasticFlow
+from ._methods import UnrolledTsit5 as UnrolledTsit5
 from ._minibatch import Minibatch as Minibatch
 from ._models import MODELS as MODELS
 from ._models import AbstractLinearRNN as AbstractLinearRNN

@@ -4,3 +4,4 @@ from .gradient_flow import GradientFlow as GradientFlow
 from .modified_flow import ModifiedFlow as ModifiedFlow
 from .rosenbrock import LeastSquaresRosenbrock as LeastSquaresRosenbrock
 from .stochastic_flow import StochasticFlow as StochasticFlow
+from .tsit5_unrolled import UnrolledTsit5 as UnrolledTsit5

@@ -35,6 +35,8 @@ class GradientFlow(AbstractMethod):
       solves of the size of the number of residuals; 54-64× faster than Tsit5 at equal
       accuracy in `benchmarks/gradient_flow.py`). Tsit5 stays the default because it
       takes any loss and wins at tight tolerances on short, non-stiff horizons.
+      [`rnnflow.UnrolledTsit5`][] takes Tsit5's steps without the copies of its stage
+      buffer that `vmap` adds (up to 1.7× per step over many seeds with a cheap gradient).
     - `stepsize_controller`: default `diffrax.PIDController(rtol=1e-6, atol=1e-9)`.
       A `diffrax.ConstantStepSize()` needs `dt0`.
     - `dt0`: the initial step; `None` lets an adaptive controller choose it.
