@@ -52,7 +52,7 @@ class CounterexampleConfig(ExperimentConfig):
     """
 
     experiment = "counterexample"
-    seeds: int = 16
+    seeds: int = 1000
     teacher: str = "short"
     state_dim: int = 20
     train_len: int = 5
