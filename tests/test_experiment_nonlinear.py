@@ -71,6 +71,20 @@ def test_singular_values_are_those_of_the_hidden_states(results):
     np.testing.assert_allclose(ds.singular_values.isel(time=-1).values, s / s[0], rtol=1e-6)
 
 
+def test_singular_values_memory_grows_with_the_states_only():
+    # At the default config's size (5 scales × 8 seeds, 256 test sequences of 100 steps,
+    # d = 20) the states of all seeds are 164 MB in float64. An SVD of the tall states
+    # matrix, batched over seeds, compiled to 210 GB of scratch memory on the CPU (a square
+    # workspace by the long side); through the d × d triangular factor it is 2× the states.
+    model, seeds, shape = rf.TanhRNN(20), 40, (256, 100, 1)
+    params = rf.init_seeds(model, jax.random.split(jax.random.key(0), seeds), scale=0.1)
+    xt = jax.random.normal(jax.random.key(1), shape)
+    fn = jax.jit(jax.vmap(lambda p: nonlinear.state_singular_values(model, p, xt)))
+    temp = fn.lower(params).compile().memory_analysis().temp_size_in_bytes
+    states = seeds * shape[0] * shape[1] * model.state_dim * xt.dtype.itemsize
+    assert temp <= 4 * states
+
+
 def test_results_folder_round_trip(results):
     out, res = results
     loaded = load_results(out)
