@@ -160,6 +160,17 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"rnnflow: error: {_message(e)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        # Not the user's input but the run's size: say so in a line, and how to go on.
+        first = str(e).strip().splitlines()[0]
+        print(
+            f"rnnflow: error: the device ran out of memory ({first}). What finished is kept; "
+            "run the same command with a smaller --lanes to resume.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _message(e: Exception) -> str:

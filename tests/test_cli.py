@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -232,3 +233,23 @@ def test_module_entry_point_help():
         [sys.executable, "-m", "rnnflow", "sweep", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "--float64" in out.stdout and "CONFIG.toml" in out.stdout
+
+
+def test_out_of_memory_is_one_line_naming_lanes(tmp_path, capsys, monkeypatch):
+    import rnnflow.experiments
+
+    def oom(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 1e11 bytes.")
+
+    monkeypatch.setattr(rnnflow.experiments, "run_experiment", oom)
+    args = ["run", "init_scale", "--small", "--seeds", "1", "--out", str(tmp_path / "o")]
+    assert main(args) == 1
+    err = _err(capsys)
+    assert "ran out of memory" in err and "--lanes" in err and "1e11 bytes" in err
+
+    def other(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+
+    monkeypatch.setattr(rnnflow.experiments, "run_experiment", other)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+        main(args)
