@@ -165,9 +165,10 @@ def main(argv=None) -> int:
             raise
         # Not the user's input but the run's size: say so in a line, and how to go on.
         first = str(e).strip().splitlines()[0]
+        how = "with a smaller --lanes " if hasattr(args, "lanes") else ""
         print(
             f"rnnflow: error: the device ran out of memory ({first}). What finished is kept; "
-            "run the same command with a smaller --lanes to resume.",
+            f"run the same command {how}to resume.",
             file=sys.stderr,
         )
         return 1
