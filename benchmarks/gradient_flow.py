@@ -22,7 +22,7 @@ all far less accurate, the step size and time it would need are extrapolated fro
 smallest step sizes, with the order measured between them.
 
 `--stages` adds Tsit5 at rtol 1e-6 with its stages combined as unrolled sums
-(`rnnflow._methods.tsit5_unrolled.UnrolledTsit5`, no per-stage copy of the stage buffer;
+(`rnnflow.UnrolledTsit5`, no per-stage copy of the stage buffer;
 see `benchmarks/tsit5_stages.py`), which takes the same steps as the baseline.
 
 `--pair` runs only the two rows that the speed target compares, Tsit5 and ROS34PW2 at
@@ -45,7 +45,6 @@ import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import rnnflow as rf  # noqa: E402
-from rnnflow._methods.tsit5_unrolled import UnrolledTsit5  # noqa: E402
 
 
 def _flat(params):
@@ -137,7 +136,7 @@ def main():
         )
     if args.stages:
         method = rf.GradientFlow(
-            t1, solver=UnrolledTsit5(), stepsize_controller=_pid(1e-6), max_steps=big
+            t1, solver=rf.UnrolledTsit5(), stepsize_controller=_pid(1e-6), max_steps=big
         )
         row("Tsit5 unrolled stages", "rtol=1e-06", method)
     rosenbrock = {

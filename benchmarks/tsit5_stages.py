@@ -9,7 +9,7 @@ timed against variants that should give the same solution:
 - `scan_kind=lax`, `scan_kind=bounded`: diffrax's other stage-loop kinds;
 - `loop-reduce`: diffrax's stage loop and buffer, each combination a product with the
   buffer summed over the stage axis instead of a dot product (`LoopTsit5` below);
-- `unrolled`: `rnnflow._methods.tsit5_unrolled.UnrolledTsit5`, which forms each stage's
+- `unrolled`: `rnnflow.UnrolledTsit5`, which forms each stage's
   combination as an unrolled sum over a tuple of stages instead of diffrax's `(7, n)`
   buffer dotted with a tableau row.
 
@@ -51,7 +51,6 @@ from jax.flatten_util import ravel_pytree  # noqa: E402
 
 import rnnflow as rf  # noqa: E402
 from rnnflow import _fused  # noqa: E402
-from rnnflow._methods.tsit5_unrolled import UnrolledTsit5  # noqa: E402
 
 CASES = {  # name: (parameterization, d, seeds, t1, init scale, teacher modes)
     "diag64": ("diagonal", 40, 64, 20.0, 1e-3, ([0.9], [1.0])),
@@ -207,7 +206,7 @@ VARIANTS = {  # name: (solver, seed_last)
     "scan_kind=lax": (diffrax.Tsit5(scan_kind="lax"), False),
     "scan_kind=bounded": (diffrax.Tsit5(scan_kind="bounded"), False),
     "loop-reduce": (LoopTsit5(), False),
-    "unrolled": (UnrolledTsit5(), False),
+    "unrolled": (rf.UnrolledTsit5(), False),
 }
 
 

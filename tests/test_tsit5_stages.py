@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import rnnflow as rf
-from rnnflow._methods.tsit5_unrolled import UnrolledTsit5
 
 MODEL = rf.DenseRNN(4)
 LOSS = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 5)
@@ -35,7 +34,7 @@ def test_unrolled_tsit5_matches_diffrax_tsit5(key):
     params = rf.init_seeds(MODEL, jax.random.split(key, 4), scale=0.3)  # a parameter pytree
     ts = jnp.linspace(0.0, 5.0, 7)
     ys, accepted, rejected = _solve(diffrax.Tsit5(), params, ts)
-    ys2, accepted2, rejected2 = _solve(UnrolledTsit5(), params, ts)
+    ys2, accepted2, rejected2 = _solve(rf.UnrolledTsit5(), params, ts)
     np.testing.assert_array_equal(accepted2, accepted)
     np.testing.assert_array_equal(rejected2, rejected)
     assert int(jnp.min(accepted)) > 10
@@ -51,7 +50,7 @@ def test_unrolled_tsit5_in_gradient_flow(key):
         method = rf.GradientFlow(5.0, solver=solver)
         return rf.train_seeds(LOSS.bind(MODEL), params, method, save=save)
 
-    base, unrolled = run(diffrax.Tsit5()), run(UnrolledTsit5())
+    base, unrolled = run(diffrax.Tsit5()), run(rf.UnrolledTsit5())
     np.testing.assert_array_equal(unrolled.num_steps, base.num_steps)
     np.testing.assert_array_equal(unrolled.num_grad_evals, base.num_grad_evals)
     np.testing.assert_allclose(unrolled.metrics["loss"], base.metrics["loss"], rtol=1e-12)
