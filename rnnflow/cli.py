@@ -161,7 +161,9 @@ def main(argv=None) -> int:
         print(f"rnnflow: error: {_message(e)}", file=sys.stderr)
         return 2
     except Exception as e:
-        if "RESOURCE_EXHAUSTED" not in str(e):
+        import jax  # already loaded wherever a run got as far as running out of memory
+
+        if not (isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)):
             raise
         # Not the user's input but the run's size: say so in a line, and how to go on.
         first = str(e).strip().splitlines()[0]
