@@ -30,14 +30,13 @@ import numpy as np
 
 from .._diagnostics import learned_measure, spectrum_distance
 from .._losses import ImpulseLoss, extrapolation_error
-from .._methods import GradientDescent
-from .._models import DiagonalRNN, RNNParams, SymmetricRNN
-from .._rnn_metrics import extrapolation_metric, imbalance_metric
+from .._models import SymmetricRNN
+from .._rnn_metrics import extrapolation_metric, imbalance_metric, loss_metric
 from .._sweep import Sweep
 from .._teachers import modes_teacher
 from .._trajectory import Result, Save, Stop
 from . import _common, plots
-from ._common import final, number, numbers, seed_median
+from ._common import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
 from .summary import Summary
 
@@ -65,30 +64,23 @@ class MomentThresholdConfig(ExperimentConfig):
     lobatto_interval: tuple[float, ...] = (0.0, 1.0)
 
     def check(self):
-        if len(self.weights) != len(self.eigenvalues):
-            raise ValueError("`weights` must have one entry per entry of `eigenvalues`.")
-        if any(p <= 0 for p in self.weights):
-            raise ValueError("`weights` must be positive (a balanced teacher).")
-        if len(set(self.eigenvalues)) != len(self.eigenvalues):
+        lam, ends = self.eigenvalues, self.lobatto_interval
+        if len(self.weights) != len(lam) or min(self.weights) <= 0:
+            raise ValueError("`weights` must be positive (a balanced teacher), one per eigenvalue.")
+        if len(set(lam)) != len(lam):
             raise ValueError("`eigenvalues` must be distinct.")
         self.require_positive("state_dims", "init_radii", "lr", "t1", "loss_below")
         if self.lr > self.t1:
             raise ValueError("`lr` must not exceed `t1` (at least one step).")
         if self.horizon <= self.train_lens[1]:
             raise ValueError(f"`horizon` must exceed 2 d̂ + 1 = {self.train_lens[1]}.")
-        if len(self.lobatto_interval) != 2:
-            raise ValueError("`lobatto_interval` must be [l, u].")
-        lo, hi = self.lobatto_interval
-        if not lo < min(self.eigenvalues) <= max(self.eigenvalues) < hi:
-            raise ValueError(
-                "`lobatto_interval` must contain every teacher eigenvalue strictly inside."
-            )
+        if len(ends) != 2 or not ends[0] < min(lam) <= max(lam) < ends[1]:
+            raise ValueError("`lobatto_interval` must be [l, u] with l < every eigenvalue < u.")
 
     @property
     def train_lens(self) -> tuple[int, int]:
         """$(2\\hat d, 2\\hat d + 1)$: below and at the moment threshold."""
-        n = len(self.eigenvalues)
-        return 2 * n, 2 * n + 1
+        return 2 * len(self.eigenvalues), 2 * len(self.eigenvalues) + 1
 
 
 SMALL = MomentThresholdConfig(seeds=8, state_dims=(20,), init_radii=(0.3, 0.9), lr=0.1, t1=1000.0)
@@ -101,23 +93,18 @@ def lobatto_measure(eigenvalues, weights, interval) -> tuple[np.ndarray, np.ndar
     of $(x - l)(u - x)\\,d\\mu$ by Lanczos (Golub–Welsch); weights: the Vandermonde system for
     $m_0, \\dots, m_{\\hat d}$."""
     lam, p = np.asarray(eigenvalues, np.float64), np.asarray(weights, np.float64)
-    lo, hi = interval
-    n = lam.size
+    (lo, hi), n = interval, lam.size
     modified = p * (lam - lo) * (hi - lam)
-    interior = np.zeros(0)
-    if n > 1:
-        v = np.sqrt(modified / modified.sum())
-        alphas, betas, v_prev, beta = [], [], np.zeros(n), 0.0
-        for _ in range(n - 1):
-            w = lam * v - beta * v_prev
-            alpha = v @ w
-            w = w - alpha * v
-            alphas.append(alpha)
-            beta = np.linalg.norm(w)
-            betas.append(beta)
-            v_prev, v = v, w / beta
-        jacobi = np.diag(alphas) + np.diag(betas[:-1], 1) + np.diag(betas[:-1], -1)
-        interior = np.linalg.eigvalsh(jacobi)
+    v, v_prev, beta = np.sqrt(modified / modified.sum()), np.zeros(n), 0.0
+    alphas, betas = [], []
+    for _ in range(n - 1):  # the Jacobi matrix of the modified measure, row by row
+        w = lam * v - beta * v_prev
+        alphas.append(v @ w)
+        w = w - alphas[-1] * v
+        betas.append(beta := np.linalg.norm(w))
+        v_prev, v = v, w / beta
+    # eigvalsh reads the lower triangle only.
+    interior = np.linalg.eigvalsh(np.diag(alphas) + np.diag(betas[:-1], -1)) if n > 1 else []
     nodes = np.concatenate([[lo], interior, [hi]])
     moments = np.array([np.sum(p * lam**i) for i in range(n + 1)])
     return nodes, np.linalg.solve(nodes[None, :] ** np.arange(n + 1)[:, None], moments)
@@ -134,39 +121,32 @@ def measure_spread(eigenvalues, weights, teacher_eigenvalues) -> np.ndarray:
 
 
 def metrics(loss_fn, config: MomentThresholdConfig) -> dict:
-    model, loss, q = loss_fn.model, loss_fn.loss, config.horizon
+    model, teacher, k = loss_fn.model, loss_fn.loss.teacher, loss_fn.loss.train_len
     pad = max(config.state_dims) - model.state_dim  # one shape for every student size
 
     def measure(i, fill):
         return lambda t, p: jnp.pad(learned_measure(model, p)[i], (0, pad), constant_values=fill)
 
     return {
-        "loss": lambda t, p: loss_fn(p),
-        "extrapolation": extrapolation_metric(
-            model, loss.teacher, train_len=loss.train_len, horizon=q
-        ),
+        "loss": loss_metric(loss_fn),
+        "extrapolation": extrapolation_metric(model, teacher, train_len=k, horizon=config.horizon),
         "relative_imbalance": imbalance_metric(model),
         "measure_eigenvalues": measure(0, jnp.nan),
         "measure_weights": measure(1, 0.0),
-        "spectrum_distance": lambda t, p: spectrum_distance(model, p, loss.teacher),
-        "impulse": lambda t, p: model.impulse_response(p, q)[:, 0, 0],
+        "spectrum_distance": lambda t, p: spectrum_distance(model, p, teacher),
+        "impulse": lambda t, p: model.impulse_response(p, config.horizon)[:, 0, 0],
     }
 
 
 def sweeps(config: MomentThresholdConfig) -> dict[str, Sweep]:
     teacher = modes_teacher(config.eigenvalues, config.weights)
-    method = GradientDescent(config.lr, int(round(config.t1 / config.lr)))
+    method = _common.method("gd", lr=config.lr, t1=config.t1)
     measure = _common.MetricsOf(metrics, config)
 
-    losses = {
-        (d, k): ImpulseLoss(teacher, k).bind(SymmetricRNN(d))
-        for d in config.state_dims
-        for k in config.train_lens
-    }
-
     def setup(point, key):
-        loss_fn, d = losses[point["state_dim"], point["train_len"]], point["state_dim"]
-        scale = point["init_radius"] / (2 * np.sqrt(d))
+        d = point["state_dim"]
+        loss_fn = ImpulseLoss(teacher, point["train_len"]).bind(SymmetricRNN(d))
+        scale = point["init_radius"] / (2 * np.sqrt(d))  # a semicircle spectrum on [-r, r]
         params = loss_fn.model.init(key=key, scale=scale, balanced=True)
         return _common.Measured(loss_fn, measure), params, method
 
@@ -175,10 +155,8 @@ def sweeps(config: MomentThresholdConfig) -> dict[str, Sweep]:
         "init_radius": config.init_radii,
         "train_len": config.train_lens,
     }
-    save = Save(num=41, spacing="log")
-    stop = Stop(loss_below=config.loss_below)
-    key = _common.root_key(config.seed)
-    attrs = {"config": config.to_dict()}
+    save, stop = Save(num=41, spacing="log"), Stop(loss_below=config.loss_below)
+    key, attrs = _common.root_key(config.seed), {"config": config.to_dict()}
     return {"sweep": Sweep(axes, config.seeds, setup, key, save, stop, attrs=attrs)}
 
 
@@ -187,22 +165,14 @@ def counterexample(config: MomentThresholdConfig) -> dict:
     below and at the threshold, extrapolation error, imbalance, nodes and weights."""
     teacher = modes_teacher(config.eigenvalues, config.weights)
     nodes, w = lobatto_measure(config.eigenvalues, config.weights, config.lobatto_interval)
-    model, root = DiagonalRNN(nodes.size), np.sqrt(np.maximum(w, 0.0))
-    dtype = jnp.result_type(float)
-    params = RNNParams(*(jnp.asarray(x, dtype) for x in (nodes, root[:, None], root[None, :])))
-    below, at = (ImpulseLoss(teacher, k)(model, params) for k in config.train_lens)
-    extrapolation = extrapolation_error(
-        model,
-        params,
-        teacher,
-        train_len=config.train_lens[0],
-        horizon=config.horizon,
-        relative=True,
-    )
+    student = modes_teacher(nodes, w)  # a = nodes, b = c = √w: balanced, as w > 0
+    model, params = student.model, student.params
+    (k, k_at), q = config.train_lens, config.horizon
+    ext = extrapolation_error(model, params, teacher, train_len=k, horizon=q, relative=True)
     return {
-        "loss": float(below),
-        "loss_at_threshold": float(at),
-        "extrapolation": float(extrapolation),
+        "loss": float(ImpulseLoss(teacher, k)(model, params)),
+        "loss_at_threshold": float(ImpulseLoss(teacher, k_at)(model, params)),
+        "extrapolation": float(ext),
         "imbalance": float(model.relative_imbalance(params)),
         "nodes": nodes,
         "weights": w,
@@ -210,47 +180,35 @@ def counterexample(config: MomentThresholdConfig) -> dict:
 
 
 def analyse(data, config: MomentThresholdConfig) -> Summary:
-    import xarray as xr
-
     ds = data["sweep"]
-    ok = _common.ok(ds)
-    spread = xr.apply_ufunc(
-        measure_spread,
-        ds.measure_eigenvalues.isel(time=-1),
-        ds.measure_weights.isel(time=-1),
-        kwargs={"teacher_eigenvalues": config.eigenvalues},
-        input_core_dims=[["measure_eigenvalues_0"], ["measure_weights_0"]],
-    )
-    values = {}
-    for side, k in zip(("below_threshold", "at_threshold"), config.train_lens, strict=True):
-        cell = ds.sel(train_len=k)
-        ext = final(cell, "extrapolation")
-        values[side] = {
+    last = ds.isel(time=-1).where(_common.ok(ds))  # `_common.final` of every variable
+    lam, w = last.measure_eigenvalues, last.measure_weights  # (axes..., seed, j)
+    last["spread"] = last.loss.copy(data=measure_spread(lam, w, config.eigenvalues))
+
+    def side(k):
+        cell = last.sel(train_len=k)
+        ext = cell.extrapolation
+        medians = seed_median(cell[["loss", "spread", "spectrum_distance"]], ...)
+        return {
             "train_len": k,
             "extrapolation": number(seed_median(ext, ...)),
             "extrapolation_worst": number(ext.max()),
             "extrapolation_by_radius": numbers(seed_median(ext, ("state_dim", "seed"))),
-            "loss": number(seed_median(final(cell, "loss"), ...)),
-            "spread": number(seed_median(spread.sel(train_len=k).where(ok.sel(train_len=k)), ...)),
-            "spectrum_distance": number(seed_median(final(cell, "spectrum_distance"), ...)),
+            **{name: number(m) for name, m in medians.items()},
         }
-    values["max_relative_imbalance"] = number(final(ds, "relative_imbalance").max())
+
+    below, at = (side(k) for k in config.train_lens)
+    counter = counterexample(config)
+    values = {"below_threshold": below, "at_threshold": at}
+    values["max_relative_imbalance"] = number(last.relative_imbalance.max())
     values["diverged"] = int((ds.result == int(Result.diverged)).sum())
-    values["counterexample"] = counterexample(config)
-    cells = "; ".join(
-        f"r={r:g}: {b:.1e} vs {a:.1e}"
-        for r, b, a in zip(
-            config.init_radii,
-            values["below_threshold"]["extrapolation_by_radius"],
-            values["at_threshold"]["extrapolation_by_radius"],
-            strict=True,
-        )
-    )
+    values["counterexample"] = counter
+    radii = zip(config.init_radii, below["extrapolation_by_radius"], at["extrapolation_by_radius"])
+    cells = "; ".join(f"r={r:g}: {b:.1e} vs {a:.1e}" for r, b, a in radii)
     headline = (
         f"median relative extrapolation error, k = 2d̂ vs k = 2d̂+1 — {cells} (worst seed at "
-        f"2d̂+1: {values['at_threshold']['extrapolation_worst']:.1e}); counterexample at "
-        f"k = 2d̂: loss {values['counterexample']['loss']:.1e}, extrapolation "
-        f"{values['counterexample']['extrapolation']:.1e}"
+        f"2d̂+1: {at['extrapolation_worst']:.1e}); counterexample at k = 2d̂: loss "
+        f"{counter['loss']:.1e}, extrapolation {counter['extrapolation']:.1e}"
     )
     return Summary(headline, values)
 
