@@ -163,6 +163,8 @@ def test_results_folder_round_trip(results):
         ({"t1": 0.5}, ValueError, "t1"),
         ({"rtol": 2.0}, ValueError, "rtol"),
         ({"rnn_lrs": [0.05, 0.05]}, ValueError, "rnn_lrs"),
+        ({"rnn_lrs": [0.05, -0.05]}, ValueError, "rnn_lrs"),
+        ({"lrs": []}, TypeError, "`lrs` must be a non-empty list"),
         ({"rnn_t1": 0.1}, ValueError, "rnn_t1"),
         ({"rnn_teacher": "nope"}, ValueError, "rnn_teacher"),
         ({"small_scale": 0.0}, ValueError, "small_scale"),
@@ -172,3 +174,12 @@ def test_results_folder_round_trip(results):
 def test_config_rejects_bad_values(values, error, match):
     with pytest.raises(error, match=match):
         eos.EdgeOfStabilityConfig.from_dict(values)
+
+
+def test_empty_rnn_lrs_skips_the_rnn_case():
+    # The one list a config may leave empty: `rnn_lrs = []` in a TOML file runs the deep
+    # linear network alone.
+    config = eos.EdgeOfStabilityConfig.from_dict({"rnn_lrs": []})
+    assert [case.name for case in eos.cases(config)] == ["deep_linear"]
+    assert all(name.startswith("deep_linear_") for name in eos.sweeps(config))
+    assert config.to_dict()["rnn_lrs"] == []

@@ -34,7 +34,8 @@ class ExperimentConfig:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            _check_type(f.name, value, _field_types(type(self))[f.name])
+            annotation = _field_types(type(self))[f.name]
+            _check_type(f.name, value, annotation, may_be_empty=f.metadata.get("may_be_empty"))
             if isinstance(value, tuple):
                 object.__setattr__(self, f.name, tuple(value))
         if self.seeds < 1:
@@ -98,12 +99,19 @@ def _coerce(name: str, value, annotation):
     return value
 
 
-def _check_type(name: str, value, annotation) -> None:
+def may_be_empty(default: tuple):
+    """A list field of a config that may be empty: an empty list skips the part it drives
+    (every other list must hold at least one value)."""
+    return dataclasses.field(default=default, metadata={"may_be_empty": True})
+
+
+def _check_type(name: str, value, annotation, *, may_be_empty: bool = False) -> None:
     origin = typing.get_origin(annotation)
     if origin is tuple:
         (item,) = {a for a in typing.get_args(annotation) if a is not Ellipsis}
-        if not isinstance(value, tuple) or not value:
-            raise TypeError(f"config key `{name}` must be a non-empty list; got {value!r}.")
+        if not isinstance(value, tuple) or not (value or may_be_empty):
+            kind = "a list" if may_be_empty else "a non-empty list"
+            raise TypeError(f"config key `{name}` must be {kind}; got {value!r}.")
         for v in value:
             _check_type(name, v, item)
         return

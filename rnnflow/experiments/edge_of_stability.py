@@ -63,7 +63,7 @@ from .._sweep import Sweep
 from .._trajectory import Result, Save, Stop
 from . import _common, plots
 from ._common import median
-from .base import Experiment, ExperimentConfig
+from .base import Experiment, ExperimentConfig, may_be_empty
 from .summary import Summary
 
 
@@ -95,7 +95,7 @@ class EdgeOfStabilityConfig(ExperimentConfig):
     rnn_scale: float = 0.01
     rnn_teacher: str = "short"
     rnn_train_len: int = 5
-    rnn_lrs: tuple[float, ...] = (0.044, 0.046, 0.048)
+    rnn_lrs: tuple[float, ...] = may_be_empty((0.044, 0.046, 0.048))
     rnn_t1: float = 20.0
     rtol: float = 1e-6
     diverge_above: float = 1e3
@@ -122,8 +122,6 @@ class EdgeOfStabilityConfig(ExperimentConfig):
                 raise ValueError(f"`{name}` must be distinct; got {lrs!r}.")
             if lrs and max(lrs) * 10 > getattr(self, t1):
                 raise ValueError(f"`{t1}` must be at least 10 steps of the largest of `{name}`.")
-        if not self.lrs:
-            raise ValueError("`lrs` must hold at least one step size.")
         if self.rtol >= 1:
             raise ValueError(f"`rtol` must be below 1; got {self.rtol}.")
 
@@ -205,10 +203,7 @@ def cases(config: EdgeOfStabilityConfig) -> tuple[Case, ...]:
 
 
 def sweeps(config: EdgeOfStabilityConfig) -> dict[str, Sweep]:
-    out = {}
-    for case in cases(config):
-        out.update(case_sweeps(case, config))
-    return out
+    return {k: v for case in cases(config) for k, v in case_sweeps(case, config).items()}
 
 
 def case_sweeps(case: Case, config: EdgeOfStabilityConfig) -> dict[str, Sweep]:
@@ -271,14 +266,6 @@ def loss_rises(loss) -> np.ndarray:
     return np.sum((loss[..., 1:] > 1.01 * loss[..., :-1]) & (loss[..., :-1] > 1e-8), axis=-1)
 
 
-def quartiles(values) -> dict:
-    """Median and quartiles over the finite entries (NaN where none)."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values).any()
-    q25, q75 = np.nanpercentile(values, [25, 75]) if finite else (np.nan, np.nan)
-    return {"median": median(values), "q25": float(q25), "q75": float(q75)}
-
-
 def per_lr(data, case: Case, lr: float) -> dict:
     """The findings for one step size η, from the sweeps' Datasets (seeds that failed,
     e.g. diverged, are NaN and excluded from the medians)."""
@@ -295,35 +282,43 @@ def per_lr(data, case: Case, lr: float) -> dict:
     theta = gd.theta.transpose("seed", "time", ...).values
     idx = crossing(ratio)
     reached = both & (idx >= 0)
-    nan = np.full(len(idx), np.nan)
-    settled, t_cross, rises = nan.copy(), nan.copy(), nan.copy()
-    far = {f: {w: nan.copy() for w in ("before", "at_crossing", "at_end")} for f in flows}
-    loss_ratio = {f: {w: nan.copy() for w in ("at_crossing", "at_end")} for f in flows}
-    for f, ds in flows.items():
-        th = ds.theta.transpose("seed", "time", ...).values
-        rel = np.linalg.norm(theta - th, axis=-1) / np.linalg.norm(th, axis=-1)
-        f_loss = ds.loss.transpose("seed", "time").values
-        for s in np.flatnonzero(reached):
-            i = idx[s]
-            far[f]["before"][s] = rel[s, :i].max() if i > 0 else np.nan
-            far[f]["at_crossing"][s], far[f]["at_end"][s] = rel[s, i], rel[s, -1]
-            loss_ratio[f]["at_crossing"][s] = loss[s, i] / f_loss[s, i]
-            loss_ratio[f]["at_end"][s] = loss[s, -1] / f_loss[s, -1]
-    for s in np.flatnonzero(reached):
-        # The mean over one period of the oscillation (two steps), median over the saves.
-        after = ratio[s, idx[s] :]
-        settled[s] = np.median(0.5 * (after[1:] + after[:-1]) if len(after) > 1 else after)
-        t_cross[s] = ts[idx[s]]
-        rises[s] = loss_rises(loss[s])
+    i = np.where(reached, idx, 0)[:, None]  # the crossing's save, per seed
+
+    def at_crossing(x):
+        return np.where(reached, np.take_along_axis(x, i, 1)[:, 0], np.nan)
+
+    def at_end(x):
+        return np.where(reached, x[:, -1], np.nan)
+
+    far, loss_ratio = {}, {}
+    with np.errstate(divide="ignore", invalid="ignore"):  # seeds that did not reach: NaN
+        for f, ds in flows.items():
+            th = ds.theta.transpose("seed", "time", ...).values
+            rel = np.linalg.norm(theta - th, axis=-1) / np.linalg.norm(th, axis=-1)
+            before = np.where(np.arange(len(ts)) < i, rel, -np.inf).max(-1)
+            far[f] = {
+                "before": np.where(reached & (idx > 0), before, np.nan),
+                "at_crossing": at_crossing(rel),
+                "at_end": at_end(rel),
+            }
+            f_loss = ds.loss.transpose("seed", "time").values
+            loss_ratio[f] = {
+                "at_crossing": at_crossing(loss / f_loss),
+                "at_end": at_end(loss / f_loss),
+            }
+    # The mean over one period of the oscillation (two steps), median over the saves after
+    # the crossing; the crossing's own value where it is the last save.
+    periods = np.where(np.arange(len(ts) - 1) >= i, 0.5 * (ratio[:, 1:] + ratio[:, :-1]), np.nan)
+    settled = np.where(idx == len(ts) - 1, ratio[:, -1], _common.nanmedian(periods, 1))
     return {
         "lr": lr,
         "threshold": 2 / lr,
         "initial_sharpness": median(np.where(both, sharp[:, 0], np.nan)),
         "gd_final_sharpness": median(np.where(both, sharp[:, -1], np.nan)),
         "reached": int(reached.sum()),
-        "crossing_time": median(t_cross),
-        "settled_ratio": quartiles(settled),
-        "loss_rises": median(rises),
+        "crossing_time": median(at_crossing(np.broadcast_to(ts, loss.shape))),
+        "settled_ratio": _common.quartiles(np.where(reached, settled, np.nan)),
+        "loss_rises": median(np.where(reached, loss_rises(loss), np.nan)),
         "steps": len(ts) - 1,
         "relative_distance": {f: {w: median(v) for w, v in d.items()} for f, d in far.items()},
         "loss_ratio": {f: {w: median(v) for w, v in d.items()} for f, d in loss_ratio.items()},
