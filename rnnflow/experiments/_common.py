@@ -128,6 +128,14 @@ def median(values) -> float:
     return float(nanmedian(values, axis=None)) if np.any(np.isfinite(values)) else float("nan")
 
 
+def quartiles(values) -> dict:
+    """Median and quartiles over the finite entries of an array (NaN where none)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values).any()
+    q25, q75 = np.nanpercentile(values, [25, 75]) if finite else (np.nan, np.nan)
+    return {"median": median(values), "q25": float(q25), "q75": float(q75)}
+
+
 def number(x) -> float:
     """A 0-d DataArray or array as a Python float."""
     return float(np.asarray(x))

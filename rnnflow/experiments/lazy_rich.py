@@ -194,19 +194,12 @@ def analyse(data, config: LazyRichConfig) -> Summary:
         at = crossing(
             change.transpose("init_scale", "seed").values, config.scales, config.threshold
         )
-        crossed = at[np.isfinite(at)]
-        q25, q50, q75 = np.percentile(crossed, [25, 50, 75]) if crossed.size else [np.nan] * 3
-        cell["crossing"] = {
-            "median": float(q50),
-            "q25": float(q25),
-            "q75": float(q75),
-            "crossed": int(crossed.size),
-        }
+        cell["crossing"] = c = dict(_common.quartiles(at), crossed=int(np.isfinite(at).sum()))
         values[p] = cell
         kc = cell["kernel_change"]
         parts.append(
-            f"{p} {kc['small_init']:.2g} → {kc['large_init']:.2g}, below at σ = {q50:.2g} "
-            f"[{q25:.2g}, {q75:.2g}] ({crossed.size}/{config.seeds} seeds)"
+            f"{p} {kc['small_init']:.2g} → {kc['large_init']:.2g}, below at σ = {c['median']:.2g} "
+            f"[{c['q25']:.2g}, {c['q75']:.2g}] ({c['crossed']}/{config.seeds} seeds)"
         )
     values["diverged"] = int((ds.result == int(Result.diverged)).sum())
     values["failed"] = int((ds.result > int(Result.converged)).sum())
