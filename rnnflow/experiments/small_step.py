@@ -23,29 +23,30 @@ d = 20, k = 5, so gradient descent with $\eta > 2/46 \approx 0.043$ cannot conve
 η = 0.05 it settles, after a long plateau, on a flatter solution with complex eigenvalues
 of modulus ≈ 1.5 that fits the training lags and does not extrapolate, while η ≤ 0.04
 learns the exact solution. Saved: loss, extrapolation error, sharpness (top Hessian
-eigenvalue, to compare with 2/η) and $A$ (its spectral radius).
+eigenvalue by Lanczos, [`rnnflow.sharpness_metric`][], to compare with 2/η) and $A$ (its
+spectral radius).
 
 **Precision.** float32 resolves the slopes at the small config (`rtol` = 2e-6); run the
 full scale (`rtol` = 1e-8) in float64 (`--float64`).
 """
 
 import dataclasses
+import itertools
 from typing import Literal
 
 import diffrax
-import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._losses import ImpulseLoss
-from .._methods import GradientDescent, GradientFlow, ModifiedFlow
+from .._methods import GradientFlow, ModifiedFlow
 from .._models import MODELS, DenseRNN
 from .._rnn_metrics import extrapolation_metric
+from .._sharpness import sharpness_metric
 from .._sweep import Sweep
 from .._trajectory import Result, Save, Stop
 from . import _common, plots
-from ._common import final, number, numbers, seed_median
+from ._common import final, fit_line, number, numbers, ok, seed_median
 from .base import Experiment, ExperimentConfig
 from .summary import Summary
 
@@ -95,13 +96,12 @@ class SmallStepConfig(ExperimentConfig):
             raise ValueError("`dense_seeds` must be non-negative (0 skips the dense part).")
         if len(self.lrs) < 2:
             raise ValueError("`lrs` needs at least two step sizes to fit a slope.")
-        for t in self.save_times:
-            for lr in self.lrs:
-                if abs(t / lr - round(t / lr)) > 1e-6:
-                    raise ValueError(
-                        f"`lrs`: every save time must be a whole number of steps; "
-                        f"t = {t} is not a multiple of η = {lr} (change `t1` or `num_saves`)."
-                    )
+        for t, lr in itertools.product(self.save_times, self.lrs):
+            if abs(t / lr - round(t / lr)) > 1e-6:
+                raise ValueError(
+                    f"`lrs`: every save time must be a whole number of steps; "
+                    f"t = {t} is not a multiple of η = {lr} (change `t1` or `num_saves`)."
+                )
         if self.horizon <= self.train_len:
             raise ValueError("`horizon` must exceed `train_len`.")
 
@@ -122,26 +122,9 @@ SMALL = SmallStepConfig(
 )
 
 
-def sharpness(loss_fn, params, iters: int = 150):
-    """The top eigenvalue of the loss's Hessian, by power iteration on Hessian-vector
-    products: GD with step η is linearly stable at a minimum only if it is below 2/η."""
-    x, unravel = ravel_pytree(params)
-    grad = jax.grad(lambda x: loss_fn(unravel(x)))
-
-    def hvp(v):
-        return jax.jvp(grad, (x,), (v,))[1]
-
-    def body(_, v):
-        w = hvp(v)
-        return w / jnp.linalg.norm(w)
-
-    # A fixed, dense start vector: not orthogonal to the top eigenvector in practice.
-    v0 = jnp.cos(jnp.arange(x.size, dtype=x.dtype))
-    v = jax.lax.fori_loop(0, iters, body, v0 / jnp.linalg.norm(v0))
-    return v @ hvp(v)
-
-
 def sweeps(config: SmallStepConfig) -> dict[str, Sweep]:
+    """`flow` and `steps` share one root key (seed s starts from one point in both);
+    `dense` has its own."""
     model = MODELS[config.parameterization](config.state_dim)
     loss_fn = ImpulseLoss(_common.teacher(config.teacher), config.train_len).bind(model)
     save = Save(
@@ -152,38 +135,24 @@ def sweeps(config: SmallStepConfig) -> dict[str, Sweep]:
             "theta": lambda t, p: ravel_pytree(p)[0],
         },
     )
-    flow = dict(max_steps=config.max_steps)
-    key = _common.root_key(config.seed)
 
-    def controller(rtol):
-        return diffrax.PIDController(rtol=rtol, atol=rtol * 1e-3)
+    def solve(method, *args, rtol=config.rtol):  # an adaptive solve: the flow or modified flow
+        controller = diffrax.PIDController(rtol=rtol, atol=rtol * 1e-3)
+        return method(*args, stepsize_controller=controller, max_steps=config.max_steps)
 
-    def reference(point, key):
-        method = GradientFlow(config.t1, stepsize_controller=controller(point["rtol"]), **flow)
+    def setup(point, key):
+        if "rtol" in point:  # the reference
+            method = solve(GradientFlow, config.t1, rtol=point["rtol"])
+        elif point["algorithm"] == "gd":
+            method = _common.method("gd", lr=point["lr"], t1=config.t1)
+        else:
+            method = solve(ModifiedFlow, point["lr"], config.t1)
         return loss_fn, model.init(key=key, scale=config.scale), method
 
-    def steps(point, key):
-        lr, params = point["lr"], model.init(key=key, scale=config.scale)
-        if point["algorithm"] == "gd":
-            return loss_fn, params, GradientDescent(lr, int(round(config.t1 / lr)))
-        return (
-            loss_fn,
-            params,
-            ModifiedFlow(lr, config.t1, stepsize_controller=controller(config.rtol), **flow),
-        )
-
+    key, steps = _common.root_key(config.seed), {"algorithm": ("gd", "modified"), "lr": config.lrs}
     out = {
-        "flow": Sweep(
-            {"rtol": (config.rtol,)}, config.seeds, reference, key, save, looped=("rtol",)
-        ),
-        "steps": Sweep(
-            {"algorithm": ("gd", "modified"), "lr": config.lrs},
-            config.seeds,
-            steps,
-            key,
-            save,
-            looped=("lr",),
-        ),
+        "flow": Sweep({"rtol": (config.rtol,)}, config.seeds, setup, key, save, looped=("rtol",)),
+        "steps": Sweep(steps, config.seeds, setup, key, save, looped=("lr",)),
     }
     if config.dense_seeds:
         out["dense"] = _dense_sweep(config)
@@ -194,27 +163,24 @@ def _dense_sweep(config: SmallStepConfig) -> Sweep:
     model = DenseRNN(config.dense_state_dim)
     teacher = _common.teacher(config.dense_teacher)
     loss_fn = ImpulseLoss(teacher, config.train_len).bind(model)
+    top = sharpness_metric(loss_fn)  # shape (1,)
     metrics = {
         "loss": lambda t, p: loss_fn(p),
         "extrapolation": extrapolation_metric(
             model, teacher, train_len=config.train_len, horizon=config.horizon
         ),
-        "sharpness": lambda t, p: sharpness(loss_fn, p),
+        "sharpness": lambda t, p: top(t, p)[0],
         "transition": lambda t, p: p.a,
     }
 
     def setup(point, key):
-        method = GradientDescent(point["lr"], int(round(config.dense_t1 / point["lr"])))
+        method = _common.method("gd", lr=point["lr"], t1=config.dense_t1)
         return loss_fn, model.init(key=key, scale=config.dense_scale), method
 
+    key, save = _common.root_key(config.seed, 1), Save(num=2, metrics=metrics)
+    stop = Stop(loss_below=config.dense_loss_below)
     return Sweep(
-        {"lr": config.dense_lrs},
-        config.dense_seeds,
-        setup,
-        _common.root_key(config.seed, 1),
-        Save(num=2, metrics=metrics),
-        Stop(loss_below=config.dense_loss_below),
-        looped=("lr",),
+        {"lr": config.dense_lrs}, config.dense_seeds, setup, key, save, stop, looped=("lr",)
     )
 
 
@@ -233,12 +199,12 @@ def distances(data, config: SmallStepConfig):
         return np.sqrt((x**2).sum([d for d in x.dims if d.startswith(("theta_", "imbalance_"))]))
 
     def drift(ds):
-        return norm(ds.imbalance - ds.imbalance.isel(time=0)).where(_common.ok(ds))
+        return norm(ds.imbalance - ds.imbalance.isel(time=0)).where(ok(ds))
 
     out = xr.Dataset(
         {
-            "gd_gf": norm(gd.theta - flow.theta).where(_common.ok(gd) & _common.ok(flow)),
-            "modified_gd": norm(gd.theta - mf.theta).where(_common.ok(gd) & _common.ok(mf)),
+            "gd_gf": norm(gd.theta - flow.theta).where(ok(gd) & ok(flow)),
+            "modified_gd": norm(gd.theta - mf.theta).where(ok(gd) & ok(mf)),
             "drift": drift(gd),
             "gf_drift": drift(flow),
         }
@@ -246,12 +212,9 @@ def distances(data, config: SmallStepConfig):
     return out.isel(time=slice(1, None))
 
 
-def slopes(dist):
+def slopes(dist, keys=("gd_gf", "modified_gd", "drift")):
     """Log-log slopes against η of the distances, per seed and save time."""
-    return {
-        k: _common.fit_line(np.log(dist.lr), np.log(dist[k]), "lr")[0]
-        for k in ("gd_gf", "modified_gd", "drift")
-    }
+    return {k: fit_line(np.log(dist.lr), np.log(dist[k]), "lr")[0] for k in keys}
 
 
 def spectral_radius(a) -> np.ndarray:
@@ -265,19 +228,16 @@ def spectral_radius(a) -> np.ndarray:
 
 def analyse(data, config: SmallStepConfig) -> Summary:
     dist = distances(data, config)
-    fitted = slopes(dist)
-    last, smallest = dist.isel(time=-1), dist.isel(time=-1).sel(lr=min(config.lrs))
+    last, flow, steps = dist.isel(time=-1), data["flow"], data["steps"]
+    fitted, of_median = slopes(dist), slopes(seed_median(last), ("gd_gf", "modified_gd"))
     values = {
         "slope": {k: number(seed_median(s.isel(time=-1))) for k, s in fitted.items()},
-        "slope_of_median": {
-            k: number(_common.fit_line(np.log(dist.lr), np.log(seed_median(last[k])), "lr")[0])
-            for k in ("gd_gf", "modified_gd")
-        },
-        "smallest_lr": {k: number(seed_median(smallest[k])) for k in fitted},
+        "slope_of_median": {k: number(s) for k, s in of_median.items()},
+        "smallest_lr": {k: number(seed_median(last[k].sel(lr=min(config.lrs)))) for k in fitted},
         "gf_drift_max": number(dist.gf_drift.max()),
-        "gf_num_steps_max": int(data["flow"].num_steps.max()),
-        "gd_diverged": int((data["steps"].result == int(Result.diverged)).sum()),
-        "flow_failed": int((~_common.ok(data["flow"])).sum() + (~_common.ok(data["steps"])).sum()),
+        "gf_num_steps_max": int(flow.num_steps.max()),
+        "gd_diverged": int((steps.result == int(Result.diverged)).sum()),
+        "flow_failed": int((~ok(flow)).sum() + (~ok(steps)).sum()),
     }
     s = values["slope"]
     headline = (
@@ -286,18 +246,17 @@ def analyse(data, config: SmallStepConfig) -> Summary:
     )
     if "dense" in data:
         dense = data["dense"]
-        radius = spectral_radius(dense.transition.isel(time=-1))
-        values["dense"] = {
+        radius = np.where(ok(dense), spectral_radius(dense.transition.isel(time=-1)), np.nan)
+        values["dense"] = d = {
             "lrs": list(config.dense_lrs),
             "extrapolation": numbers(seed_median(final(dense, "extrapolation"))),
             "sharpness": numbers(seed_median(final(dense, "sharpness"))),
-            "radius": numbers(_common.nanmedian(np.where(_common.ok(dense), radius, np.nan), 1)),
+            "radius": numbers(_common.nanmedian(radius, 1)),
             "loss_max": numbers(final(dense, "loss").max("seed")),
             "diverged": int((dense.result == int(Result.diverged)).sum()),
         }
         headline += "; dense student extrapolation error by η — " + ", ".join(
-            f"η={lr:g}: {e:.0e}"
-            for lr, e in zip(config.dense_lrs, values["dense"]["extrapolation"])
+            f"η={lr:g}: {e:.0e}" for lr, e in zip(d["lrs"], d["extrapolation"])
         )
     return Summary(headline, values)
 
