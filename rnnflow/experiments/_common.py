@@ -34,12 +34,17 @@ def method(kind: str, *, lr: float, t1: float, rtol: float = 1e-6, max_steps: in
     least-squares Rosenbrock solver, whose step follows accuracy rather than stability."""
     if kind == "gd":
         return GradientDescent(lr, int(round(t1 / lr)))
+    return GradientFlow(
+        t1, solver=LeastSquaresRosenbrock(), stepsize_controller=pid(rtol), max_steps=max_steps
+    )
+
+
+def pid(rtol: float):
+    """The flows' step-size controller: PID at relative tolerance `rtol`, absolute
+    tolerance `rtol` × 1e-3 (the losses are of order one at the start)."""
     import diffrax
 
-    controller = diffrax.PIDController(rtol=rtol, atol=rtol * 1e-3)
-    return GradientFlow(
-        t1, solver=LeastSquaresRosenbrock(), stepsize_controller=controller, max_steps=max_steps
-    )
+    return diffrax.PIDController(rtol=rtol, atol=rtol * 1e-3)
 
 
 def root_key(seed: int, part: int = 0):

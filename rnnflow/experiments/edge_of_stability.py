@@ -49,7 +49,6 @@ the modified flow at the same times: loss and θ. `rnn_lrs` empty skips the RNN 
 import dataclasses
 from collections.abc import Callable
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -213,8 +212,7 @@ def case_sweeps(case: Case, config: EdgeOfStabilityConfig) -> dict[str, Sweep]:
         "loss": lambda t, p: loss_fn(p),
         "theta": lambda t, p: ravel_pytree(p)[0],
     }
-    controller = diffrax.PIDController(rtol=config.rtol, atol=config.rtol * 1e-3)
-    flow_args = dict(stepsize_controller=controller, max_steps=1_000_000)
+    flow_args = dict(stepsize_controller=_common.pid(config.rtol), max_steps=1_000_000)
     # One flow, saved at every step of every η (it does not depend on η). The flows'
     # sharpness is computed at the end only, in `analyse` (a save metric costs its
     # compilation in the solver).

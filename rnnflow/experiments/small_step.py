@@ -34,7 +34,6 @@ import dataclasses
 import itertools
 from typing import Literal
 
-import diffrax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
@@ -137,8 +136,7 @@ def sweeps(config: SmallStepConfig) -> dict[str, Sweep]:
     )
 
     def solve(method, *args, rtol=config.rtol):  # an adaptive solve: the flow or modified flow
-        controller = diffrax.PIDController(rtol=rtol, atol=rtol * 1e-3)
-        return method(*args, stepsize_controller=controller, max_steps=config.max_steps)
+        return method(*args, stepsize_controller=_common.pid(rtol), max_steps=config.max_steps)
 
     def setup(point, key):
         if "rtol" in point:  # the reference

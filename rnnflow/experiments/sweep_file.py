@@ -222,7 +222,6 @@ def _metrics(loss_fn, spec) -> dict:
 
 def to_sweep(config: dict) -> Sweep:
     """The [`rnnflow.Sweep`][] a checked sweep file (see `read`) describes."""
-    import diffrax
     import jax
 
     metrics = _common.MetricsOf(
@@ -252,8 +251,7 @@ def to_sweep(config: dict) -> Sweep:
             method = GradientDescent(m["lr"], steps)
         else:
             t1 = m["t1"] if m["t1"] is not None else m["steps"] * m["lr"]
-            controller = diffrax.PIDController(rtol=m["rtol"], atol=m["rtol"] * 1e-3)
-            flow = dict(stepsize_controller=controller, max_steps=m["max_steps"])
+            flow = dict(stepsize_controller=_common.pid(m["rtol"]), max_steps=m["max_steps"])
             method = (
                 GradientFlow(t1, **flow) if m["kind"] == "gf" else ModifiedFlow(m["lr"], t1, **flow)
             )
