@@ -12,10 +12,9 @@ the next mode waits again, longer the smaller its weight.
 **Per-mode progress.** The learned measure $h_i = \sum_j w_j \mu_j^i$
 ([`rnnflow.learned_measure`][]) is split among the teacher's modes by nearest eigenvalue;
 the weight that falls to mode $m$, over $p_m$, goes from 0 to 1. A mode is *learned* at
-the first save time after which its progress stays at or above `threshold` (interpolated
-between saves); earlier crossings are transits and do not count. (Least-squares
-coefficients on the teacher's basis were rejected: the early spike at lag 0 projects onto
-every mode.)
+the first save time after which its progress stays ≥ `threshold` (interpolated between
+saves); earlier crossings are transits and do not count. (Least-squares coefficients on
+the teacher's basis were rejected: the early spike at lag 0 projects onto every mode.)
 
 **Choices, measured** (float64 prototype, d = 20, k = 7, lr = 0.01; again in float32):
 *symmetric* students show the staircase (times grew by 0.75, 2.3 and 32 time units per
@@ -33,18 +32,19 @@ each mode is learned and fits, per mode, the median time against $\log_{10}(1/\s
 import dataclasses
 from typing import Literal
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._diagnostics import learned_measure
 from .._losses import ImpulseLoss
 from .._models import MODELS
-from .._rnn_metrics import extrapolation_metric
+from .._rnn_metrics import extrapolation_metric, loss_metric
 from .._sweep import Sweep
 from .._teachers import modes_teacher
 from .._trajectory import Save
 from . import _common, plots
-from ._common import final, number, numbers, seed_median
+from ._common import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
 from .summary import Summary
 
@@ -75,13 +75,12 @@ class LearningDynamicsConfig(ExperimentConfig):
     threshold: float = 0.5
 
     def check(self):
-        if len(self.weights) != len(self.eigenvalues):
-            raise ValueError("`weights` must have one entry per entry of `eigenvalues`.")
-        if any(p == 0 for p in self.weights):
-            raise ValueError("`weights` must be non-zero.")
-        if len(set(self.eigenvalues)) != len(self.eigenvalues):
+        lam = self.eigenvalues
+        if len(self.weights) != len(lam) or 0 in self.weights:
+            raise ValueError("`weights` must be non-zero, one per entry of `eigenvalues`.")
+        if len(set(lam)) != len(lam):
             raise ValueError("`eigenvalues` must be distinct (each mode needs its own cell).")
-        if self.state_dim < len(self.eigenvalues):
+        if self.state_dim < len(lam):
             raise ValueError("`state_dim` must be at least the number of teacher modes.")
         self.require_positive("train_len", "scales", "lr", "t1", "decades")
         if self.lr > self.t1:
@@ -99,37 +98,30 @@ def mode_progress(model, params, eigenvalues, weights) -> jnp.ndarray:
     """Weight of the learned measure nearest each teacher eigenvalue, over the teacher weight."""
     lam, w = learned_measure(model, params)
     nearest = jnp.argmin(jnp.abs(lam[:, None] - eigenvalues[None, :]), axis=1)
-    cells = (nearest[:, None] == jnp.arange(eigenvalues.shape[0])[None, :]).astype(w.dtype)
-    return (w @ cells) / weights
+    return w @ jax.nn.one_hot(nearest, eigenvalues.shape[0], dtype=w.dtype) / weights
 
 
 def time_to_learn(ts: np.ndarray, progress: np.ndarray, threshold: float) -> np.ndarray:
     """First time after which `progress` (..., saves) stays ≥ `threshold`, interpolated
-    linearly between saves; NaN where the final value is below it."""
-    flat = progress.reshape(-1, progress.shape[-1])
-    out = np.full(flat.shape[0], np.nan)
-    for n, p in enumerate(flat):
-        if not np.isfinite(p[-1]) or p[-1] < threshold:
-            continue
-        below = np.nonzero(~(p >= threshold))[0]
-        if below.size == 0:
-            out[n] = ts[0]
-            continue
-        i = below[-1]
-        lo, hi = p[i], p[i + 1]
-        frac = (threshold - lo) / (hi - lo) if np.isfinite(lo) and hi > lo else 1.0
-        out[n] = ts[i] + frac * (ts[i + 1] - ts[i])
-    return out.reshape(progress.shape[:-1])
+    linearly between saves; NaN where the final value is below it (or not finite)."""
+    n = progress.shape[-1]
+    below = np.where(progress >= threshold, -1, np.arange(n)).max(-1)  # last save below, or -1
+    i = np.clip(below, 0, n - 2)
+    lo, hi = (np.take_along_axis(progress, j[..., None], -1)[..., 0] for j in (i, i + 1))
+    with np.errstate(divide="ignore", invalid="ignore"):  # hi = lo only where t is unused
+        frac = np.where(np.isfinite(lo), (threshold - lo) / (hi - lo), 1.0)
+    t = np.where(below < 0, ts[0], ts[i] + frac * (ts[i + 1] - ts[i]))
+    last = progress[..., -1]
+    return np.where(np.isfinite(last) & (last >= threshold), t, np.nan).astype(np.float64)
 
 
 def sweeps(config: LearningDynamicsConfig) -> dict[str, Sweep]:
     model = MODELS[config.parameterization](config.state_dim)
     teacher = modes_teacher(config.eigenvalues, config.weights)
-    loss_fn = ImpulseLoss(teacher, config.train_len).bind(model)
+    loss_fn, k = ImpulseLoss(teacher, config.train_len).bind(model), config.train_len
     lam, p = (jnp.asarray(x, jnp.result_type(float)) for x in (config.eigenvalues, config.weights))
-    k = config.train_len
     metrics = {
-        "loss": lambda t, prm: loss_fn(prm),
+        "loss": loss_metric(loss_fn),
         "progress": lambda t, prm: mode_progress(model, prm, lam, p),
         "extrapolation": extrapolation_metric(model, teacher, train_len=k, horizon=10 * k),
         "measure_eigenvalues": lambda t, prm: learned_measure(model, prm)[0],
@@ -150,58 +142,49 @@ def times(ds, config: LearningDynamicsConfig):
     by `t1` or its run failed."""
     import xarray as xr
 
-    ts = ds.time.values
     t_learn = xr.apply_ufunc(
-        lambda p: time_to_learn(ts, p, config.threshold),
-        ds.progress.transpose(..., "progress_0", "time"),
-        input_core_dims=[["time"]],
+        time_to_learn,
+        ds.time,
+        ds.progress,
+        config.threshold,
+        input_core_dims=[["time"], ["time"], []],
     )
     return t_learn.rename(progress_0="mode").where(_common.ok(ds))
 
 
 def fits(ds, config: LearningDynamicsConfig):
     """Per mode, the line `median time = intercept + slope · log10(1/σ)`: (slope,
-    intercept, r²). A seed that never learned a mode counts as +∞ in the median, so a
-    median not reached by `t1` is NaN rather than biased low."""
-    t_learn = times(ds, config)
-    unlearned = t_learn.where(~(_common.ok(ds) & np.isnan(t_learn)), np.inf)
-    med = seed_median(unlearned)
+    intercept, r², median time by scale). A seed that never learned a mode counts as +∞
+    in the median, so a median not reached by `t1` is NaN rather than biased low."""
+    med = seed_median(times(ds, config).fillna(np.inf).where(_common.ok(ds)))
     med = med.where(np.isfinite(med))
     return _common.fit_line(np.log10(1.0 / med.init_scale), med, "init_scale") + (med,)
 
 
 def analyse(data, config: LearningDynamicsConfig) -> Summary:
     ds = data["sweep"]
-    t_learn = times(ds, config)
-    slope, _, r2, med = fits(ds, config)
-    ok = _common.ok(ds)
+    ok, t_learn, (slope, _, r2, med) = _common.ok(ds), times(ds, config), fits(ds, config)
     order = np.argsort(-np.abs(np.asarray(config.weights)), kind="stable")
-    learned = ok & np.isfinite(t_learn).all("mode")
+    learned = np.isfinite(t_learn).all("mode")  # every mode, by a seed that did not fail
     in_order = learned & (t_learn.isel(mode=order).diff("mode") > 0).all("mode")
+    last = seed_median(ds[["loss", "extrapolation"]].isel(time=-1).where(ok), ...)
+    slopes, r2s = numbers(slope), numbers(r2)
+    by_scale = [numbers(t) for t in med.transpose("mode", ...)]  # median times, per mode
+    keys = ("eigenvalue", "weight", "slope_per_decade", "r2", "t_learn_median_by_scale")
+    rows = zip(config.eigenvalues, config.weights, slopes, r2s, by_scale)
+    modes = {f"mode{m}": dict(zip(keys, row, strict=True)) for m, row in enumerate(rows)}
     values = {
         "learned_fraction": number(learned.mean()),
         "in_order_fraction": number(in_order.sum() / max(int(learned.sum()), 1)),
-        "final_loss_median": number(seed_median(final(ds, "loss"), ...)),
-        "extrapolation_median": number(seed_median(final(ds, "extrapolation"), ...)),
+        "final_loss_median": number(last.loss),
+        "extrapolation_median": number(last.extrapolation),
         "failed": int((~ok).sum()),
-        "modes": {
-            f"mode{m}": {
-                "eigenvalue": config.eigenvalues[m],
-                "weight": config.weights[m],
-                "slope_per_decade": number(slope[m]),
-                "r2": number(r2[m]),
-                "t_learn_median_by_scale": numbers(med.isel(mode=m)),
-            }
-            for m in range(len(config.eigenvalues))
-        },
+        "modes": modes,
     }
     headline = (
         f"modes learned in order of weight in {100 * values['in_order_fraction']:.0f}% of "
-        "seeds; time to learn grows by "
-        + " / ".join(f"{m['slope_per_decade']:.3g}" for m in values["modes"].values())
-        + " time units per decade of 1/σ (r² "
-        + " / ".join(f"{m['r2']:.3f}" for m in values["modes"].values())
-        + ")"
+        f"seeds; time to learn grows by {' / '.join(f'{s:.3g}' for s in slopes)} time units "
+        f"per decade of 1/σ (r² {' / '.join(f'{r:.3f}' for r in r2s)})"
     )
     return Summary(headline, values)
 
