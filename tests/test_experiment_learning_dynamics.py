@@ -81,6 +81,7 @@ def test_results_folder_round_trip(results):
         ({"parameterization": "dense"}, ValueError, "parameterization"),
         ({"threshold": 1.5}, ValueError, "threshold"),
         ({"scales": [0.0]}, ValueError, "scales"),
+        ({"train_len": 6}, ValueError, "`train_len` must be at least 2 × 3 modes \\+ 1 = 7"),
         ({"lr": "0.01"}, TypeError, "lr"),
     ],
 )

@@ -83,6 +83,11 @@ class LearningDynamicsConfig(ExperimentConfig):
         if self.state_dim < len(lam):
             raise ValueError("`state_dim` must be at least the number of teacher modes.")
         self.require_positive("train_len", "scales", "lr", "t1", "decades")
+        if self.train_len < 2 * len(lam) + 1:
+            raise ValueError(
+                f"`train_len` must be at least 2 × {len(lam)} modes + 1 = {2 * len(lam) + 1} "
+                f"for the fit to determine the teacher; got {self.train_len}."
+            )
         if self.lr > self.t1:
             raise ValueError("`lr` must not exceed `t1` (at least one step).")
         if self.num_saves < 2:
