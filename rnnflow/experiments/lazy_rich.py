@@ -34,7 +34,7 @@ import numpy as np
 
 from .._diagnostics import effective_dim
 from .._losses import ImpulseLoss
-from .._models import make_model
+from .._models import MODELS, make_model
 from .._side_by_side import SideBySide, side_by_side
 from .._sweep import Sweep
 from .._trajectory import Result, Save
@@ -44,7 +44,6 @@ from .base import Experiment, ExperimentConfig
 from .summary import Summary
 
 FIELDS = ("kernel_change", "parameter_change", "extrapolation", "linear_extrapolation", "dim")
-STUDENTS = ("diagonal", "symmetric", "dense", "tanh")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,7 +76,7 @@ class LazyRichConfig(ExperimentConfig):
 
     def check(self):
         for name, value, allowed in (
-            ("parameterizations", self.parameterizations, STUDENTS),
+            ("parameterizations", self.parameterizations, tuple(MODELS)),
             ("teacher", (self.teacher,), tuple(_common.TEACHERS)),
         ):
             if bad := set(value) - set(allowed):
@@ -139,7 +138,8 @@ def sweeps(config: LazyRichConfig) -> dict[str, Sweep]:
 
     axes = {"parameterization": config.parameterizations, "init_scale": config.scales}
     save = Save(num=config.num_saves, spacing="log", decades=config.decades)
-    key, attrs = _common.root_key(config.seed), {"config": config.to_dict()}
+    key = _common.root_key(config.seed)
+    attrs = {"config": config.to_dict()}
     return {"sweep": Sweep(axes, config.seeds, setup, key, save, attrs=attrs)}
 
 
