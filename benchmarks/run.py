@@ -54,7 +54,7 @@ GPU = {
 # The same steps at the smallest sizes, on the CPU.
 GPU_TINY = {
     "device_peaks": [],
-    "gd_throughput": ["--seeds", "10", "--steps", "20"],
+    "gd_throughput": ["--seeds", "10", "--steps", "20", "--repeats", "1"],
     "scan": ["--quick", "--batch", "2", "--lengths", "10"],
     "gradient_flow": ["--pair", "--seeds", "2", "--t1", "1"],
     "memory": ["--seeds", "10", "--steps", "5"],
