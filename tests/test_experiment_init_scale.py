@@ -16,7 +16,7 @@ TINY = init_scale.InitScaleConfig(
     parameterizations=("dense",),
     teachers=("short",),
     state_dim=12,
-    scales=(1e-2, 0.3),
+    scales=(1e-2, 0.3, 3.0),  # 3.0: spectral radius ≈ 3·√12 ≈ 10, gradient descent diverges
     t1=400.0,
     loss_below=1e-12,
 )
@@ -39,7 +39,25 @@ def test_small_init_extrapolates_large_init_does_not(results):
     # Small init learns the teacher's one-dimensional state space; large init does not.
     assert s["dim"]["small_init"] == 1
     assert s["dim"]["large_init"] > 2
-    assert res.summary["diverged"] == 0
+    # σ = 3 diverges in every seed: it is counted, and "large init" is the largest scale
+    # that trained, with its values.
+    assert s["diverged_by_scale"] == [0, 0, 3] and res.summary["diverged"] == 3
+    assert (s["small_scale"], s["large_scale"]) == (1e-2, 0.3)
+    assert s["extrapolation"]["large_init"] == s["extrapolation"]["by_scale"][1]
+    assert np.isnan(s["extrapolation"]["by_scale"][2])
+    # Both fit the training lags: from a loss of ≈ 3.4 (Σ 0.81ⁱ, i < 5, at zero) to below 1e-8.
+    assert s["loss"]["small_init"] < 1e-8 and s["loss"]["large_init"] < 1e-8
+    assert "(σ = 0.3)" in res.summary.headline
+
+
+def test_a_point_where_every_scale_diverges_is_named_not_compared(results):
+    _, res = results
+    ds = res["sweep"].sel(init_scale=[3.0])
+    config = TINY.replace(scales=(3.0,))
+    summary = init_scale.analyse({"sweep": ds}, config)
+    cell = summary["dense"]["short"]
+    assert np.isnan(cell["large_scale"]) and np.isnan(cell["extrapolation"]["large_init"])
+    assert summary.headline.endswith("dense/short: diverged at every scale")
 
 
 def test_results_are_labelled_and_load_back(results):
@@ -49,7 +67,7 @@ def test_results_are_labelled_and_load_back(results):
     assert loaded.float64 is True
     ds = loaded["sweep"]
     assert ds.extrapolation.dims == ("parameterization", "teacher", "init_scale", "seed", "time")
-    assert list(ds.init_scale.values) == [1e-2, 0.3] and list(ds.seed.values) == [0, 1, 2]
+    assert list(ds.init_scale.values) == [1e-2, 0.3, 3.0] and list(ds.seed.values) == [0, 1, 2]
     assert ds.time.size == TINY.num_saves and ds.time.values[0] == 0.0
     assert ds.result.dims == ("parameterization", "teacher", "init_scale", "seed")
     # The summary is the nested tree of the run, typed (integers stay integers).

@@ -215,3 +215,12 @@ def nanmedian(values, axis):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(values, axis=axis)
+
+
+def nanquartiles(values, axis):
+    """The first and third quartiles along `axis`, ignoring NaN, without the warnings for
+    all-NaN slices (a scale where every seed failed) or infinite entries (an overflowed
+    error): NaN there."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(values, [25, 75], axis=axis)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._trajectory import Result
 from . import _common
-from ._common import final, log_axes, nanmedian
+from ._common import final, log_axes, nanmedian, nanquartiles
 
 
 def _figure(nrows, ncols, **kwargs):
@@ -43,7 +43,7 @@ def init_scale(data, summary, config, file) -> None:
             ax = axes[r, j]
             for pname in config.parameterizations:
                 v = final(ds, name).sel(parameterization=pname, teacher=tname).values
-                lo, hi = np.nanpercentile(v, [25, 75], axis=-1)
+                lo, hi = nanquartiles(v, -1)
                 ax.plot(scales, nanmedian(v, -1), "o-", label=pname)
                 ax.fill_between(scales, lo, hi, alpha=0.2)
             ax.set_xscale("log")
@@ -530,12 +530,7 @@ def lazy_rich(data, summary, config, file) -> None:
 
     def band(ax, name, p, style, label):
         v = final(ds, name).sel(parameterization=p).transpose("init_scale", "seed").values
-        import warnings
-
-        # Quartiles of infinite errors (overflow), or of a scale where every seed failed.
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi = np.nanpercentile(v, [25, 75], axis=1)
+        lo, hi = nanquartiles(v, 1)
         line = ax.plot(scales, nanmedian(v, 1), style, label=label)[0]
         ax.fill_between(scales, lo, hi, color=line.get_color(), alpha=0.2)
         return v
