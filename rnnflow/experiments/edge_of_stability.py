@@ -47,6 +47,7 @@ the modified flow at the same times: loss and θ. `rnn_lrs` empty skips the RNN 
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -102,7 +103,7 @@ class EdgeOfStabilityConfig(ExperimentConfig):
     def check(self):
         self.require_positive("depth", "width", "strengths", "small_scale", "large_scale")
         self.require_positive("lrs", "t1", "rtol", "diverge_above")
-        self.require_positive("rnn_state_dim", "rnn_scale", "rnn_train_len", "rnn_t1")
+        self.require_positive("rnn_state_dim", "rnn_scale", "rnn_train_len", "rnn_lrs", "rnn_t1")
         if self.depth < 2:
             raise ValueError(f"`depth` must be at least 2; got {self.depth}.")
         if len(self.strengths) != self.width:
@@ -115,8 +116,6 @@ class EdgeOfStabilityConfig(ExperimentConfig):
             )
         for name, t1 in (("lrs", "t1"), ("rnn_lrs", "rnn_t1")):
             lrs = getattr(self, name)
-            if any(lr <= 0 for lr in lrs):
-                raise ValueError(f"`{name}` must be positive; got {lrs!r}.")
             if len(set(lrs)) != len(lrs):
                 raise ValueError(f"`{name}` must be distinct; got {lrs!r}.")
             if lrs and max(lrs) * 10 > getattr(self, t1):
@@ -154,9 +153,7 @@ def deep_linear_loss(strengths):
     target = jnp.diag(jnp.asarray(strengths, dtype=jnp.result_type(float)))
 
     def loss_fn(layers):
-        product = layers[0]
-        for w in layers[1:]:
-            product = w @ product
+        product = functools.reduce(lambda p, w: w @ p, layers)
         return 0.5 * jnp.sum((product - target) ** 2)
 
     return loss_fn
@@ -165,40 +162,37 @@ def deep_linear_loss(strengths):
 def init_layers(key, config: EdgeOfStabilityConfig) -> list:
     """Small Gaussian first layers, large scaled-orthogonal last ones (see the module)."""
     dtype, h = jnp.result_type(float), config.width
-    layers = []
-    for i, k in enumerate(jax.random.split(key, config.depth)):
-        if i < config.depth // 2:
-            layers.append(config.small_scale * jax.random.normal(k, (h, h), dtype) / h**0.5)
-        else:
-            layers.append(config.large_scale * jax.random.orthogonal(k, h, dtype=dtype))
-    return layers
+    return [
+        config.small_scale * jax.random.normal(k, (h, h), dtype) / h**0.5
+        if i < config.depth // 2
+        else config.large_scale * jax.random.orthogonal(k, h, dtype=dtype)
+        for i, k in enumerate(jax.random.split(key, config.depth))
+    ]
 
 
 def cases(config: EdgeOfStabilityConfig) -> tuple[Case, ...]:
-    out = [
-        Case(
-            "deep_linear",
-            deep_linear_loss(config.strengths),
-            lambda key: init_layers(key, config),
-            config.lrs,
-            config.t1,
-            _common.root_key(config.seed),
-        )
-    ]
-    if config.rnn_lrs:
-        model = DenseRNN(config.rnn_state_dim)
-        loss_fn = ImpulseLoss(_common.teacher(config.rnn_teacher), config.rnn_train_len)
-        out.append(
-            Case(
-                "rnn",
-                loss_fn.bind(model),
-                lambda key: model.init(key=key, scale=config.rnn_scale),
-                config.rnn_lrs,
-                config.rnn_t1,
-                _common.root_key(config.seed, 1),
-            )
-        )
-    return tuple(out)
+    """The deep linear network, and the RNN unless `rnn_lrs` is empty."""
+    deep = Case(
+        "deep_linear",
+        deep_linear_loss(config.strengths),
+        lambda key: init_layers(key, config),
+        config.lrs,
+        config.t1,
+        _common.root_key(config.seed),
+    )
+    if not config.rnn_lrs:
+        return (deep,)
+    model = DenseRNN(config.rnn_state_dim)
+    loss_fn = ImpulseLoss(_common.teacher(config.rnn_teacher), config.rnn_train_len)
+    rnn = Case(
+        "rnn",
+        loss_fn.bind(model),
+        lambda key: model.init(key=key, scale=config.rnn_scale),
+        config.rnn_lrs,
+        config.rnn_t1,
+        _common.root_key(config.seed, 1),
+    )
+    return deep, rnn
 
 
 def sweeps(config: EdgeOfStabilityConfig) -> dict[str, Sweep]:
@@ -206,49 +200,29 @@ def sweeps(config: EdgeOfStabilityConfig) -> dict[str, Sweep]:
 
 
 def case_sweeps(case: Case, config: EdgeOfStabilityConfig) -> dict[str, Sweep]:
-    loss_fn, stop = case.loss_fn, Stop(loss_above=config.diverge_above)
-    top = sharpness_metric(loss_fn)
-    metrics = {
-        "loss": lambda t, p: loss_fn(p),
-        "theta": lambda t, p: ravel_pytree(p)[0],
-    }
+    loss_fn, top = case.loss_fn, sharpness_metric(case.loss_fn)
+    metrics = {"loss": lambda t, p: loss_fn(p), "theta": lambda t, p: ravel_pytree(p)[0]}
+    with_sharpness = dict(metrics, sharpness=lambda t, p: top(t, p)[0])
     flow_args = dict(stepsize_controller=_common.pid(config.rtol), max_steps=1_000_000)
+
+    def sweep(axes, method, times, saved=metrics, looped=()):
+        def setup(point, key):
+            return loss_fn, case.init(key), method
+
+        save, stop = Save(times, metrics=saved), Stop(loss_above=config.diverge_above)
+        return Sweep(axes, config.seeds, setup, case.key, save, stop, looped=looped)
+
     # One flow, saved at every step of every η (it does not depend on η). The flows'
     # sharpness is computed at the end only, in `analyse` (a save metric costs its
     # compilation in the solver).
     union = np.unique(np.concatenate([case.steps(lr) for lr in case.lrs]))
     flow = GradientFlow(union[-1], **flow_args)
-    out = {
-        case.store("flow"): Sweep(
-            {"algorithm": ("gf",)},
-            config.seeds,
-            lambda point, key: (loss_fn, case.init(key), flow),
-            case.key,
-            Save(union, metrics=metrics),
-            stop,
-        )
-    }
+    out = {case.store("flow"): sweep({"algorithm": ("gf",)}, flow, union)}
     for lr in case.lrs:
-        ts = case.steps(lr)
-        methods = {
-            "lr": GradientDescent(lr, len(ts) - 1),
-            "modified_lr": ModifiedFlow(lr, ts[-1], **flow_args),
-        }
-        for kind, method in methods.items():
-            saved = metrics if kind != "lr" else dict(metrics, sharpness=lambda t, p: top(t, p)[0])
-
-            def setup(point, key, method=method):
-                return loss_fn, case.init(key), method
-
-            out[case.store(kind, lr)] = Sweep(
-                {"lr": (lr,)},
-                config.seeds,
-                setup,
-                case.key,
-                Save(ts, metrics=saved),
-                stop,
-                looped=("lr",),
-            )
+        ts, axes = case.steps(lr), {"lr": (lr,)}
+        gd, mf = GradientDescent(lr, len(ts) - 1), ModifiedFlow(lr, ts[-1], **flow_args)
+        out[case.store("lr", lr)] = sweep(axes, gd, ts, with_sharpness, ("lr",))
+        out[case.store("modified_lr", lr)] = sweep(axes, mf, ts, metrics, ("lr",))
     return out
 
 
@@ -274,36 +248,33 @@ def per_lr(data, case: Case, lr: float) -> dict:
         "mf": data[case.store("modified_lr", lr)].sel(lr=lr),
     }
     both = (_common.ok(gd) & _common.ok(flows["gf"]) & _common.ok(flows["mf"])).values
-    sharp = gd.sharpness.transpose("seed", "time").values
+
+    def values(ds, name):  # (seed, time, ...)
+        return ds[name].transpose("seed", "time", ...).values
+
+    def only(mask, x):  # NaN for the seeds outside `mask`
+        return np.where(mask, x, np.nan)
+
+    sharp, loss, theta = (values(gd, name) for name in ("sharpness", "loss", "theta"))
     ratio = sharp * lr / 2
-    loss = gd.loss.transpose("seed", "time").values
-    theta = gd.theta.transpose("seed", "time", ...).values
     idx = crossing(ratio)
     reached = both & (idx >= 0)
     i = np.where(reached, idx, 0)[:, None]  # the crossing's save, per seed
 
     def at_crossing(x):
-        return np.where(reached, np.take_along_axis(x, i, 1)[:, 0], np.nan)
+        return median(only(reached, np.take_along_axis(x, i, 1)[:, 0]))
 
-    def at_end(x):
-        return np.where(reached, x[:, -1], np.nan)
+    def crossing_and_end(x):
+        return {"at_crossing": at_crossing(x), "at_end": median(only(reached, x[:, -1]))}
 
     far, loss_ratio = {}, {}
     with np.errstate(divide="ignore", invalid="ignore"):  # seeds that did not reach: NaN
         for f, ds in flows.items():
-            th = ds.theta.transpose("seed", "time", ...).values
+            th = values(ds, "theta")
             rel = np.linalg.norm(theta - th, axis=-1) / np.linalg.norm(th, axis=-1)
             before = np.where(np.arange(len(ts)) < i, rel, -np.inf).max(-1)
-            far[f] = {
-                "before": np.where(reached & (idx > 0), before, np.nan),
-                "at_crossing": at_crossing(rel),
-                "at_end": at_end(rel),
-            }
-            f_loss = ds.loss.transpose("seed", "time").values
-            loss_ratio[f] = {
-                "at_crossing": at_crossing(loss / f_loss),
-                "at_end": at_end(loss / f_loss),
-            }
+            far[f] = {"before": median(only(reached & (idx > 0), before)), **crossing_and_end(rel)}
+            loss_ratio[f] = crossing_and_end(loss / values(ds, "loss"))
     # The mean over one period of the oscillation (two steps), median over the saves after
     # the crossing; the crossing's own value where it is the last save.
     periods = np.where(np.arange(len(ts) - 1) >= i, 0.5 * (ratio[:, 1:] + ratio[:, :-1]), np.nan)
@@ -311,17 +282,17 @@ def per_lr(data, case: Case, lr: float) -> dict:
     return {
         "lr": lr,
         "threshold": 2 / lr,
-        "initial_sharpness": median(np.where(both, sharp[:, 0], np.nan)),
-        "gd_final_sharpness": median(np.where(both, sharp[:, -1], np.nan)),
+        "initial_sharpness": median(only(both, sharp[:, 0])),
+        "gd_final_sharpness": median(only(both, sharp[:, -1])),
         "reached": int(reached.sum()),
-        "crossing_time": median(at_crossing(np.broadcast_to(ts, loss.shape))),
-        "settled_ratio": _common.quartiles(np.where(reached, settled, np.nan)),
-        "loss_rises": median(np.where(reached, loss_rises(loss), np.nan)),
+        "crossing_time": at_crossing(np.broadcast_to(ts, loss.shape)),
+        "settled_ratio": _common.quartiles(only(reached, settled)),
+        "loss_rises": median(only(reached, loss_rises(loss))),
         "steps": len(ts) - 1,
-        "relative_distance": {f: {w: median(v) for w, v in d.items()} for f, d in far.items()},
-        "loss_ratio": {f: {w: median(v) for w, v in d.items()} for f, d in loss_ratio.items()},
-        "gd_final_loss": median(np.where(both, loss[:, -1], np.nan)),
-        "gf_final_loss": median(np.where(both, flows["gf"].loss.values[:, -1], np.nan)),
+        "relative_distance": far,
+        "loss_ratio": loss_ratio,
+        "gd_final_loss": median(only(both, loss[:, -1])),
+        "gf_final_loss": median(only(both, flows["gf"].loss.values[:, -1])),
         "excluded": int((~both).sum()),
         "failed": int((~_common.ok(gd)).sum()),
         "diverged": int((gd.result == int(Result.diverged)).sum()),
@@ -333,46 +304,40 @@ def flow_final_sharpness(data, case: Case) -> np.ndarray:
     flow = data[case.store("flow")].sel(algorithm="gf")
     unravel = ravel_pytree(case.init(jax.random.key(0)))[1]
     theta = flow.theta.isel(time=-1).transpose("seed", ...).values
-    dtype = jnp.result_type(float)
-    out = [
-        float(hessian_eigenvalues(case.loss_fn, unravel(jnp.asarray(th, dtype)))[0])
-        if ok
-        else np.nan
-        for th, ok in zip(theta, _common.ok(flow).values, strict=True)
-    ]
-    return np.asarray(out)
+    top = jax.vmap(lambda th: hessian_eigenvalues(case.loss_fn, unravel(th))[0])(
+        jnp.asarray(theta, jnp.result_type(float))
+    )
+    return np.where(_common.ok(flow).values, np.asarray(top, np.float64), np.nan)
 
 
 def case_summary(data, case: Case) -> dict:
     rows = {f"lr{lr:g}": per_lr(data, case, lr) for lr in case.lrs}
-    flow_ok = _common.ok(data[case.store("flow")].sel(algorithm="gf"))
+    flow_failed = int((~_common.ok(data[case.store("flow")].sel(algorithm="gf"))).sum())
     return {
         "by_lr": rows,
         "gf_final_sharpness": median(flow_final_sharpness(data, case)),
-        "flow_failed": int((~flow_ok).sum()),
-        "failed": sum(r["failed"] for r in rows.values()) + int((~flow_ok).sum()),
+        "flow_failed": flow_failed,
+        "failed": sum(r["failed"] for r in rows.values()) + flow_failed,
     }
+
+
+def headline(name: str, summary: dict, seeds: int) -> str:
+    rows = list(summary["by_lr"].values())
+    ratios = ", ".join(
+        f"η={r['lr']:g}: " + "{median:.3f} [{q25:.3f}, {q75:.3f}]".format(**r["settled_ratio"])
+        for r in rows
+    )
+    return (
+        f"{name.replace('_', ' ')}: sharpness {rows[0]['initial_sharpness']:.1f} at init "
+        f"reaches 2/η in {sum(r['reached'] for r in rows)}/{len(rows) * seeds} runs; median "
+        f"λη/2 after: {ratios} (quartiles); the flow ends at {summary['gf_final_sharpness']:.1f}"
+    )
 
 
 def analyse(data, config: EdgeOfStabilityConfig) -> Summary:
     values = {case.name: case_summary(data, case) for case in cases(config)}
+    parts = [headline(name, v, config.seeds) for name, v in values.items()]
     values["failed"] = sum(v["failed"] for v in values.values())
-    parts = []
-    for name, v in values.items():
-        if name == "failed":
-            continue
-        rows = list(v["by_lr"].values())
-        ratios = ", ".join(
-            f"η={r['lr']:g}: {r['settled_ratio']['median']:.3f} "
-            f"[{r['settled_ratio']['q25']:.3f}, {r['settled_ratio']['q75']:.3f}]"
-            for r in rows
-        )
-        reached = sum(r["reached"] for r in rows)
-        parts.append(
-            f"{name.replace('_', ' ')}: sharpness {rows[0]['initial_sharpness']:.1f} at init "
-            f"reaches 2/η in {reached}/{len(rows) * config.seeds} runs; median λη/2 after: "
-            f"{ratios} (quartiles); the flow ends at {v['gf_final_sharpness']:.1f}"
-        )
     return Summary("; ".join(parts), values)
 
 
