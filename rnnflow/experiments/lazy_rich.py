@@ -174,9 +174,14 @@ def analyse(data, config: LazyRichConfig) -> Summary:
         }
         c = cell["crossing"] = _common.quartiles(at) | {"crossed": int(np.isfinite(at).sum())}
         values[p], kc = cell, cell["kernel_change"]
+        where = (  # the quartiles are over the seeds that cross
+            f"below at σ = {c['median']:.2g} [{c['q25']:.2g}, {c['q75']:.2g}]"
+            if c["crossed"]
+            else f"not below by σ = {config.scales[-1]:g}"
+        )
         parts.append(
-            f"{p} {kc['small_init']:.2g} → {kc['large_init']:.2g}, below at σ = {c['median']:.2g} "
-            f"[{c['q25']:.2g}, {c['q75']:.2g}] ({c['crossed']}/{config.seeds} seeds)"
+            f"{p} {kc['small_init']:.2g} → {kc['large_init']:.2g}, {where} "
+            f"({c['crossed']}/{config.seeds} seeds)"
         )
     values["diverged"] = int((ds.result == int(Result.diverged)).sum())
     values["failed"] = int((~_common.ok(ds)).sum())
