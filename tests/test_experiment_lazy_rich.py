@@ -99,6 +99,17 @@ def test_reported_crossing_is_in_range_or_nan(results):
     assert [c["q25"], c["q75"]] == pytest.approx(np.percentile(per_seed, [25, 75]), rel=1e-12)
 
 
+def test_headline_says_where_no_seed_crosses(results):
+    # With a threshold below every seed's kernel change, none crosses: the headline names
+    # the largest scale, not a NaN median.
+    _, res = results
+    summary = lazy_rich.analyse(res, TINY.replace(threshold=1e-12))
+    assert summary["diagonal"]["crossing"]["crossed"] == 0
+    assert "diagonal" in summary.headline and "not below by σ = 3 (0/3 seeds)" in summary.headline
+    assert "nan" not in summary.headline
+    assert "below at σ = " in res.summary.headline  # the run's own: every seed crosses
+
+
 def test_results_load_back(results):
     out, res = results
     loaded = load_results(out)
