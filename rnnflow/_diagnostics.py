@@ -17,7 +17,7 @@ errors), and the seed's `Trajectory.result` says why it failed.
 **Learned measure.** For a diagonalizable $A = V \Lambda V^{-1}$,
 $h_i = \sum_j w_j \lambda_j^i$ with weights $w_j = (C v_j)(u_j^\top B)$, $u_j^\top$ the rows
 of $V^{-1}$. For a balanced student ($A$ symmetric, $B = C^\top$) the $w_j \ge 0$ and the
-$h_i$ are the moments of the measure $\sum_j w_j \delta_{\lambda_j}$ (DESIGN fact 3).
+$h_i$ are the moments of the measure $\sum_j w_j \delta_{\lambda_j}$ (fact 3 on the science page).
 """
 
 import jax.numpy as jnp

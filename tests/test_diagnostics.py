@@ -42,7 +42,7 @@ def test_learned_measure_reproduces_impulse_response(cls, key):
 
 
 def test_balanced_student_measure_is_nonnegative(key):
-    # DESIGN fact 3: for A = Aᵀ, B = Cᵀ the weights w_j = (Cv_j)(v_jᵀB) = (v_jᵀB)² ≥ 0.
+    # Fact 3 on the science page: for A = Aᵀ, B = Cᵀ the weights w_j = (Cv_j)(v_jᵀB) = (v_jᵀB)² ≥ 0.
     model = rf.SymmetricRNN(8)
     params = model.init(key=key, scale=0.5, balanced=True)
     _, w = rf.learned_measure(model, params)

@@ -1,5 +1,5 @@
 """Bad input to the training engine gets a clear `ValueError`/`TypeError` naming the field,
-raised in Python before anything is compiled (DESIGN §3).
+raised in Python before anything is compiled (the errors page, docs/errors.md).
 
 "Before compilation" is checked directly: the compiled entry points of `train` and
 `train_seeds` are replaced by a tripwire for these tests, and a valid call shows that the

@@ -1,4 +1,5 @@
-"""The shift-register counterexample (DESIGN fact 4), end to end at a tiny size in float64."""
+"""The shift-register counterexample (fact 4 on the science page), end to end at a tiny size
+in float64."""
 
 import numpy as np
 import pytest

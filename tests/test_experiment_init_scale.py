@@ -1,5 +1,6 @@
-"""The init-scale experiment (DESIGN fact 5) end to end at a tiny size in float64, and the
-results folder it writes: labelled stores, a nested summary, never overwritten."""
+"""The init-scale experiment (fact 5 on the science page) end to end at a tiny size in
+float64, and the results folder it writes: labelled stores, a nested summary, never
+overwritten."""
 
 import json
 
@@ -32,8 +33,8 @@ def test_small_init_extrapolates_large_init_does_not(results):
     _, res = results
     s = res.summary["dense"]["short"]
     # Small init: near-exact extrapolation of 0.9^i to q = 50 once the loss is ~1e-12.
-    # Large init (entry scale 0.3, spectral radius ≈ 0.3·√12 ≈ 1): errors of order one, the
-    # DESIGN's "sharpest contrast". Margins of ~3 decades on either side of 1e-2.
+    # Large init (entry scale 0.3, spectral radius ≈ 0.3·√12 ≈ 1): errors of order one.
+    # Margins of ~3 decades on either side of 1e-2.
     assert s["extrapolation"]["small_init"] < 1e-4
     assert s["extrapolation"]["large_init"] > 1e-1
     # Small init learns the teacher's one-dimensional state space; large init does not.

@@ -1,4 +1,5 @@
-"""The moment-threshold experiment (DESIGN fact 3), end to end at a tiny size in float64."""
+"""The moment-threshold experiment (fact 3 on the science page), end to end at a tiny size
+in float64."""
 
 import numpy as np
 import pytest

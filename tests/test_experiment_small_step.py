@@ -1,4 +1,5 @@
-"""The small-step experiment (DESIGN facts 1 and 2), end to end at a tiny size in float64."""
+"""The small-step experiment (facts 1 and 2 on the science page), end to end at a tiny
+size in float64."""
 
 import numpy as np
 import pytest

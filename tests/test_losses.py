@@ -183,7 +183,7 @@ def test_gaussian_sequence_loss_matches_impulse_loss_in_expectation(key, supervi
     assert abs(per_seq.mean() - expected) < 5 * se
 
 
-# -- the overparameterized shift register (DESIGN fact 4) ------------------------------------
+# -- the overparameterized shift register (fact 4 on the science page) -----------------------
 
 
 @pytest.mark.parametrize("d, scan", [(K, "sequential"), (2 * K, "associative")])
@@ -240,8 +240,9 @@ def test_student_equal_to_teacher_extrapolates():
     same = rf.extrapolation_error(teacher.model, teacher.params, teacher, train_len=K, horizon=q)
     assert float(same) == 0.0
     # The same system as a dense student in other coordinates (A → GAG⁻¹, B → GB, C → CG⁻¹):
-    # same Markov parameters (DESIGN fact 1), so zero error up to float64 rounding of the
-    # change of basis, amplified at most linearly in q by the eigenvalue 1 (~1e-14 relative).
+    # same Markov parameters (fact 1 on the science page), so zero error up to float64
+    # rounding of the change of basis, amplified at most linearly in q by the eigenvalue 1
+    # (~1e-14 relative).
     g = np.random.default_rng(0).normal(size=(3, 3)) + 3 * np.eye(3)  # well conditioned
     g_inv = np.linalg.inv(g)
     a = g @ np.diag([1.0, 0.9, -0.5]) @ g_inv

@@ -1,4 +1,4 @@
-"""The training methods against ground truth (DESIGN facts 1-2).
+"""The training methods against ground truth (facts 1 and 2 on the science page).
 
 - gradient descent with `optax.sgd(η)` is the explicit Euler discretisation of the gradient
   flow, to rounding;

@@ -172,7 +172,7 @@ class AbstractRNN(eqx.Module):
         """$Q = AA^\\top - A^\\top A + BB^\\top - C^\\top C$, zero for a balanced model.
 
         For linear models the loss depends on $(A, B, C)$ only through $CA^iB$, so gradient
-        flow conserves $Q$ (DESIGN fact 1). The diagonal parameterization returns the
+        flow conserves $Q$ (fact 1 on the science page). The diagonal parameterization returns the
         conserved part only, $\\|B_j\\|^2 - \\|C_{:,j}\\|^2$ per coordinate, shape `(d,)`.
         """
         self.check_params(params)

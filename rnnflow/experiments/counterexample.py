@@ -1,6 +1,6 @@
 r"""Overparameterization permits bad solutions: a shift register fits the training lags
 exactly and does not extrapolate, while gradient descent from small initialization on the
-same student size fits and extrapolates. DESIGN fact 4.
+same student size fits and extrapolates. Fact 4 on the science page.
 
 With state dimension $d \ge k$, the shift register
 

@@ -5,7 +5,7 @@ unbalanced random parameters of entry scale σ and are trained to (near) zero tr
 One sweep, axes (parameterization, teacher, init_scale, seed, time): the training loss, the
 relative imbalance ‖Q‖/‖θ‖², the relative extrapolation error to `horizon` and the
 effective state dimension (Hankel rank of the impulse response to `horizon`) at log-spaced
-times; the last save is the end of the run. DESIGN fact 5.
+times; the last save is the end of the run. Fact 5 on the science page.
 """
 
 import dataclasses

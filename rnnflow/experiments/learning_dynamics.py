@@ -1,6 +1,6 @@
 r"""Learning dynamics: from small initialization the teacher's modes are learned one at a
 time, in order of weight, after plateaus whose length grows like $\log(1/\sigma)$.
-DESIGN fact 5 (saddle-to-saddle dynamics).
+Fact 5 on the science page (saddle-to-saddle dynamics).
 
 Students much larger than a teacher $\hat h_i = \sum_m p_m \lambda_m^i$ start from unbalanced
 random parameters of entry scale σ and are trained by gradient descent on the impulse loss

@@ -1,5 +1,5 @@
 r"""Moment threshold: a balanced student that fits $k \ge 2\hat d + 1$ lags extrapolates; at
-$k = 2\hat d$ it need not. DESIGN fact 3.
+$k = 2\hat d$ it need not. Fact 3 on the science page.
 
 A balanced student ($A$ symmetric, $B = C^\top$, one input and output) has the impulse
 response $h_i = \sum_j w_j \lambda_j^i$, $w_j = (v_j^\top B)^2 \ge 0$: the moments of the

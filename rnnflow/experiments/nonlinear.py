@@ -1,5 +1,5 @@
 r"""Non-linear students: the small-versus-large initialization contrast for a tanh RNN.
-DESIGN fact 6.
+Fact 6 on the science page.
 
 A [`rnnflow.TanhRNN`][] student, $s_t = \tanh(A s_{t-1} + B x_t)$, $y_t = C s_t$, much larger
 than a low-dimensional linear teacher, is trained by gradient descent on a

@@ -1,5 +1,5 @@
 r"""Small-step limit: gradient descent is the explicit Euler discretisation of gradient flow.
-DESIGN facts 1 and 2.
+Facts 1 and 2 on the science page.
 
 From the same unbalanced random starts (seed s has one key in every sweep below), a student
 is trained to a fixed time $t_1$ by gradient flow (a tight adaptive solve, the reference),
