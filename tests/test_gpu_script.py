@@ -1,6 +1,7 @@
 """`benchmarks/gpu.sh` in its tiny mode: every GPU step at the smallest sizes, on the CPU,
 still writes `gpu.json` and `gpu.md`. It starts a process per step, each compiling its
-own programs: about a minute on two cores, which this guard of the script is worth."""
+own programs: one and a half to two minutes on two cores, so it is a `slow` check, which
+CI runs after the default tests."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = ["device_peaks", "gd_throughput", "scan", "gradient_flow", "memory"]
 

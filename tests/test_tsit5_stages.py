@@ -4,6 +4,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import rnnflow as rf
 
@@ -42,6 +43,7 @@ def test_unrolled_tsit5_matches_diffrax_tsit5(key):
         np.testing.assert_allclose(x2, x, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow  # through train_seeds: the solver's own equality is checked above
 def test_unrolled_tsit5_in_gradient_flow(key):
     params = rf.init_seeds(MODEL, jax.random.split(key, 3), scale=0.3)
     save = rf.Save(num=3, metrics={"loss": lambda t, p: LOSS(MODEL, p)})
