@@ -10,7 +10,7 @@
 #
 #   OUT=rnnflow-results/gpu bash benchmarks/gpu.sh
 #   RNNFLOW_GPU_TINY=1 bash benchmarks/gpu.sh    # or --tiny: the same steps at the smallest
-#                                                # sizes, on the CPU, in about a minute
+#                                                # sizes, on the CPU, in about 90 s
 #
 # PYTHON names the interpreter (default: python). The exit status is non-zero if a step
 # did not finish.

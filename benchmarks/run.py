@@ -17,7 +17,7 @@ flow of 10⁴ seeds, memory at 10⁴ and 10⁵ seeds), each with a time limit of
 within eight minutes. It prints `jax.devices()` first and writes, besides each script's
 JSON and log, `OUT/gpu.json` (every step's status, time and results) and `OUT/gpu.md` (a
 table with a row per step). `--gpu --tiny` runs the same steps at the smallest sizes on the
-CPU, in about a minute, so that the run and its report are checked without a GPU.
+CPU, in about 90 s, so that the run and its report are checked without a GPU.
 
     python benchmarks/run.py [--quick | --targets | --gpu [--tiny]] [--timeout S] [--out DIR]
 """
