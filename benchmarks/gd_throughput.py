@@ -50,7 +50,7 @@ import optax
 from device_peaks import bandwidth, elementwise_flops, matmul_flops
 
 import rnnflow as rf
-from rnnflow import _fused
+from rnnflow._rnn import fused as _fused
 
 CASES = {"diagonal": dict(d=100, k=10), "dense": dict(d=32, k=10)}
 LR = 0.01
@@ -87,7 +87,7 @@ def gd_step(kind, model, loss):
 def flops_per_seed_step(kind, model, loss):
     """Flops of one gradient-descent step of one seed, as XLA's cost analysis counts them
     in the step as traced (before fusion, which may recompute some): for the diagonal
-    student's fused step (6k + 7)d plus a few per-seed scalars (`rnnflow/_fused.py`), for
+    student's fused step (6k + 7)d plus a few per-seed scalars (`rnnflow/_rnn/fused.py`), for
     the dense student's autodiff step about 7kd² (the running matrix-vector products
     forward, and backward two products for each and the sum of the transition matrix's
     gradient)."""

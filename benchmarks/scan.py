@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from device_peaks import bandwidth, best_time
 
 import rnnflow as rf
-from rnnflow._scan import resolve_scan
+from rnnflow._rnn.scan import resolve_scan
 
 
 def _loss_grad(scan):

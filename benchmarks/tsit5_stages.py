@@ -13,7 +13,7 @@ timed against variants that should give the same solution:
   combination as an unrolled sum over a tuple of stages instead of diffrax's `(7, n)`
   buffer dotted with a tableau row.
 
-Cases: diagonal d = 40 (closed-form gradient of `rnnflow._fused`) for 64 and 1024 seeds, the
+Cases: diagonal d = 40 (closed-form gradient of `rnnflow._rnn.fused`) for 64 and 1024 seeds, the
 same by autodiff on the parameter arrays (`diag64-tree`, the state `train_seeds` solves),
 and dense d = 20 (autodiff, flat) for 256 seeds.
 
@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 import rnnflow as rf  # noqa: E402
-from rnnflow import _fused  # noqa: E402
+from rnnflow._rnn import fused as _fused  # noqa: E402
 
 CASES = {  # name: (parameterization, d, seeds, t1, init scale, teacher modes)
     "diag64": ("diagonal", 40, 64, 20.0, 1e-3, ([0.9], [1.0])),
@@ -66,7 +66,7 @@ def problem(kind, d, seeds, scale, modes):
     model = rf.make_model(kind.removesuffix("-tree"), d)
     loss = rf.ImpulseLoss(rf.modes_teacher(*modes), 5)
     params = rf.init_seeds(model, jax.random.split(jax.random.key(0), seeds), scale=scale)
-    if kind == "diagonal":  # the closed-form gradient of `rnnflow._fused`
+    if kind == "diagonal":  # the closed-form gradient of `rnnflow._rnn.fused`
         y = loss.target[:, 0, 0]
 
         def grad(p):

@@ -249,7 +249,7 @@ def _sweep(args, progress) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a results store.")
     _setup(args)
-    from ._sweep import run_sweep
+    from ._sweeps.sweep import run_sweep
 
     start = time.perf_counter()
     try:
@@ -268,7 +268,7 @@ def _sweep(args, progress) -> int:
 
 
 def _result_name(code: int) -> str:
-    from ._trajectory import Result
+    from ._engine.trajectory import Result
 
     return Result(code).name if code in set(Result) else "not run"
 

@@ -17,8 +17,8 @@ import optax
 import pytest
 
 import rnnflow as rf
-import rnnflow._batch
-import rnnflow._train
+import rnnflow._engine.batch
+import rnnflow._engine.train
 
 TEACHER = rf.modes_teacher([0.8, -0.5], [1.0, 0.5])
 LOSS = rf.ImpulseLoss(TEACHER, train_len=4)
@@ -221,8 +221,8 @@ def no_compile(monkeypatch):
         raise _Tripwire("the compiled training program was reached")
 
     tripwire.lower = tripwire  # lowering it (to look for LAPACK calls) counts as reaching it
-    monkeypatch.setattr(rnnflow._train, "_run_jit", tripwire)
-    monkeypatch.setattr(rnnflow._batch, "_block_jit", tripwire)
+    monkeypatch.setattr(rnnflow._engine.train, "_run_jit", tripwire)
+    monkeypatch.setattr(rnnflow._engine.batch, "_block_jit", tripwire)
 
 
 def _vector_loss(params):

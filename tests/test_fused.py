@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import rnnflow as rf
-from rnnflow import _fused
+from rnnflow._rnn import fused as _fused
 
 TEACHER = rf.modes_teacher([0.9, -0.5], [1.0, 0.5])
 

@@ -272,7 +272,7 @@ def test_gauss_newton_solve_matches_a_dense_solve(m):
     # (I + cJᵀJ)⁻¹v by Woodbury: unrolled Cholesky up to m = 8 residuals, LAPACK above.
     # Against a direct solve of the n × n system; J of O(1) entries and c = 3 make the
     # system far from the identity (condition numbers 41 to 172).
-    from rnnflow._methods.rosenbrock import _gauss_newton_solver
+    from rnnflow._engine.methods.rosenbrock import _gauss_newton_solver
 
     n, c = 20, 3.0
     jac = jax.random.normal(jax.random.key(m), (m, n))

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import rnnflow as rf
-import rnnflow._batch as batch_module
+import rnnflow._engine.batch as batch_module
 
 MODEL = rf.DiagonalRNN(6, scan="sequential")
 LOSS = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 4)

@@ -9,9 +9,9 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from .._methods import GradientDescent, GradientFlow, LeastSquaresRosenbrock
-from .._teachers import Teacher, modes_teacher
-from .._trajectory import Result
+from .._engine.methods import GradientDescent, GradientFlow, LeastSquaresRosenbrock
+from .._engine.trajectory import Result
+from .._rnn.teachers import Teacher, modes_teacher
 
 # Named teachers (eigenvalues, weights): short memory, long memory (eigenvalue 1),
 # two modes of opposite sign (one oscillating), and three modes of distinct weights.

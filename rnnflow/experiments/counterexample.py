@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._diagnostics import effective_dim
-from .._losses import ImpulseLoss, extrapolation_error
-from .._methods import GradientDescent
-from .._models import DenseRNN, RNNParams
-from .._sweep import Sweep
-from .._trajectory import Result, Save, Stop
+from .._engine.methods import GradientDescent
+from .._engine.trajectory import Result, Save, Stop
+from .._rnn.diagnostics import effective_dim
+from .._rnn.losses import ImpulseLoss, extrapolation_error
+from .._rnn.models import DenseRNN, RNNParams
+from .._sweeps.sweep import Sweep
 from . import _common, plots
 from ._common import final, number, seed_median
 from .base import Experiment, ExperimentConfig

@@ -55,12 +55,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._losses import ImpulseLoss
-from .._methods import GradientDescent, GradientFlow, ModifiedFlow
-from .._models import DenseRNN
-from .._sharpness import hessian_eigenvalues, sharpness_metric
-from .._sweep import Sweep
-from .._trajectory import Result, Save, Stop
+from .._engine.methods import GradientDescent, GradientFlow, ModifiedFlow
+from .._engine.trajectory import Result, Save, Stop
+from .._lens.sharpness import hessian_eigenvalues, sharpness_metric
+from .._rnn.losses import ImpulseLoss
+from .._rnn.models import DenseRNN
+from .._sweeps.sweep import Sweep
 from . import _common, plots
 from ._common import median
 from .base import Experiment, ExperimentConfig, may_be_empty

@@ -13,11 +13,11 @@ from typing import Literal
 
 import numpy as np
 
-from .._losses import ImpulseLoss
-from .._models import make_model
-from .._rnn_metrics import effective_dim_metric, extrapolation_metric, imbalance_metric
-from .._sweep import Sweep
-from .._trajectory import Result, Save, Stop
+from .._engine.trajectory import Result, Save, Stop
+from .._rnn.losses import ImpulseLoss
+from .._rnn.metrics import effective_dim_metric, extrapolation_metric, imbalance_metric
+from .._rnn.models import make_model
+from .._sweeps.sweep import Sweep
 from . import _common, plots
 from ._common import final, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig

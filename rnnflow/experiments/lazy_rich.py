@@ -32,12 +32,12 @@ from typing import Literal
 import jax.numpy as jnp
 import numpy as np
 
-from .._diagnostics import effective_dim
-from .._losses import ImpulseLoss
-from .._models import MODELS, make_model
-from .._side_by_side import SideBySide, side_by_side
-from .._sweep import Sweep
-from .._trajectory import Result, Save
+from .._engine.trajectory import Result, Save
+from .._lens.side_by_side import SideBySide, side_by_side
+from .._rnn.diagnostics import effective_dim
+from .._rnn.losses import ImpulseLoss
+from .._rnn.models import MODELS, make_model
+from .._sweeps.sweep import Sweep
 from . import _common, plots
 from ._common import numbers, seed_median
 from .base import Experiment, ExperimentConfig

@@ -36,13 +36,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._diagnostics import learned_measure
-from .._losses import ImpulseLoss
-from .._models import MODELS
-from .._rnn_metrics import extrapolation_metric, loss_metric
-from .._sweep import Sweep
-from .._teachers import modes_teacher
-from .._trajectory import Save
+from .._engine.trajectory import Save
+from .._rnn.diagnostics import learned_measure
+from .._rnn.losses import ImpulseLoss
+from .._rnn.metrics import extrapolation_metric, loss_metric
+from .._rnn.models import MODELS
+from .._rnn.teachers import modes_teacher
+from .._sweeps.sweep import Sweep
 from . import _common, plots
 from ._common import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig

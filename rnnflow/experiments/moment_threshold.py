@@ -28,13 +28,13 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from .._diagnostics import learned_measure, spectrum_distance
-from .._losses import ImpulseLoss, extrapolation_error
-from .._models import SymmetricRNN
-from .._rnn_metrics import extrapolation_metric, imbalance_metric, loss_metric
-from .._sweep import Sweep
-from .._teachers import modes_teacher
-from .._trajectory import Result, Save, Stop
+from .._engine.trajectory import Result, Save, Stop
+from .._rnn.diagnostics import learned_measure, spectrum_distance
+from .._rnn.losses import ImpulseLoss, extrapolation_error
+from .._rnn.metrics import extrapolation_metric, imbalance_metric, loss_metric
+from .._rnn.models import SymmetricRNN
+from .._rnn.teachers import modes_teacher
+from .._sweeps.sweep import Sweep
 from . import _common, plots
 from ._common import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig

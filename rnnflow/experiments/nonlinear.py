@@ -35,10 +35,10 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from .._losses import SequenceLoss
-from .._models import TanhRNN
-from .._sweep import Sweep
-from .._trajectory import Result, Save
+from .._engine.trajectory import Result, Save
+from .._rnn.losses import SequenceLoss
+from .._rnn.models import TanhRNN
+from .._sweeps.sweep import Sweep
 from . import _common, plots
 from ._common import final, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig

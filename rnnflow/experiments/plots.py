@@ -6,7 +6,7 @@ Every function is `plot(data, summary, config, file)`: `data` maps each sweep's 
 
 import numpy as np
 
-from .._trajectory import Result
+from .._engine.trajectory import Result
 from . import _common
 from ._common import final, log_axes, nanmedian, nanquartiles
 

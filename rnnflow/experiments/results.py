@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write
+from .._engine.files import atomic_write
 from .summary import Summary
 
 RUN, SUMMARY, FIGURE = "run.json", "summary.json", "figure.png"
@@ -84,7 +84,7 @@ def load_results(path: str | os.PathLike) -> Results:
     res["sweep"].extrapolation.isel(time=-1).median("seed"), res.summary["diverged"]
     ```
     """
-    from .._store import open_results
+    from .._sweeps.store import open_results
 
     folder = Path(path)
     if not folder.exists():

@@ -68,7 +68,7 @@ def run_experiment(
     res = run_experiment("init_scale", get_experiment("init_scale").small, out="results/init")
     ```
     """
-    from .._sweep import run_sweep
+    from .._sweeps.sweep import run_sweep
 
     experiment, config = _resolve(experiment, config)
     folder = Path(out)

@@ -37,13 +37,13 @@ from typing import Literal
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._losses import ImpulseLoss
-from .._methods import GradientFlow, ModifiedFlow
-from .._models import MODELS, DenseRNN
-from .._rnn_metrics import extrapolation_metric
-from .._sharpness import sharpness_metric
-from .._sweep import Sweep
-from .._trajectory import Result, Save, Stop
+from .._engine.methods import GradientFlow, ModifiedFlow
+from .._engine.trajectory import Result, Save, Stop
+from .._lens.sharpness import sharpness_metric
+from .._rnn.losses import ImpulseLoss
+from .._rnn.metrics import extrapolation_metric
+from .._rnn.models import MODELS, DenseRNN
+from .._sweeps.sweep import Sweep
 from . import _common, plots
 from ._common import final, fit_line, number, numbers, ok, seed_median
 from .base import Experiment, ExperimentConfig

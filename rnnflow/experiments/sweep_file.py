@@ -19,18 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .._losses import ImpulseLoss, SequenceLoss
-from .._methods import GradientDescent, GradientFlow, ModifiedFlow
-from .._models import MODELS
-from .._rnn_metrics import (
+from .._engine.methods import GradientDescent, GradientFlow, ModifiedFlow
+from .._engine.trajectory import Save, Stop
+from .._rnn.losses import ImpulseLoss, SequenceLoss
+from .._rnn.metrics import (
     effective_dim_metric,
     extrapolation_metric,
     hankel_metric,
     imbalance_metric,
 )
-from .._sweep import Sweep
-from .._teachers import modes_teacher
-from .._trajectory import Save, Stop
+from .._rnn.models import MODELS
+from .._rnn.teachers import modes_teacher
+from .._sweeps.sweep import Sweep
 from . import _common
 
 _F, _I, _S, _B = float, int, str, bool

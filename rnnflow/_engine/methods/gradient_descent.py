@@ -1,0 +1,247 @@
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..checks import check_choice, check_positive_int, check_real
+from ..objective import Objective, offered
+from ..trajectory import Result, Save, Trajectory
+from .base import AbstractMethod
+from .descent_steps import LOOPS, fused_steps, optimizer_steps, while_loop
+
+
+class GradientDescent(AbstractMethod):
+    """Discrete gradient descent (or any optax optimizer): a loop of steps between saves.
+
+    **Arguments:**
+
+    - `lr`: the step size η: a positive number, a traced array (to `jax.vmap` or
+      differentiate over it), or an optax schedule `step -> η_step`. It sets the time axis:
+      after $n$ steps the flow time is $\\sum_{j<n} η_j$ ($nη$ at a constant rate), so that
+      gradient descent is the explicit Euler discretisation of the gradient flow, with a
+      decaying rate too.
+    - `num_steps`: how many steps to take; the run ends at `t1`, the flow time of them all.
+    - `optimizer`: any `optax.GradientTransformation` (momentum, adam, ...). Default
+      `optax.sgd(lr)`, plain gradient descent. The time axis follows `lr` either way.
+    - `kernel`: `"auto"` (default) uses the loss's own `value_and_grad` where it offers one
+      (the impulse loss of a diagonal student does, in closed form); `"generic"` always
+      differentiates the loss by autodiff; `"pallas"` runs plain gradient descent through
+      the loss's `descend` (one Pallas kernel per block of seeds, parameters on chip across
+      steps: for GPUs; elsewhere Pallas's slow interpreter). All agree to rounding.
+    - `adjoint`: how the steps are differentiated, with diffrax's adjoint objects:
+      `diffrax.RecursiveCheckpointAdjoint()` (default: `jax.grad` works; memory grows with
+      the number of saves and checkpoints, not steps; `checkpoints=` sets how many per
+      segment between saves), `diffrax.ForwardMode()` (`jax.jvp`, `jax.jacfwd`) or
+      `diffrax.DirectAdjoint()` (both, at more memory and compile time). All run the same
+      steps with the same results.
+
+    Only the save times cost memory: between saves the loop keeps just the parameters and
+    optimizer state. A seed that converges or diverges (see [`rnnflow.Stop`][]) stops
+    updating, while the others go on. Differentiated, the stopping step counts as fixed: the
+    derivative is that of the steps actually taken.
+
+    ```python
+    method = GradientDescent(lr=0.01, num_steps=10_000)
+    method = GradientDescent(lr=0.01, num_steps=10_000, optimizer=optax.adam(0.01))
+    method = GradientDescent(optax.cosine_decay_schedule(0.1, 10_000), num_steps=10_000)
+    ```
+    """
+
+    lr: float | jax.Array | Callable
+    num_steps: int = eqx.field(static=True)
+    optimizer: optax.GradientTransformation | None = eqx.field(static=True)
+    kernel: str = eqx.field(static=True)
+    adjoint: diffrax.AbstractAdjoint
+
+    def __init__(
+        self,
+        lr,
+        num_steps: int,
+        optimizer: optax.GradientTransformation | None = None,
+        *,
+        kernel: str = "auto",
+        adjoint: diffrax.AbstractAdjoint | None = None,
+    ):
+        if callable(lr):
+            self.lr = lr
+        else:
+            check_real("lr", lr, positive=True)
+            # A concrete rate is a Python float: static under jit, as before arrays were allowed.
+            self.lr = lr if isinstance(lr, jax.core.Tracer) else float(lr)
+        self.num_steps = check_positive_int("num_steps", num_steps)
+        self.kernel = check_choice("kernel", kernel, ("auto", "pallas", "generic"))
+        if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+            raise TypeError(
+                "`optimizer` must be an optax.GradientTransformation (e.g. optax.sgd(lr), "
+                f"optax.adam(lr)); got {type(optimizer).__name__}."
+            )
+        self.optimizer = optimizer
+        adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+        if type(adjoint) not in LOOPS:
+            raise TypeError(
+                "`adjoint` for GradientDescent must be diffrax.RecursiveCheckpointAdjoint(), "
+                "diffrax.ForwardMode() or diffrax.DirectAdjoint() (steps are discrete: there "
+                f"is no continuous adjoint to solve); got {type(adjoint).__name__}."
+            )
+        self.adjoint = adjoint
+        if callable(lr):
+            self.flow_times()  # a schedule that fails or is not positive fails here
+
+    def _traced(self) -> bool:
+        return isinstance(self.lr, jax.core.Tracer)
+
+    def flow_times(self):
+        """For a schedule: the flow time after $n = 0, …,$ `num_steps` steps, $\\sum_{j<n} η_j$
+        (float64 where concrete). For a constant rate: `None` (it is $nη$)."""
+        if not callable(self.lr):
+            return None
+        # Evaluated now even inside a trace, unless the schedule depends on traced values.
+        with jax.ensure_compile_time_eval():
+            rates = jax.vmap(self._rate)(jnp.arange(self.num_steps))  # one step at a time
+        if isinstance(rates, jax.core.Tracer):
+            rates = rates.astype(jnp.result_type(float))
+            return jnp.concatenate([jnp.zeros(1, rates.dtype), jnp.cumsum(rates)])
+        rates = np.asarray(rates, np.float64)
+        if rates.shape != (self.num_steps,) or not np.all(np.isfinite(rates) & (rates > 0)):
+            raise ValueError(
+                "`lr` as a schedule must give a finite, positive rate at every step 0, …, "
+                f"num_steps - 1; got rates from {rates.min()} to {rates.max()}."
+            )
+        return np.concatenate([[0.0], np.cumsum(rates)])
+
+    def _rate(self, step):
+        """The schedule at step counts given as JAX's default float, so that float64 runs
+        compute their rates in float64 (optax's own int32 counts give float32 rates); the
+        optimizer steps at these rates and the time axis adds them up."""
+        return self.lr(jnp.asarray(step).astype(jnp.result_type(float)))
+
+    @property
+    def t1(self):
+        times = self.flow_times()
+        return self.lr * self.num_steps if times is None else times[-1]
+
+    def save_steps(self, save: Save):
+        """The step indices saved at: every `every` steps, or the step whose flow time is
+        nearest each save time (`num` times spaced over the run are spaced in steps, at a
+        constant rate)."""
+        if save.every is not None:
+            steps = np.arange(0, self.num_steps + 1, save.every)
+            return steps if steps[-1] == self.num_steps else np.append(steps, self.num_steps)
+        times = self.flow_times()
+        if times is not None:
+            xp = jnp if isinstance(times, jax.Array) else np
+            want = save.times(times[-1])
+            hi = xp.clip(xp.searchsorted(times, want), 1, self.num_steps)
+            return xp.where(want - times[hi - 1] <= times[hi] - want, hi - 1, hi)
+        if save.ts is None:  # independent of the rate: the same steps for every rate
+            return np.rint(save.times(float(self.num_steps))).astype(np.int64)
+        ts = np.asarray(save.times(self.t1))
+        if self._traced():
+            return jnp.rint(ts / self.lr).astype(jnp.int32)
+        return np.rint(ts / self.lr).astype(np.int64)
+
+    def save_times(self, save: Save):
+        steps = self.save_steps(save)
+        times = self.flow_times()
+        return steps * self.lr if times is None else times[steps]
+
+    def check(self, loss_fn, stop) -> None:
+        if not callable(self.lr):
+            check_real("lr", self.lr, positive=True)  # a rate made traced, now known
+        if self.kernel != "pallas":
+            return
+        if self.optimizer is not None or callable(self.lr):
+            raise ValueError(
+                'kernel="pallas" runs plain gradient descent at a constant rate: give no '
+                "`optimizer` and a number as `lr`."
+            )
+        if offered(loss_fn, "descend") is None:
+            raise ValueError(
+                'kernel="pallas" needs a loss that offers `descend`, such as the ImpulseLoss '
+                "of a DiagonalRNN with in_dim = out_dim = 1 (bound with `.bind(model)`) and "
+                "train_len ≤ 32."
+            )
+
+    def needs_key(self, loss_fn) -> bool:
+        return offered(loss_fn, "sample") is not None
+
+    def run(self, objective: Objective, params, *, save, stop, metrics, key=None) -> Trajectory:
+        steps = self.save_steps(save)
+        flow_times = self.flow_times()
+        xp = jnp if isinstance(steps, jax.Array) else np
+        # Steps to take before each save (the first save is after steps[0] steps), then the
+        # rest of the run up to t1, whose metrics are dropped: a run always ends at t1.
+        counts = xp.diff(steps, prepend=0)
+        num_saves = len(counts)
+        counts = xp.append(counts, self.num_steps - steps[-1])
+        max_count = int(np.max(counts)) if xp is np else self.num_steps
+        counts = jnp.asarray(counts, dtype=jnp.int32)
+        below = -np.inf if stop.loss_below is None else stop.loss_below
+
+        def time(n):
+            return n * self.lr if flow_times is None else jnp.asarray(flow_times)[n]
+
+        def running(value):
+            return jnp.isfinite(value) & (value <= stop.loss_above) & ~(value < below)
+
+        lr = self._rate if callable(self.lr) else self.lr
+        if isinstance(lr, jax.Array):
+            # A traced rate in the parameters' precision, as a Python float is used: the
+            # steps are then bitwise those of a separate run at that rate.
+            lr = lr.astype(jnp.result_type(*jax.tree.leaves(params)))
+        fused = (
+            self.kernel != "generic"
+            and self.optimizer is None
+            and not callable(lr)
+            and offered(objective.loss_fn, "descend") is not None
+            and not self.needs_key(objective.loss_fn)
+            and not isinstance(self.adjoint, diffrax.DirectAdjoint)
+        )
+        loop = while_loop(self.adjoint, max_count)
+        if fused:
+            advance, init = fused_steps(
+                objective,
+                params,
+                lr=lr,
+                running=running,
+                loop=loop,
+                kernel=self.kernel,
+                differentiate=isinstance(self.adjoint, diffrax.RecursiveCheckpointAdjoint),
+            )
+        else:
+            advance, init = optimizer_steps(
+                objective,
+                params,
+                lr=lr,
+                optimizer=self.optimizer,
+                running=running,
+                loop=loop,
+                fast=self.kernel == "auto",
+                key=key,
+            )
+
+        def segment(state, count):
+            state = advance(state, count)
+            params, _, n, _ = state
+            out = metrics(time(n), objective.params(params))
+            return state, (out, params if save.params else None)
+
+        (final, value, n, _), saved = jax.lax.scan(segment, init, counts)
+        diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
+        result = jnp.where(value < below, Result.converged, Result.finished)
+        result = jnp.where(diverged, Result.diverged, result)
+        saved, saved_params = jax.tree.map(lambda x: x[:num_saves], saved)
+        return Trajectory(
+            ts=jnp.asarray(self.save_times(save)),
+            metrics=saved,
+            params=saved_params,
+            final=final,
+            t_stop=time(n),
+            result=result,
+            num_steps=n,
+            num_grad_evals=n + 1,  # at the start and after every step
+        )

@@ -1,0 +1,40 @@
+import equinox as eqx
+import jax
+
+from ..checks import check_real
+from .gradient_flow import GradientFlow
+
+
+class ModifiedFlow(GradientFlow):
+    """The flow of the modified loss $\\tilde L = L + \\frac{η}{4}\\|\\nabla L\\|^2$.
+
+    Backward error analysis: gradient descent with step η follows this flow to second order,
+    $O(η^2)$ over a fixed time horizon, while the plain gradient flow is only $O(η)$ away.
+    Each vector-field evaluation needs a Hessian-vector product.
+
+    **Arguments:** `lr` (η), then those of [`rnnflow.GradientFlow`][].
+
+    ```python
+    method = ModifiedFlow(lr=0.05, t1=10.0)
+    ```
+    """
+
+    lr: float = eqx.field(static=True)
+
+    def __init__(self, lr: float, t1: float, **kwargs):
+        check_real("lr", lr, positive=True)
+        self.lr = float(lr)
+        super().__init__(t1, **kwargs)
+
+    def vector_field(self, value_and_grad):
+        """$-\nabla \tilde L = -(\nabla L + \frac{η}{2} H \nabla L)$, with the
+        Hessian-vector product $H \nabla L$ by forward-mode differentiation of the gradient."""
+
+        def grad(params):
+            return value_and_grad(params)[1]
+
+        def field(params):
+            g, hg = jax.jvp(grad, (params,), (grad(params),))
+            return jax.tree.map(lambda x, y: -(x + 0.5 * self.lr * y), g, hg)
+
+        return field

@@ -1,0 +1,342 @@
+"""Sweeps: named axes × seeds, run as few compiled programs as their shapes allow, written
+to a labelled store chunk by chunk.
+
+A [`rnnflow.Sweep`][] is data: the axes and their values, the number of seeds, and
+`setup(point, key) -> (loss_fn, params, method)` for one seed at one point.
+[`rnnflow.run_sweep`][] runs it:
+
+- axes whose values are all floats (init scales, rates, teacher values) are *vmapped*:
+  `setup` receives them traced, and every point of them runs through one compiled
+  program; other axes (widths, model names, integers) are *looped*: one program each;
+- the work is cut into units of one or more points × a block of seeds, run side by side
+  (the lanes of a [`rnnflow.train_seeds`][] block) and written to the store as they finish,
+  so a sweep of 10⁵ seeds never holds its results in host memory, and a killed sweep
+  resumes from its last finished unit;
+- under `jax.distributed`, each process runs the units `u` with `u mod processes =
+  process index` on its own devices and writes them to the same store: the store is
+  identical to a single process's, bit for bit (the units and programs are the same).
+"""
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._engine import batch as _batch
+from .._engine.checkpoints import computation_hash
+from .._engine.checks import check_positive_int
+from .._engine.objective import check_finite, split
+from .._engine.train import check_call, run
+from .._engine.trajectory import Save, Stop
+from . import layout as layout
+from .store import Store, open_results
+
+_RESERVED = ("seed", "time", "t")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A sweep: every combination of the `axes`' values, each with `seeds` seeds.
+
+    **Arguments:**
+
+    - `axes`: axis name → its values, e.g. `{"init_scale": [1e-3, 1e-2, 0.1], "lr": [0.01],
+      "width": [20, 40]}`. Float axes are vmapped (one program for all their values);
+      other axes (and any named in `looped`) are looped over.
+    - `seeds`: how many seeds at each point; seed `s` uses the same key at every point.
+    - `setup`: `setup(point, key) -> (loss_fn, params, method)`, for one seed: `point`
+      maps every axis name to its value at this point (traced for vmapped axes), `key`
+      is the seed's PRNG key. Everything it returns may depend on the point.
+    - `key`: the root PRNG key; seed `s`'s key is `jax.random.split(key, seeds)[s]`.
+    - `save`, `stop`: as for [`rnnflow.train`][], the same at every point.
+    - `looped`: float axes to loop over rather than vmap (those a method needs as a
+      Python number, such as a flow's `t1`).
+    - `attrs`: a JSON-able description (e.g. the config the sweep was made from), kept
+      in the store's attributes.
+
+    ```python
+    def setup(point, key):
+        model = DiagonalRNN(40)
+        params = model.init(key=key, scale=point["init_scale"])
+        loss_fn = ImpulseLoss(modes_teacher([0.9], [1.0]), 5).bind(model)
+        return loss_fn, params, GradientDescent(point["lr"], 10_000)
+
+    sweep = Sweep({"init_scale": [1e-3, 1e-2, 0.1], "lr": [0.01, 0.02]}, seeds=1000,
+                  setup=setup, key=jax.random.key(0), save=Save(num=11))
+    ds = run_sweep(sweep, "sweep.zarr")
+    ```
+    """
+
+    axes: Mapping[str, tuple]
+    seeds: int
+    setup: Callable
+    key: jax.Array
+    save: Save = Save()
+    stop: Stop = Stop()
+    looped: tuple[str, ...] = ()
+    attrs: Mapping = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.axes, Mapping) or not self.axes:
+            raise TypeError("`axes` must map axis names to lists of values.")
+        axes = {}
+        for name, values in self.axes.items():
+            if not isinstance(name, str) or not name.isidentifier() or name in _RESERVED:
+                raise ValueError(
+                    f"axis names must be identifiers other than {_RESERVED}; got {name!r}."
+                )
+            values = tuple(values) if isinstance(values, list | tuple | np.ndarray) else None
+            if not values:
+                raise ValueError(f"axis `{name}` must have a non-empty list of values.")
+            if len(set(values)) != len(values):
+                raise ValueError(f"axis `{name}` repeats a value: {list(values)}.")
+            axes[name] = values
+        object.__setattr__(self, "axes", axes)
+        check_positive_int("seeds", self.seeds)
+        if not callable(self.setup):
+            raise TypeError(f"`setup` must be callable; got {type(self.setup).__name__}.")
+        key = jnp.asarray(self.key)
+        if key.shape != () or not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            raise TypeError("`key` must be one PRNG key, e.g. jax.random.key(0).")
+        if not isinstance(self.save, Save) or not isinstance(self.stop, Stop):
+            raise TypeError("`save` and `stop` must be an rnnflow.Save and an rnnflow.Stop.")
+        unknown = [a for a in self.looped if a not in axes]
+        if unknown:
+            raise ValueError(f"`looped` names axes the sweep does not have: {unknown}.")
+        json.dumps(dict(self.attrs))  # JSON-able, or a TypeError now
+
+    def vmapped(self) -> tuple[str, ...]:
+        """The axes run through one program: all-float values, not in `looped`."""
+        return tuple(
+            name
+            for name, values in self.axes.items()
+            if name not in self.looped
+            and all(isinstance(v, float | np.floating) and not isinstance(v, bool) for v in values)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """How a sweep is cut into units: combinations of the looped axes, points of the
+    vmapped axes (C order), seeds in blocks, `points_per_unit` points × a block a unit."""
+
+    looped: tuple[str, ...]
+    vmapped: tuple[str, ...]
+    combos: list
+    points: list
+    block: int
+    points_per_unit: int
+
+    def units(self, seeds: int):
+        per_combo = math.ceil(len(self.points) / self.points_per_unit) * math.ceil(
+            seeds / self.block
+        )
+        for u in range(len(self.combos) * per_combo):
+            c, rest = divmod(u, per_combo)
+            pb, sb = divmod(rest, math.ceil(seeds / self.block))
+            points = range(
+                pb * self.points_per_unit, min((pb + 1) * self.points_per_unit, len(self.points))
+            )
+            seeds_ = range(sb * self.block, min((sb + 1) * self.block, seeds))
+            yield u, c, points, seeds_
+
+
+def _plan(sweep: Sweep, lanes: int | None, num_devices: int) -> _Plan:
+    vmapped = sweep.vmapped()
+    looped = tuple(a for a in sweep.axes if a not in vmapped)
+    combos = list(itertools.product(*(range(len(sweep.axes[a])) for a in looped)))
+    points = list(itertools.product(*(range(len(sweep.axes[a])) for a in vmapped)))
+    lanes = lanes or min(len(points) * sweep.seeds, 1024)
+    block = min(sweep.seeds, lanes)
+    per_unit = max(1, lanes // block)
+    # A unit's lanes are sharded over the devices: a multiple of their number.
+    while (per_unit * block) % num_devices:
+        per_unit += 1
+    return _Plan(looped, vmapped, combos, points, block, per_unit)
+
+
+def _values(sweep, plan, c, point_ids):
+    """The point dicts' looped part (Python values) and vmapped part (arrays, one row per
+    point in `point_ids`)."""
+    looped = {a: sweep.axes[a][i] for a, i in zip(plan.looped, plan.combos[c], strict=True)}
+    vmapped = {
+        a: jnp.asarray(
+            [sweep.axes[a][plan.points[p][j]] for p in point_ids], jnp.result_type(float)
+        )
+        for j, a in enumerate(plan.vmapped)
+    }
+    return looped, vmapped
+
+
+def _setup_fn(sweep, looped):
+    """`setup` over lanes, for one combination of the looped axes: vmapped values and keys
+    with one row per lane. Run op by op, not compiled as one program: its operations
+    (random draws above all, whose compilation takes seconds on a CPU) are then compiled
+    once per shape and reused by every combination and unit, where a compiled setup
+    would be compiled again for each combination and number of lanes."""
+
+    def one(values, key):
+        return sweep.setup({**looped, **values}, key)
+
+    return eqx.filter_vmap(one)
+
+
+def _lane(tree, i):
+    return jax.tree.map(lambda x: x[i] if eqx.is_array(x) else x, tree)
+
+
+def run_sweep(
+    sweep: Sweep,
+    store: str | os.PathLike,
+    *,
+    lanes: int | None = None,
+    devices=None,
+    progress: bool | None = None,
+):
+    """Run `sweep` into the zarr store at `store` and return its results as a lazily read
+    `xarray.Dataset`.
+
+    **Arguments:**
+
+    - `sweep`: a [`rnnflow.Sweep`][].
+    - `store`: a folder. If it holds this same sweep (same axes, seeds, computation,
+      precision and units) unfinished, the sweep resumes there; finished, it is opened and
+      nothing is computed; any other store there is refused (`FileExistsError`), and
+      nothing in it is changed.
+    - `lanes`: seeds × points computed side by side per compiled call (default: all the
+      points and seeds of a combination of the looped axes, at most 1024). Results are
+      bitwise the same for a given `lanes`, whatever the number of processes.
+    - `devices`: the devices of this process to shard each unit over (default: the first
+      local device).
+    - `progress`: a progress bar over seeds × points (default: when the output is a
+      terminal).
+
+    **Returns:**
+
+    An `xarray.Dataset` with dimensions the sweep's axes, `seed` and `time` (the save
+    points; its coordinate is the flow time where every point saves at the same times,
+    and the variable `t` holds each point's flow times), and any dimensions of the
+    metrics. Variables: every saved metric (axes, seed, time, ...), and per seed
+    `result` (a [`rnnflow.Result`][] code), `t_stop`, `num_steps`, `num_grad_evals`.
+    Attributes: the sweep's `attrs`, package versions, backend, precision, the root key.
+    """
+    if not isinstance(sweep, Sweep):
+        raise TypeError(f"`sweep` must be an rnnflow.Sweep; got {type(sweep).__name__}.")
+    if lanes is not None:
+        lanes = check_positive_int("lanes", lanes)
+    devices = tuple(jax.local_devices()[:1] if devices is None else devices)
+    out = Store(store)
+    plan = _plan(sweep, lanes, len(devices))
+    seed_keys = jax.random.split(sweep.key, sweep.seeds)
+    shapes, hashes, times, setups = _prepare(sweep, plan, seed_keys)
+    identity = layout.identity(sweep, plan, hashes)
+    if jax.process_index() == 0:
+        layout.open_or_create(out, sweep, plan, identity, shapes, times, seed_keys)
+    elif json.dumps(out.wait_created(), sort_keys=True) != json.dumps(identity, sort_keys=True):
+        raise FileExistsError(f"{out.path} holds another sweep than this process's.")
+    if not out.complete():
+        _compute(out, sweep, plan, seed_keys, setups, devices, progress)
+        if jax.process_index() == 0:
+            out.wait_done(identity["units"])
+            out.finish()
+        out.wait_complete()
+    return open_results(out.path)
+
+
+def _prepare(sweep, plan, seed_keys):
+    """Check every point and find what the store holds, before the sweep compiles its
+    training: every point is set up with the first seed's key (all points of a combination
+    of the looped axes at once), checked as `train` checks and asked its save times; one
+    lane per combination is traced for the shapes of its trajectory and a hash of its
+    computation. Returns those, and the setup function of each combination."""
+    shapes, hashes, times, setups = [], [], [], []
+    # As many lanes as a unit has, so that the setup's operations (random draws above all,
+    # slow to compile) compile for one number of lanes, here and in `_compute`.
+    width = plan.points_per_unit * plan.block
+    for c in range(len(plan.combos)):
+        setups.append(_setup_fn(sweep, _values(sweep, plan, c, [])[0]))
+        for start in range(0, len(plan.points), width):
+            ids = list(range(start, min(start + width, len(plan.points))))
+            _, vmapped = _values(sweep, plan, c, ids + [ids[-1]] * (width - len(ids)))
+            problems = setups[-1](vmapped, jnp.broadcast_to(seed_keys[0], (width,)))
+            for lane in range(len(ids)):
+                loss_fn, params, method = _lane(problems, lane)
+                check_call(loss_fn, params, method, sweep.save, sweep.stop)
+                times.append(np.asarray(method.save_times(sweep.save), np.float64))
+            if start == 0:
+                first = _lane(problems, 0)
+        loss_fn, params, method = first
+        trainable, fixed = split(params)
+
+        def one(p, loss_fn=loss_fn, method=method, fixed=fixed):
+            return run(loss_fn, method.quiet(), p, fixed, sweep.save, sweep.stop)
+
+        shapes.append(jax.eval_shape(one, trainable))
+        hashes.append(computation_hash(one, trainable))
+    return shapes, hashes, times, setups
+
+
+def _compute(out, sweep, plan, seed_keys, setups, devices, progress):
+    """Run this process's unfinished units and write them."""
+    axes = list(sweep.axes)
+    processes, me = jax.process_count(), jax.process_index()
+    width = plan.points_per_unit * plan.block
+    bar = _Progress(len(plan.combos) * len(plan.points) * sweep.seeds, progress)
+    for u, c, points, seeds in plan.units(sweep.seeds):
+        n = len(points) * len(seeds)
+        if u % processes != me or out.done(u):
+            bar.update(n)
+            continue
+        lanes = [(p, s) for p in points for s in seeds]
+        lanes += [lanes[-1]] * (width - len(lanes))  # padding lanes are computed and dropped
+        _, vmapped = _values(sweep, plan, c, [p for p, _ in lanes])
+        keys = seed_keys[np.asarray([s for _, s in lanes])]
+        loss_fn, params, method = setups[c](vmapped, keys)
+        trainable, fixed = split(params)
+        check_finite("params", params)
+        traj = _batch._block_jit(
+            loss_fn, method, trainable, fixed, sweep.save, sweep.stop, devices, per_lane=True
+        )
+        traj = jax.device_get(traj)
+        for k, p in enumerate(points):
+            index = dict(zip(plan.looped, plan.combos[c], strict=True))
+            index.update(zip(plan.vmapped, plan.points[p], strict=True))
+            at = tuple(index[a] for a in axes)
+            rows = slice(k * len(seeds), (k + 1) * len(seeds))
+            seed_slice = slice(seeds.start, seeds.stop)
+            out.write("t", at + (slice(None),), np.asarray(traj.ts)[rows.start])
+            for name in ("result", "t_stop", "num_steps", "num_grad_evals"):
+                out.write(name, at + (seed_slice,), np.asarray(getattr(traj, name))[rows])
+            for name, values in traj.metrics.items():
+                out.write(name, at + (seed_slice,), np.asarray(values)[rows])
+        out.mark_done(u)
+        bar.update(n)
+    bar.close()
+
+
+class _Progress:
+    """A progress bar over seeds × points (tqdm), shown when asked or on a terminal."""
+
+    def __init__(self, total: int, enabled: bool | None):
+        self.bar = None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return
+        disable = None if enabled is None else not enabled
+        self.bar = tqdm(total=total, unit="seed", desc="rnnflow sweep", disable=disable)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
