@@ -34,9 +34,10 @@ from .._rnn.diagnostics import effective_dim
 from .._rnn.losses import ImpulseLoss, extrapolation_error
 from .._rnn.models import DenseRNN, RNNParams
 from .._sweeps.sweep import Sweep
-from . import _common, plots
+from . import _common
 from ._common import final, number, seed_median
 from .base import Experiment, ExperimentConfig
+from .plots import counterexample as _plot
 from .summary import Summary
 
 FREE_PARTS = ("zeros", "random", "teacher")
@@ -180,5 +181,5 @@ EXPERIMENT = Experiment(
     small=SMALL,
     sweeps=sweeps,
     analyse=analyse,
-    plot=plots.counterexample,
+    plot=_plot.plot,
 )

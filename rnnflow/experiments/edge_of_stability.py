@@ -61,9 +61,10 @@ from .._lens.sharpness import hessian_eigenvalues, sharpness_metric
 from .._rnn.losses import ImpulseLoss
 from .._rnn.models import DenseRNN
 from .._sweeps.sweep import Sweep
-from . import _common, plots
+from . import _common
 from ._common import median
 from .base import Experiment, ExperimentConfig, may_be_empty
+from .plots import edge_of_stability as _plot
 from .summary import Summary
 
 
@@ -353,5 +354,5 @@ EXPERIMENT = Experiment(
     small=SMALL,
     sweeps=sweeps,
     analyse=analyse,
-    plot=plots.edge_of_stability,
+    plot=_plot.plot,
 )

@@ -18,9 +18,10 @@ from .._rnn.losses import ImpulseLoss
 from .._rnn.metrics import effective_dim_metric, extrapolation_metric, imbalance_metric
 from .._rnn.models import make_model
 from .._sweeps.sweep import Sweep
-from . import _common, plots
+from . import _common
 from ._common import final, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
+from .plots import init_scale as _plot
 from .summary import Summary
 
 
@@ -177,5 +178,5 @@ EXPERIMENT = Experiment(
     small=SMALL,
     sweeps=sweeps,
     analyse=analyse,
-    plot=plots.init_scale,
+    plot=_plot.plot,
 )

@@ -38,9 +38,10 @@ from .._rnn.diagnostics import effective_dim
 from .._rnn.losses import ImpulseLoss
 from .._rnn.models import MODELS, make_model
 from .._sweeps.sweep import Sweep
-from . import _common, plots
+from . import _common
 from ._common import numbers, seed_median
 from .base import Experiment, ExperimentConfig
+from .plots import lazy_rich as _plot
 from .summary import Summary
 
 FIELDS = ("kernel_change", "parameter_change", "extrapolation", "linear_extrapolation", "dim")
@@ -204,5 +205,5 @@ EXPERIMENT = Experiment(
     small=SMALL,
     sweeps=sweeps,
     analyse=analyse,
-    plot=plots.lazy_rich,
+    plot=_plot.plot,
 )

@@ -43,9 +43,10 @@ from .._rnn.metrics import extrapolation_metric, loss_metric
 from .._rnn.models import MODELS
 from .._rnn.teachers import modes_teacher
 from .._sweeps.sweep import Sweep
-from . import _common, plots
+from . import _common
 from ._common import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
+from .plots import learning_dynamics as _plot
 from .summary import Summary
 
 
@@ -204,5 +205,5 @@ EXPERIMENT = Experiment(
     small=SMALL,
     sweeps=sweeps,
     analyse=analyse,
-    plot=plots.learning_dynamics,
+    plot=_plot.plot,
 )

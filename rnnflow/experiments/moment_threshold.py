@@ -35,9 +35,10 @@ from .._rnn.metrics import extrapolation_metric, imbalance_metric, loss_metric
 from .._rnn.models import SymmetricRNN
 from .._rnn.teachers import modes_teacher
 from .._sweeps.sweep import Sweep
-from . import _common, plots
+from . import _common
 from ._common import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
+from .plots import moment_threshold as _plot
 from .summary import Summary
 
 
@@ -225,5 +226,5 @@ EXPERIMENT = Experiment(
     small=SMALL,
     sweeps=sweeps,
     analyse=analyse,
-    plot=plots.moment_threshold,
+    plot=_plot.plot,
 )

@@ -39,9 +39,10 @@ from .._engine.trajectory import Result, Save
 from .._rnn.losses import SequenceLoss
 from .._rnn.models import TanhRNN
 from .._sweeps.sweep import Sweep
-from . import _common, plots
+from . import _common
 from ._common import final, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
+from .plots import nonlinear as _plot
 from .summary import Summary
 
 
@@ -184,5 +185,5 @@ EXPERIMENT = Experiment(
     small=SMALL,
     sweeps=sweeps,
     analyse=analyse,
-    plot=plots.nonlinear,
+    plot=_plot.plot,
 )

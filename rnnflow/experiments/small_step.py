@@ -44,9 +44,10 @@ from .._rnn.losses import ImpulseLoss
 from .._rnn.metrics import extrapolation_metric
 from .._rnn.models import MODELS, DenseRNN
 from .._sweeps.sweep import Sweep
-from . import _common, plots
+from . import _common
 from ._common import final, fit_line, number, numbers, ok, seed_median
 from .base import Experiment, ExperimentConfig
+from .plots import small_step as _plot
 from .summary import Summary
 
 
@@ -270,5 +271,5 @@ EXPERIMENT = Experiment(
     small=SMALL,
     sweeps=sweeps,
     analyse=analyse,
-    plot=plots.small_step,
+    plot=_plot.plot,
 )

@@ -1,0 +1,1 @@
+"""The experiments' figures, one module each, drawn from saved results only."""

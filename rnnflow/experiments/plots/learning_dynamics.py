@@ -1,0 +1,105 @@
+"""The learning_dynamics figure."""
+
+import numpy as np
+
+from .. import _common
+from .base import figure, log_axes, nanmedian, save
+
+
+def plot(data, summary, config, file) -> None:
+    from matplotlib.lines import Line2D
+
+    from ..learning_dynamics import fits, times
+
+    ds = data["sweep"]
+    ok = _common.ok(ds)
+    ts, scales = ds.time.values, np.asarray(config.scales)
+    lam, p = config.eigenvalues, config.weights
+    styles = ["-", "--", ":"]
+    import matplotlib.pyplot as plt
+
+    scale_colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(scales)))
+    t = ts[1:]  # time 0 has no place on a log axis
+    fig, axes = figure(2, 2, figsize=(12, 9))
+
+    ax = axes[0, 0]
+    loss = ds.loss.where(ok).transpose("init_scale", "seed", "time").values
+    for j, s in enumerate(scales):
+        for curve in loss[j]:
+            ax.plot(t, curve[1:], color=scale_colors[j], lw=0.5, alpha=0.4)
+        ax.plot(t, nanmedian(loss[j], 0)[1:], color=scale_colors[j], lw=2, label=f"σ={s:g}")
+    log_axes(ax, loss)
+    ax.set(xlabel="time t = step × lr", ylabel="training loss")
+    ax.set_title("Loss: one plateau per mode (thin: seeds, thick: median)")
+    ax.legend(fontsize=8)
+
+    ax = axes[0, 1]
+    prog = ds.progress.where(ok).transpose("init_scale", "seed", "time", ...).values
+    # Largest, middle and smallest scale only: fifteen curves would hide the staircase.
+    shown = sorted({0, len(scales) // 2, len(scales) - 1})
+    for i, j in enumerate(shown):
+        med = nanmedian(prog[j], 0)
+        for m in range(len(lam)):
+            ax.plot(t, med[1:, m], color=f"C{m}", ls=styles[i], lw=1.5)
+    ax.axhline(config.threshold, color="gray", lw=0.8, ls=":")
+    log_axes(ax, np.where(np.isfinite(prog), 1.0, np.nan), y=False)
+    # Headroom above the curves (1.5) for the legend; only transit spikes reach it.
+    ax.set(ylim=(-0.3, 2.6), xlabel="time t", ylabel="weight nearest λ_m / p_m")
+    ax.set_title("Per-mode progress, median over seeds (early spikes: transits)")
+    handles = [
+        Line2D([], [], color=f"C{m}", label=f"λ={e:g}, p={w:g}")
+        for m, (e, w) in enumerate(zip(lam, p, strict=True))
+    ]
+    handles += [
+        Line2D([], [], color="k", ls=styles[i], label=f"σ={scales[j]:g}")
+        for i, j in enumerate(shown)
+    ]
+    ax.legend(handles=handles, fontsize=8, ncol=2, loc="upper left")
+
+    # One panel per mode: their times differ by orders of magnitude, and each line is
+    # straight only on its own linear axis.
+    axes[1, 0].remove()
+    cells = axes[1, 0].get_subplotspec().subgridspec(1, len(lam), wspace=0.45)
+    x = np.log10(1.0 / scales)
+    t_learn = times(ds, config).transpose("init_scale", "seed", "mode").values
+    slope, intercept, r2, _ = fits(ds, config)
+    rng = np.random.default_rng(0)
+    for m in range(len(lam)):
+        ax = fig.add_subplot(cells[0, m])
+        jitter = 0.08 * (rng.random(t_learn.shape[1]) - 0.5)
+        for j in range(len(scales)):
+            ax.plot(x[j] + jitter, t_learn[j, :, m], ".", color=f"C{m}", alpha=0.6)
+        sm, im, rm = (float(v[m]) for v in (slope, intercept, r2))
+        fit = f"{sm:.3g} per decade\nr²={rm:.3f}" if np.isfinite(sm) else "not learned"
+        if np.isfinite(sm):
+            ax.plot(x, im + sm * x, color=f"C{m}")
+        ax.set_title(f"λ={lam[m]:g}, p={p[m]:g}\n{fit}", fontsize=9)
+        ax.set_xlabel("log10(1/σ)")
+        ax.tick_params(labelsize=8)
+        if m == 0:
+            ax.set_ylabel(f"time to reach {config.threshold:g} × p_m")
+
+    ax = axes[1, 1]
+    small = ds.sel(init_scale=min(config.scales))
+    keep = _common.ok(small).values
+    ax.plot(
+        small.measure_eigenvalues.isel(time=-1).values[keep].ravel(),
+        small.measure_weights.isel(time=-1).values[keep].ravel(),
+        "o",
+        color="C7",
+        ms=4,
+        alpha=0.6,
+        label="students (all units)",
+    )
+    ax.plot(lam, p, "x", color="k", ms=10, mew=2, label="teacher")
+    ax.axhline(0.0, color="gray", lw=0.5)
+    ax.set(xlabel="eigenvalue of A", ylabel="weight in h_i")
+    ax.set_title(f"Learned measure at t = {ts[-1]:g}, σ={min(config.scales):g}")
+    ax.legend(fontsize=8)
+    fig.suptitle(
+        f"Learning dynamics: {config.parameterization} student d={config.state_dim}, "
+        f"k={config.train_len}, GD lr={config.lr:g}, {config.seeds} seeds per scale\n"
+        f"modes learned in weight order in {100 * summary['in_order_fraction']:.0f}% of seeds "
+        f"that learned all of them ({100 * summary['learned_fraction']:.0f}%)"
+    )
+    save(fig, file, dpi=100)
