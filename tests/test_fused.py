@@ -17,6 +17,7 @@ import pytest
 
 import rnnflow as rf
 from rnnflow._rnn import fused as _fused
+from rnnflow._rnn.losses import fused_applies
 
 TEACHER = rf.modes_teacher([0.9, -0.5], [1.0, 0.5])
 
@@ -29,7 +30,7 @@ def test_closed_form_gradient_equals_autodiff(d, k):
     # Modes up to |a| = 1.05, so that the higher powers matter.
     params = rf.init_seeds(model, keys, scale=0.6, dtype=jnp.float64)
     value, grad = jax.vmap(jax.value_and_grad(lambda p: loss(model, p)))(params)
-    assert _fused.applies(loss.bind(model))
+    assert fused_applies(loss.bind(model))
     y = loss.target[:, 0, 0]  # the teacher's impulse response: what the fused step fits
     v, (ga, gb, gc) = _fused.value_and_grad(params.a, params.b[..., 0], params.c[:, 0], y)
     np.testing.assert_allclose(v, value, rtol=1e-13)
@@ -51,7 +52,7 @@ class _ImpulseLike(rf.AbstractLoss):
 def test_applies_only_to_the_diagonal_single_input_impulse_loss():
     loss = rf.ImpulseLoss(TEACHER, 4)
     bound = loss.bind(rf.DiagonalRNN(3))
-    assert _fused.applies(bound)
+    assert fused_applies(bound)
     assert isinstance(bound, _fused.DiagonalImpulseLoss) and callable(bound.descend)
     for other in (
         loss.bind(rf.DenseRNN(3)),
@@ -59,7 +60,7 @@ def test_applies_only_to_the_diagonal_single_input_impulse_loss():
         rf.ImpulseLoss(TEACHER, _fused.MAX_TRAIN_LEN + 1).bind(rf.DiagonalRNN(3)),
         rf.SequenceLoss.sample(TEACHER, 4, 8, key=jax.random.key(0)).bind(rf.DiagonalRNN(3)),
     ):
-        assert not _fused.applies(other)
+        assert not fused_applies(other)
         assert not isinstance(other, _fused.DiagonalImpulseLoss)
         assert not hasattr(other, "descend")
     # A plain function of the parameters offers no fused loop either.

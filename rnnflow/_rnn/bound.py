@@ -3,7 +3,6 @@
 import equinox as eqx
 from jaxtyping import Array, Float
 
-from .losses import AbstractLoss
 from .models import AbstractRNN, RNNParams
 
 
@@ -20,7 +19,8 @@ class BoundLoss(eqx.Module):
     `model` (the student).
     """
 
-    loss: AbstractLoss
+    # An rnnflow.AbstractLoss; not imported, as the losses make bound losses, not the reverse.
+    loss: eqx.Module
     model: AbstractRNN
 
     def __call__(self, params: RNNParams) -> Float[Array, ""]:

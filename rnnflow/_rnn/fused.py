@@ -24,26 +24,13 @@ import jax
 import jax.numpy as jnp
 
 from .bound import BoundLoss
-from .losses import ImpulseLoss
-from .models import DiagonalRNN, RNNParams
+from .models import RNNParams
 
 # Impulse responses longer than this keep the autodiff path: the running products are
 # unrolled, so the step's code grows with k.
 MAX_TRAIN_LEN = 32
 # Seeds per Pallas program (a power of two, as Triton requires).
 _BLOCK_SEEDS = 16
-
-
-def applies(bound: BoundLoss) -> bool:
-    """Whether `bound` is the impulse loss of a diagonal single-input single-output student
-    with train length ≤ `MAX_TRAIN_LEN`, whose gradient has the closed form above."""
-    model = bound.model
-    return (
-        type(bound.loss) is ImpulseLoss
-        and isinstance(model, DiagonalRNN)
-        and model.in_dim == model.out_dim == 1
-        and bound.loss.train_len <= MAX_TRAIN_LEN
-    )
 
 
 class DiagonalImpulseLoss(BoundLoss):

@@ -1,14 +1,15 @@
-r"""Training losses and the extrapolation error.
+r"""Training losses: how a student fits its teacher on the first `train_len` lags.
 
-Student $h_i = CA^iB$, teacher $\hat h_i$, training length $k$, horizon $q > k$:
+Student $h_i = CA^iB$, teacher $\hat h_i$, training length $k$:
 
 - impulse loss $L = \sum_{i<k} \|h_i - \hat h_i\|_F^2$: the population loss of the output
   at the last step of a length-$k$ sequence with whitened inputs ($E[x_t x_t^\top] = I$),
   in closed form;
 - sequence loss: the same on sampled sequences. With last-step supervision its expectation
-  over Gaussian inputs is the impulse loss; supervising every step weighs lag $i$ by $k - i$;
-- extrapolation error $\sum_{k \le i < q} \|h_i - \hat h_i\|_F^2$, absolute or relative to
-  $\sum_{k \le i < q} \|\hat h_i\|_F^2$.
+  over Gaussian inputs is the impulse loss; supervising every step weighs lag $i$ by $k - i$.
+
+How far the student is off beyond lag $k$ is the extrapolation error
+([`rnnflow.extrapolation_error`][]).
 
 A loss is a small frozen module called as `loss(model, params) -> scalar`; bound to a
 student, `loss.bind(model)` is the function of the parameters alone that
@@ -25,7 +26,10 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._engine.checks import check_choice, check_positive_int
 from .._engine.objective import check_finite
-from .models import AbstractRNN, RNNParams
+from . import fused
+from .bound import BoundLoss
+from .extrapolation import extrapolation_error as extrapolation_error  # its former home
+from .models import AbstractRNN, DiagonalRNN, RNNParams
 from .teachers import Teacher
 
 Supervise = Literal["last", "all"]
@@ -59,8 +63,6 @@ class AbstractLoss(eqx.Module):
         """
         if not isinstance(model, AbstractRNN):
             raise TypeError(f"`model` must be an rnnflow model; got {type(model).__name__}.")
-        from .bound import BoundLoss
-
         self.check_model(model)
         return BoundLoss(self, model)
 
@@ -98,10 +100,8 @@ class ImpulseLoss(AbstractLoss):
         """As [`rnnflow.AbstractLoss.bind`][]. For a diagonal single-input single-output
         student (train length ≤ 32) the bound loss also offers its gradient in closed form,
         which gradient descent then uses (see `rnnflow._rnn.fused`)."""
-        from . import fused as _fused
-
         bound = super().bind(model)
-        return _fused.DiagonalImpulseLoss(self, model) if _fused.applies(bound) else bound
+        return fused.DiagonalImpulseLoss(self, model) if fused_applies(bound) else bound
 
     def __call__(self, model: AbstractRNN, params: RNNParams) -> Float[Array, ""]:
         return jnp.sum(self.residuals(model, params) ** 2)
@@ -193,36 +193,14 @@ class SequenceLoss(AbstractLoss):
         return jnp.sum((err[-1] if self.supervise == "last" else err) ** 2)
 
 
-def extrapolation_error(
-    model: AbstractRNN,
-    params: RNNParams,
-    teacher: Teacher,
-    *,
-    train_len: int,
-    horizon: int,
-    relative: bool = False,
-) -> Float[Array, ""]:
-    """$\\sum_{k \\le i < q} \\|h_i - \\hat h_i\\|_F^2$: how far the student is off beyond training.
-
-    **Arguments:**
-
-    - `model`, `params`: the student.
-    - `teacher`: the [`rnnflow.Teacher`][].
-    - `train_len`: $k$, the training length.
-    - `horizon`: $q > k$, the length extrapolated to (e.g. $10k$).
-    - `relative`: divide by $\\sum_{k \\le i < q} \\|\\hat h_i\\|_F^2$.
-
-    ```python
-    err = extrapolation_error(model, params, teacher, train_len=5, horizon=50, relative=True)
-    ```
-    """
-    check_positive_int("train_len", train_len)
-    check_positive_int("horizon", horizon)
-    if horizon <= train_len:
-        raise ValueError(f"`horizon` must exceed `train_len` = {train_len}; got {horizon}.")
-    h = model.impulse_response(params, horizon)[train_len:]
-    target = teacher.impulse_response(horizon)[train_len:]
-    err = jnp.sum((h - target) ** 2)
-    if relative:
-        err = err / jnp.maximum(jnp.sum(target**2), jnp.finfo(target.dtype).tiny)
-    return err
+def fused_applies(bound: BoundLoss) -> bool:
+    """Whether `bound` is the impulse loss of a diagonal single-input single-output student
+    with train length ≤ `fused.MAX_TRAIN_LEN`, whose gradient has the closed form of
+    `rnnflow._rnn.fused`. The loss decides, so that the fused step need not know the losses."""
+    model = bound.model
+    return (
+        type(bound.loss) is ImpulseLoss
+        and isinstance(model, DiagonalRNN)
+        and model.in_dim == model.out_dim == 1
+        and bound.loss.train_len <= fused.MAX_TRAIN_LEN
+    )

@@ -15,7 +15,7 @@ The science behind them (balancedness, Hankel rank) is on the docs' science page
 from .._engine.checks import check_positive_int, check_real
 from .._engine.objective import Metric
 from .diagnostics import effective_dim, hankel_singular_values
-from .losses import extrapolation_error
+from .extrapolation import extrapolation_error
 from .models import AbstractRNN
 from .teachers import Teacher
 
