@@ -17,13 +17,13 @@ from ._lens.laziness import linearization_gap_metric as linearization_gap_metric
 from ._lens.laziness import parameter_change_metric as parameter_change_metric
 from ._lens.linearize import LinearizedLoss as LinearizedLoss
 from ._lens.linearize import TaylorModel as TaylorModel
-from ._lens.linearize import TaylorParams as TaylorParams
 from ._lens.linearize import linearize as linearize
 from ._lens.ntk import ntk as ntk
 from ._lens.ntk import ntk_residuals as ntk_residuals
+from ._lens.params import SideBySide as SideBySide
+from ._lens.params import TaylorParams as TaylorParams
 from ._lens.sharpness import hessian_eigenvalues as hessian_eigenvalues
 from ._lens.sharpness import sharpness_metric as sharpness_metric
-from ._lens.side_by_side import SideBySide as SideBySide
 from ._lens.side_by_side import SideBySideLoss as SideBySideLoss
 from ._lens.side_by_side import side_by_side as side_by_side
 from ._rnn.bound import BoundLoss as BoundLoss
@@ -31,10 +31,10 @@ from ._rnn.diagnostics import effective_dim as effective_dim
 from ._rnn.diagnostics import hankel_singular_values as hankel_singular_values
 from ._rnn.diagnostics import learned_measure as learned_measure
 from ._rnn.diagnostics import spectrum_distance as spectrum_distance
+from ._rnn.extrapolation import extrapolation_error as extrapolation_error
 from ._rnn.losses import AbstractLoss as AbstractLoss
 from ._rnn.losses import ImpulseLoss as ImpulseLoss
 from ._rnn.losses import SequenceLoss as SequenceLoss
-from ._rnn.losses import extrapolation_error as extrapolation_error
 from ._rnn.metrics import effective_dim_metric as effective_dim_metric
 from ._rnn.metrics import extrapolation_metric as extrapolation_metric
 from ._rnn.metrics import hankel_metric as hankel_metric

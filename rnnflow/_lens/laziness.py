@@ -21,9 +21,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .._engine.objective import Metric
-from .linearize import TaylorParams, _check_callable, _output_fn, _taylor
 from .ntk import ntk
-from .side_by_side import SideBySide, _check_side_by_side
+from .params import SideBySide, TaylorParams, _check_side_by_side
+from .taylor import _check_callable, _output_fn, _taylor
 
 
 def _norm(tree):

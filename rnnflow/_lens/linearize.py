@@ -40,127 +40,13 @@ so that Save metrics ([`rnnflow.kernel_change_metric`][], ...) see both at every
 from collections.abc import Callable
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 from .._engine.objective import offered
-
-
-def _output_fn(f) -> Callable:
-    """The function whose Jacobian is meant: a least-squares loss's residuals, else `f`."""
-    own = offered(f, "residuals")
-    return f if own is None else own
-
-
-def _check_callable(name: str, f) -> None:
-    if not callable(f) and offered(f, "residuals") is None:
-        raise TypeError(
-            f"`{name}` must be a function of the parameters (or a loss that offers "
-            f"`residuals`); got {type(f).__name__}."
-        )
-
-
-def _zeros(theta0):
-    return jax.tree.map(jnp.zeros_like, eqx.filter(theta0, eqx.is_inexact_array))
-
-
-def _check_delta(theta0, delta) -> None:
-    origin = eqx.filter(theta0, eqx.is_inexact_array)
-    if jax.tree.structure(delta) != jax.tree.structure(origin):
-        raise ValueError(
-            "`delta` must have the structure of the floating-point arrays of `theta0` "
-            f"(None elsewhere); got {jax.tree.structure(delta)}, expected "
-            f"{jax.tree.structure(origin)}."
-        )
-    pairs = zip(jax.tree_util.tree_leaves_with_path(delta), jax.tree.leaves(origin), strict=True)
-    for (path, d), x in pairs:
-        if getattr(d, "shape", None) != x.shape or getattr(d, "dtype", None) != x.dtype:
-            raise ValueError(
-                f"`delta{jax.tree_util.keystr(path)}` must match `theta0` in shape and dtype, "
-                f"{x.shape} {x.dtype}; got {getattr(d, 'shape', type(d).__name__)} "
-                f"{getattr(d, 'dtype', '')}."
-            )
-
-
-class TaylorParams(eqx.Module):
-    """The parameters of a linearized model: the expansion point $θ_0$ and the displacement
-    $δ = θ - θ_0$ (the module docstring says why $θ_0$ travels with them).
-
-    **Arguments:**
-
-    - `theta0`: $θ_0$, any parameter pytree (one seed, or with a leading seed axis).
-    - `delta`: $δ$, the floating-point arrays of `theta0`'s structure (`None` at its other
-      leaves). Default: zeros, the start of a linearized run.
-
-    `params.theta` is $θ_0 + δ$. Train `TaylorParams(params0)` with a loss of
-    [`rnnflow.linearize`][]; every method leaves `theta0` unchanged.
-
-    ```python
-    p = TaylorParams({"w": jnp.ones(3)})
-    p.delta  # {'w': Array([0., 0., 0.])}
-    ```
-    """
-
-    theta0: PyTree
-    delta: PyTree
-
-    def __init__(self, theta0: PyTree, delta: PyTree | None = None):
-        if not jax.tree.leaves(eqx.filter(theta0, eqx.is_inexact_array)):
-            raise ValueError("`theta0` must hold at least one floating-point array.")
-        if delta is None:
-            delta = _zeros(theta0)
-        else:
-            _check_delta(theta0, delta)
-        self.theta0 = theta0
-        self.delta = delta
-
-    @property
-    def theta(self) -> PyTree:
-        """$θ_0 + δ$, in the structure of `theta0`."""
-        return eqx.apply_updates(self.theta0, self.delta)
-
-
-def _check_taylor_params(params) -> None:
-    if not isinstance(params, TaylorParams):
-        raise TypeError(
-            "a linearized model takes TaylorParams (the expansion point and the displacement): "
-            f"start a run from `TaylorParams(params0)`; got {type(params).__name__}."
-        )
-
-
-def _held(theta0):
-    """`theta0` with its arrays held constant: zero gradient, so every method keeps it."""
-    return jax.tree.map(
-        lambda x: jax.lax.stop_gradient(x) if eqx.is_inexact_array(x) else x, theta0
-    )
-
-
-def _origin(theta0):
-    """`theta0` with its floating-point arrays zero: the parameters at which a model whose
-    output is linear in a factor (an RNN's $C$) outputs nothing."""
-    return jax.tree.map(lambda x: jnp.zeros_like(x) if eqx.is_inexact_array(x) else x, theta0)
-
-
-def _taylor(fn: Callable, params: TaylorParams, *, centered: bool = False):
-    """$f(θ_0) + J(θ_0)δ$ by one Jacobian-vector product (the Jacobian is never formed);
-    centered, $f(0) + J(θ_0)δ$ (see `_centered`)."""
-    _check_taylor_params(params)
-    diff, static = eqx.partition(_held(params.theta0), eqx.is_inexact_array)
-    f0, jd = jax.jvp(lambda d: fn(eqx.combine(d, static)), (diff,), (params.delta,))
-    if centered:
-        f0 = fn(_origin(params.theta0))
-    return jax.tree.map(jnp.add, f0, jd)
-
-
-def _centered(fn: Callable, theta, theta0):
-    """$f(θ) - f(θ_0) + f(0)$ with $θ_0$ held (zero gradient, so every method keeps it):
-    the centered model (Chizat, Oyallon & Bach 2019), $f(θ) - f(θ_0)$ for a model with
-    $f(0) = 0$. Of a least-squares loss's residuals $r = f - y$ it is the same expression,
-    $r(θ) - r(θ_0) + r(0) = f(θ) - f(θ_0) + f(0) - y$; at $θ = θ_0$ it is $f(0)$ exactly,
-    and its Jacobian in $θ$ is $f$'s."""
-    moved = jax.tree.map(jnp.subtract, fn(theta), fn(_held(theta0)))
-    return jax.tree.map(jnp.add, moved, fn(_origin(theta0)))
+from .laziness import parameter_change_metric
+from .params import TaylorParams, _check_taylor_params
+from .taylor import _check_callable, _taylor
 
 
 class TaylorModel(eqx.Module):
@@ -214,8 +100,6 @@ class LinearizedLoss(eqx.Module):
         return check
 
     def default_metrics(self) -> dict:
-        from .laziness import parameter_change_metric
-
         return {"loss": lambda t, p: self(p), "parameter_change": parameter_change_metric()}
 
 

@@ -10,7 +10,7 @@ from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from .._engine.methods import GradientDescent, GradientFlow, ModifiedFlow
 from .._engine.objective import split
-from .linearize import _check_callable, _output_fn
+from .taylor import _check_callable, _output_fn
 
 
 def ntk(f, params: PyTree) -> Float[Array, "m m"]:

@@ -8,38 +8,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 from .._engine.objective import offered
-from .linearize import TaylorParams, _centered, _taylor
-
-
-class SideBySide(eqx.Module):
-    """A model's parameters $θ$ beside its linearization's [`rnnflow.TaylorParams`][], the
-    parameters of [`rnnflow.side_by_side`][].
-
-    **Arguments:**
-
-    - `real`: $θ$, the model's parameters (one seed, or with a leading seed axis).
-    - `linear`: the linearized model's parameters. Default: `TaylorParams(real)`, the
-      linearization at `real` with $δ = 0$: both start together.
-    """
-
-    real: PyTree
-    linear: TaylorParams
-
-    def __init__(self, real: PyTree, linear: TaylorParams | None = None):
-        if linear is None:
-            linear = TaylorParams(real)
-        elif not isinstance(linear, TaylorParams):
-            raise TypeError(f"`linear` must be TaylorParams; got {type(linear).__name__}.")
-        self.real = real
-        self.linear = linear
-
-
-def _check_side_by_side(params) -> None:
-    if not isinstance(params, SideBySide):
-        raise TypeError(
-            "a side-by-side run takes SideBySide parameters: start it from "
-            f"`SideBySide(params0)`; got {type(params).__name__}."
-        )
+from .laziness import kernel_change_metric, linearization_gap_metric, parameter_change_metric
+from .params import SideBySide, _check_side_by_side
+from .taylor import _centered, _taylor
 
 
 class SideBySideLoss(eqx.Module):
@@ -116,12 +87,6 @@ class SideBySideLoss(eqx.Module):
         return check
 
     def default_metrics(self) -> dict:
-        from .laziness import (
-            kernel_change_metric,
-            linearization_gap_metric,
-            parameter_change_metric,
-        )
-
         return {
             "loss": lambda t, p: jnp.sum(self.real_residuals(p) ** 2),
             "linear_loss": lambda t, p: jnp.sum(self.linear_residuals(p) ** 2),
@@ -174,5 +139,3 @@ def side_by_side(loss_fn, *, centered: bool = False) -> SideBySideLoss:
         raise TypeError(f"`centered` must be a bool; got {centered!r}.")
     return SideBySideLoss(loss_fn, centered)
 
-
-# -- the kernel and the closed form -------------------------------------------------------
