@@ -19,6 +19,9 @@ itself; the engine looks for them by name and never by type:
 - `check(params)`: raise a `TypeError`/`ValueError` naming what is wrong with `params`;
   `train` calls it before compiling.
 
+An object that is callable but not a loss, and easily passed as one (a model), may say so:
+`not_a_loss`, a string, is then the message of the `TypeError` that `train` raises.
+
 The gradient flows differentiate `loss_fn` itself by autodiff (their vector fields also
 need Hessian-vector products or residual Jacobians, which autodiff gives consistently).
 """

@@ -1,6 +1,6 @@
 """`train`: one seed, one loss, one method, one `Trajectory`.
 
-[`rnnflow.train_seeds`][] (in `_batch.py`) runs the same function over a seed axis.
+[`rnnflow.train_seeds`][] (in `batch.py`) runs the same function over a seed axis.
 """
 
 import equinox as eqx
@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
 
-from .._rnn.models import AbstractRNN
 from .methods import AbstractMethod
 from .objective import Objective, check_params, metric_fn, split
 from .trajectory import Save, Stop, Trajectory
@@ -17,11 +16,9 @@ from .trajectory import Save, Stop, Trajectory
 def check_call(loss_fn, params, method, save, stop, key=None) -> None:
     """Every check that needs no compiling, for one seed's `params` (and `key`); raises a
     `TypeError` or `ValueError` that names the argument."""
-    if isinstance(loss_fn, AbstractRNN):
-        raise TypeError(
-            "`train(loss_fn, params, method)` takes the loss first, with the model bound into "
-            "it: e.g. `train(ImpulseLoss(teacher, k).bind(model), params, method)`."
-        )
+    misplaced = getattr(loss_fn, "not_a_loss", None)
+    if isinstance(misplaced, str):  # e.g. a model, given where its bound loss belongs
+        raise TypeError(misplaced)
     if not isinstance(method, AbstractMethod):
         raise TypeError(
             "`method` must be GradientDescent, GradientFlow or ModifiedFlow; "

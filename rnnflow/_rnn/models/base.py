@@ -57,6 +57,12 @@ class AbstractRNN(eqx.Module):
     in_dim: int = eqx.field(static=True, default=1, kw_only=True)
     out_dim: int = eqx.field(static=True, default=1, kw_only=True)
 
+    # What the engine says when a model is passed where its bound loss belongs.
+    not_a_loss = (
+        "`train(loss_fn, params, method)` takes the loss first, with the model bound into "
+        "it: e.g. `train(ImpulseLoss(teacher, k).bind(model), params, method)`."
+    )
+
     def __check_init__(self):
         check_positive_int("state_dim", self.state_dim)
         check_positive_int("in_dim", self.in_dim)
