@@ -285,7 +285,7 @@ def test_second_call_does_not_retrace():
 
 
 def test_default_lanes_fit_transition_matrices_in_a_cpu_cache():
-    from rnnflow._engine.batch import _default_lanes
+    from rnnflow._engine.blocks import _default_lanes
 
     def lanes(shape_a, n, platform="cpu", dtype=jnp.float32):
         a = jax.ShapeDtypeStruct((n,) + shape_a, dtype)

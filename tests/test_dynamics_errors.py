@@ -17,7 +17,7 @@ import optax
 import pytest
 
 import rnnflow as rf
-import rnnflow._engine.batch
+import rnnflow._engine.blocks
 import rnnflow._engine.train
 
 TEACHER = rf.modes_teacher([0.8, -0.5], [1.0, 0.5])
@@ -222,7 +222,7 @@ def no_compile(monkeypatch):
 
     tripwire.lower = tripwire  # lowering it (to look for LAPACK calls) counts as reaching it
     monkeypatch.setattr(rnnflow._engine.train, "_run_jit", tripwire)
-    monkeypatch.setattr(rnnflow._engine.batch, "_block_jit", tripwire)
+    monkeypatch.setattr(rnnflow._engine.blocks, "_block_jit", tripwire)
 
 
 def _vector_loss(params):

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import rnnflow as rf
-import rnnflow._engine.batch as batch_module
+import rnnflow._engine.blocks as blocks_module
 
 MODEL = rf.DiagonalRNN(6, scan="sequential")
 LOSS = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 4)
@@ -36,7 +36,7 @@ def assert_identical(a, b):
 @pytest.fixture
 def count_blocks(monkeypatch):
     calls = []
-    real = batch_module._block_jit
+    real = blocks_module._block_jit
 
     def counting(*args, **kwargs):
         # Counts computations; abstract evaluation (jax.eval_shape, for the output structure)
@@ -46,7 +46,7 @@ def count_blocks(monkeypatch):
         return real(*args, **kwargs)
 
     counting.lower = real.lower  # lowering (to look for LAPACK calls) computes nothing
-    monkeypatch.setattr(batch_module, "_block_jit", counting)
+    monkeypatch.setattr(blocks_module, "_block_jit", counting)
     return calls
 
 

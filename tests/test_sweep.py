@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import rnnflow as rf
+from rnnflow._sweeps.store import Store
 
 TEACHER = rf.modes_teacher([0.9, -0.5], [1.0, 0.5])
 
@@ -112,7 +113,7 @@ def _raising_setup(units):
 def _killed_after(monkeypatch, units):
     """Kill the sweep once `units` units are written (their markers too)."""
     done = []
-    real = rf._store.Store.mark_done
+    real = Store.mark_done
 
     def mark_done(self, unit):
         if len(done) == units:
@@ -120,7 +121,7 @@ def _killed_after(monkeypatch, units):
         done.append(unit)
         real(self, unit)
 
-    monkeypatch.setattr(rf._store.Store, "mark_done", mark_done)
+    monkeypatch.setattr(Store, "mark_done", mark_done)
 
 
 def test_an_interrupted_sweep_resumes_to_the_same_store(tmp_path, monkeypatch):

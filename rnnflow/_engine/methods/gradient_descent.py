@@ -1,3 +1,6 @@
+"""[`rnnflow.GradientDescent`][]: discrete steps (plain, optax or the loss's fused loop) between
+saves, on the flow's time axis."""
+
 from collections.abc import Callable
 
 import diffrax

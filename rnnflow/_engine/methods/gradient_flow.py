@@ -1,3 +1,6 @@
+"""[`rnnflow.GradientFlow`][]: the gradient flow solved by `diffrax.diffeqsolve`, saving at
+given times and stopping each seed on its own events."""
+
 import dataclasses
 
 import diffrax
@@ -8,9 +11,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..checks import check_positive_int, check_real
-from ..objective import Objective, offered
+from ..objective import Objective
 from ..trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
+from .flow_options import check_adjoint, check_controller_type, check_solver, check_together
 from .rosenbrock import LeastSquaresRosenbrock, LeastSquaresTerm, residual_jacobian
 from .solve_report import (
     check_controller,
@@ -89,21 +93,10 @@ class GradientFlow(AbstractMethod):
         check_real("t1", t1, positive=True)
         self.t1 = float(t1)
         solver = diffrax.Tsit5() if solver is None else solver
-        if not isinstance(solver, diffrax.AbstractSolver) or solver.term_structure not in (
-            diffrax.AbstractTerm,
-            diffrax.ODETerm,
-        ):
-            raise TypeError(
-                "`solver` must be a diffrax ODE solver (e.g. diffrax.Tsit5(), diffrax.Kvaerno5(),"
-                f" diffrax.Euler()); got {type(solver).__name__}."
-            )
+        check_solver(solver)
         if stepsize_controller is None:
             stepsize_controller = diffrax.PIDController(rtol=1e-6, atol=1e-9)
-        if not isinstance(stepsize_controller, diffrax.AbstractStepSizeController):
-            raise TypeError(
-                "`stepsize_controller` must be a diffrax step-size controller; "
-                f"got {type(stepsize_controller).__name__}."
-            )
+        check_controller_type(stepsize_controller)
         if dt0 is not None:
             check_real("dt0", dt0, positive=True)
             dt0 = float(dt0)
@@ -120,17 +113,7 @@ class GradientFlow(AbstractMethod):
             diffrax.NoProgressMeter() if progress_meter is None else progress_meter
         )
         adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
-        if not isinstance(adjoint, diffrax.AbstractAdjoint):
-            raise TypeError(
-                "`adjoint` must be a diffrax adjoint (e.g. diffrax.RecursiveCheckpointAdjoint(), "
-                "diffrax.BacksolveAdjoint(), diffrax.ForwardMode()); "
-                f"got {type(adjoint).__name__}."
-            )
-        if isinstance(adjoint, diffrax.ImplicitAdjoint):
-            raise TypeError(
-                "diffrax.ImplicitAdjoint differentiates a steady state, not a trajectory; use "
-                "RecursiveCheckpointAdjoint, BacksolveAdjoint, ForwardMode or DirectAdjoint."
-            )
+        check_adjoint(adjoint)
         self.adjoint = adjoint
 
     def _controller(self):
@@ -158,25 +141,7 @@ class GradientFlow(AbstractMethod):
     def check(self, loss_fn, stop) -> None:
         # Tolerances made traced (a sweep's setup), now known.
         check_controller(self.stepsize_controller, self.dt0, self.t1, self.max_steps)
-        rosenbrock = isinstance(self.solver, LeastSquaresRosenbrock)
-        if rosenbrock and offered(loss_fn, "residuals") is None:
-            raise TypeError(
-                "LeastSquaresRosenbrock needs a least-squares loss that offers `residuals` "
-                "(e.g. ImpulseLoss(...).bind(model) or SequenceLoss(...).bind(model)); got "
-                f"{type(loss_fn).__name__}."
-            )
-        if isinstance(self.adjoint, diffrax.BacksolveAdjoint) and rosenbrock:
-            if "solver" not in self.adjoint.kwargs:
-                raise ValueError(
-                    "BacksolveAdjoint solves the adjoint equations with the forward solver, "
-                    "which LeastSquaresRosenbrock cannot (they are not a least-squares flow): "
-                    "give it one, e.g. BacksolveAdjoint(solver=diffrax.Tsit5())."
-                )
-        if isinstance(self.adjoint, diffrax.BacksolveAdjoint) and stop.loss_below is not None:
-            raise ValueError(
-                "BacksolveAdjoint cannot stop a seed early (diffrax's backsolve takes no "
-                "events): remove `Stop.loss_below`, or use RecursiveCheckpointAdjoint."
-            )
+        check_together(self.solver, self.adjoint, loss_fn, stop)
 
     def run(self, objective: Objective, params, *, save, stop, metrics, key=None) -> Trajectory:
         ts = self.save_times(save)

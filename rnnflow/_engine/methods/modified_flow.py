@@ -1,3 +1,6 @@
+"""[`rnnflow.ModifiedFlow`][]: the gradient flow of the modified loss that gradient descent
+follows to second order."""
+
 import equinox as eqx
 import jax
 
