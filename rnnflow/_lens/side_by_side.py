@@ -138,4 +138,3 @@ def side_by_side(loss_fn, *, centered: bool = False) -> SideBySideLoss:
     if not isinstance(centered, bool):
         raise TypeError(f"`centered` must be a bool; got {centered!r}.")
     return SideBySideLoss(loss_fn, centered)
-
