@@ -1,16 +1,6 @@
-"""Sweeps from a TOML file: `rnnflow sweep CONFIG.toml`.
-
-The file names a student, teacher, loss, method, what to save and when to stop, and axes
-that override any of their fields (schema in the docs' command-line page). Everything is
-checked before anything is compiled: an unknown section or key, a value of the wrong type
-or an unknown name is a `SweepFileError` (a `ValueError`) of one line naming the file and
-the key.
-
-```python
-sweep = load_sweep_file("scales.toml")  # an rnnflow.Sweep
-ds = rnnflow.run_sweep(sweep, "scales.zarr")
-```
-"""
+"""What a sweep file may say, and its reader: `read(path)` checks a TOML file against the
+schema (sections, fields, types, choices, the axes that may be swept) and fills in the
+defaults, raising a one-line `SweepFileError` that names the file and the key."""
 
 import difflib
 import os
@@ -19,19 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._engine.methods import GradientDescent, GradientFlow, ModifiedFlow
-from .._engine.trajectory import Save, Stop
-from .._rnn.losses import ImpulseLoss, SequenceLoss
-from .._rnn.metrics import (
-    effective_dim_metric,
-    extrapolation_metric,
-    hankel_metric,
-    imbalance_metric,
-)
-from .._rnn.models import MODELS
-from .._rnn.teachers import modes_teacher
-from .._sweeps.sweep import Sweep
-from . import _common
+from .. import MODELS
+from ..experiments import _common
 
 _F, _I, _S, _B = float, int, str, bool
 # section → field → (type, default); `list` fields hold numbers or names.
@@ -193,102 +172,3 @@ def _check(path, c) -> None:
     for section, key in (("model", "state_dim"), ("loss", "train_len"), ("save", "num")):
         if c[section][key] < 1:
             raise SweepFileError(f"{path}: `{section}.{key}` must be a positive integer.")
-
-
-def _point(config: dict, point: dict) -> dict:
-    """The config with the axes' values of `point` (dim names) in place."""
-    out = {s: dict(v) if isinstance(v, dict) else v for s, v in config.items()}
-    for key in config["axes"]:
-        section, field = key.split(".")
-        out[section][field] = point[key.replace(".", "_")]
-    return out
-
-
-def _metrics(loss_fn, spec) -> dict:
-    names, horizon = spec
-    model, loss = loss_fn.model, loss_fn.loss
-    q = horizon or 10 * loss.train_len
-    made = {
-        "loss": lambda: lambda t, p: loss_fn(p),
-        "relative_imbalance": lambda: imbalance_metric(model),
-        "extrapolation": lambda: extrapolation_metric(
-            model, loss.teacher, train_len=loss.train_len, horizon=q
-        ),
-        "effective_dim": lambda: effective_dim_metric(model, length=q),
-        "hankel": lambda: hankel_metric(model, length=q),
-    }
-    return {name: made[name]() for name in names}
-
-
-def to_sweep(config: dict) -> Sweep:
-    """The [`rnnflow.Sweep`][] a checked sweep file (see `read`) describes."""
-    import jax
-
-    metrics = _common.MetricsOf(
-        _metrics, (tuple(config["save"]["metrics"]), config["save"]["horizon"])
-    )
-    data_key = jax.random.fold_in(jax.random.key(config["seed"]), 1)
-
-    def setup(values, key):
-        c = _point(config, values)
-        model = MODELS[c["model"]["kind"]](c["model"]["state_dim"])
-        t = c["teacher"]
-        if t["eigenvalues"] is not None:
-            teacher = modes_teacher(t["eigenvalues"], t["weights"])
-        else:
-            teacher = _common.teacher(t["name"] or "short")
-        loss = c["loss"]
-        if loss["kind"] == "impulse":
-            loss_fn = ImpulseLoss(teacher, loss["train_len"])
-        else:
-            shape = (loss["num_sequences"], loss["train_len"], 1)
-            xs = loss["input_scale"] * jax.random.normal(data_key, shape)
-            loss_fn = SequenceLoss(teacher, xs, supervise=loss["supervise"])
-        params = model.init(key=key, scale=c["init"]["scale"], balanced=c["init"]["balanced"])
-        m = c["method"]
-        if m["kind"] == "gd":
-            steps = m["steps"] or int(round(m["t1"] / m["lr"]))
-            method = GradientDescent(m["lr"], steps)
-        else:
-            t1 = m["t1"] if m["t1"] is not None else m["steps"] * m["lr"]
-            flow = dict(stepsize_controller=_common.pid(m["rtol"]), max_steps=m["max_steps"])
-            method = (
-                GradientFlow(t1, **flow) if m["kind"] == "gf" else ModifiedFlow(m["lr"], t1, **flow)
-            )
-        return _common.Measured(loss_fn.bind(model), metrics), params, method
-
-    axes = {key.replace(".", "_"): values for key, values in config["axes"].items()}
-    looped = [k.replace(".", "_") for k in config["axes"] if k in _LOOPED]
-    kind, steps = config["method"]["kind"], config["method"]["steps"]
-    if "method.lr" in config["axes"] and (kind != "gd" or steps is None):
-        looped.append("method_lr")  # the number of steps, or a flow, depends on it
-    s, stop = config["save"], config["stop"]
-    return Sweep(
-        axes=axes,
-        seeds=config["seeds"],
-        setup=setup,
-        key=jax.random.key(config["seed"]),
-        save=Save(num=s["num"], spacing=s["spacing"], decades=s["decades"]),
-        stop=Stop(loss_below=stop["loss_below"], loss_above=stop["loss_above"]),
-        looped=tuple(looped),
-        attrs={"sweep_file": config},
-    )
-
-
-def load_sweep_file(path: str | os.PathLike) -> Sweep:
-    """The [`rnnflow.Sweep`][] described by the TOML file at `path`, checked before
-    anything is compiled.
-
-    **Arguments:**
-
-    - `path`: a TOML file (schema in the command-line docs).
-
-    **Returns:**
-
-    An `rnnflow.Sweep`; run it with [`rnnflow.run_sweep`][].
-
-    ```python
-    ds = rnnflow.run_sweep(load_sweep_file("scales.toml"), "scales.zarr")
-    ```
-    """
-    return to_sweep(read(path))
