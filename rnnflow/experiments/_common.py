@@ -1,5 +1,6 @@
-"""Pieces the experiments share: named teachers, methods from configs, per-point metrics,
-the one slope fitter, and robust statistics over the seeds of a labelled Dataset."""
+"""Pieces the experiments share: named teachers, config checks, methods and init-scale
+sweeps from configs, per-point metrics, the one slope fitter, and robust statistics over
+the seeds of a labelled Dataset."""
 
 import dataclasses
 import warnings
@@ -10,8 +11,9 @@ import jax
 import numpy as np
 
 from .._engine.methods import GradientDescent, GradientFlow, LeastSquaresRosenbrock
-from .._engine.trajectory import Result
+from .._engine.trajectory import Result, Save, Stop
 from .._rnn.teachers import Teacher, modes_teacher
+from .._sweeps.sweep import Sweep
 
 # Named teachers (eigenvalues, weights): short memory, long memory (eigenvalue 1),
 # two modes of opposite sign (one oscillating), and three modes of distinct weights.
@@ -26,6 +28,21 @@ TEACHERS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 def teacher(name: str) -> Teacher:
     eigenvalues, weights = TEACHERS[name]
     return modes_teacher(eigenvalues, weights)
+
+
+def check_teachers(config, *fields: str) -> None:
+    """Raise a `ValueError` naming the first of the config's `fields` that is not a named
+    teacher (for a list, not every entry one)."""
+    for field in fields:
+        check_among(config, field, TEACHERS)
+
+
+def check_among(config, field: str, allowed) -> None:
+    """Raise a `ValueError` naming the config's `field` if its value (for a list, any entry)
+    is not among `allowed`."""
+    value = getattr(config, field)
+    if any(v not in allowed for v in (value if isinstance(value, tuple) else (value,))):
+        raise ValueError(f"`{field}` must be one of {tuple(allowed)}; got {value!r}.")
 
 
 def method(kind: str, *, lr: float, t1: float, rtol: float = 1e-6, max_steps: int = 200_000):
@@ -52,6 +69,29 @@ def root_key(seed: int, part: int = 0):
     later sweeps of an experiment (seed s of part 0 is the same at every point of it)."""
     key = jax.random.key(seed)
     return key if part == 0 else jax.random.fold_in(key, part)
+
+
+def check_steps(config) -> None:
+    """Raise a `ValueError` if gradient descent at the config's `lr` takes no step before its
+    `t1`, or (for a config with `num_saves`) fewer than two saves are asked for."""
+    if config.lr > config.t1:
+        raise ValueError("`lr` must not exceed `t1` (at least one step).")
+    if getattr(config, "num_saves", 2) < 2:
+        raise ValueError("`num_saves` must be at least 2.")
+
+
+def scale_sweep(config, model, loss_fn, save: Save, *, scales=None, stop: Stop = Stop()) -> Sweep:
+    """The sweep of an experiment that varies the initialization only: `config.seeds` seeds
+    (root key of `config.seed`) from `model.init` at each entry scale σ of the axis
+    `init_scale` (default `config.scales`), trained on `loss_fn` by gradient descent at
+    `config.lr` to `config.t1`."""
+    gd = method("gd", lr=config.lr, t1=config.t1)
+
+    def setup(point, key):
+        return loss_fn, model.init(key=key, scale=point["init_scale"]), gd
+
+    axes = {"init_scale": config.scales if scales is None else scales}
+    return Sweep(axes, config.seeds, setup, root_key(config.seed), save, stop)
 
 
 # -- metrics that depend on the point --------------------------------------------------------

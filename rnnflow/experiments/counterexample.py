@@ -11,29 +11,26 @@ has $h_i = C_i$ for $i < d$ and $h_i = 0$ for $i \ge d$ ($A$ is nilpotent): zero
 loss for any free part $c_k, \dots, c_{d-1}$, and an extrapolation that is whatever that
 free part says. Three free parts are built (no training): `zeros`, `random` (i.i.d.
 $N(0, \hat h_k^2)$, one draw per seed) and `teacher` ($c_i = \hat h_i$, the best a shift
-register can do, still $h_i = 0$ for $i \ge d$).
+register can do, still $h_i = 0$ for $i \ge d$). They are measured as a sweep saved at
+$t = 0$ only (store `registers`, axis `free_part`): a run takes one step, never saved, and
+a zero-loss point has zero gradient anyway.
 
 Against them, one sweep (store `gd`, axis `init_scale`): dense students of the same size
 $d$ trained by gradient descent from small unbalanced random initialization. The step must
 be small: the balanced rank-1 solution has sharpness ≈ 46 for $d = 20$, $k = 5$,
 $\hat h_i = 0.9^i$, so GD with $\eta > 2/46$ cannot converge to it (see `small_step`);
-`lr` = 0.01 is well inside. Saved at the start and the end: training loss, relative
-extrapolation error to `horizon`, effective state dimension, relative imbalance and the
-impulse response $h_i$, $i <$ `horizon`.
+`lr` = 0.01 is well inside. Saved in both stores (the students at the start and the end):
+training loss, relative extrapolation error to `horizon`, effective state dimension,
+relative imbalance and the impulse response $h_i$, $i <$ `horizon`.
 """
 
 import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from .._engine.methods import GradientDescent
-from .._engine.trajectory import Result, Save, Stop
-from .._rnn.diagnostics import effective_dim
-from .._rnn.losses import ImpulseLoss, extrapolation_error
-from .._rnn.models import DenseRNN, RNNParams
-from .._sweeps.sweep import Sweep
+import rnnflow as rf
+
 from . import _common
 from ._common import final, number, seed_median
 from .base import Experiment, ExperimentConfig
@@ -64,8 +61,7 @@ class CounterexampleConfig(ExperimentConfig):
     loss_below: float = 1e-12
 
     def check(self):
-        if self.teacher not in _common.TEACHERS:
-            raise ValueError(f"`teacher` must be one of {tuple(_common.TEACHERS)}.")
+        _common.check_teachers(self, "teacher")
         self.require_positive("train_len", "scale", "lr", "t1", "loss_below")
         if self.state_dim < self.train_len:
             raise ValueError(
@@ -75,83 +71,62 @@ class CounterexampleConfig(ExperimentConfig):
         if self.horizon <= self.state_dim:
             # Beyond d every shift register is zero: q > d shows that even the best one fails.
             raise ValueError("`horizon` must exceed `state_dim`.")
-        if self.lr > self.t1:
-            raise ValueError("`lr` must not exceed `t1` (at least one step).")
+        _common.check_steps(self)
 
 
 SMALL = CounterexampleConfig(seeds=8, t1=200.0)
 
 
-def shift_register(target, free) -> RNNParams:
+def shift_register(target, free) -> rf.RNNParams:
     """The shift-register realisation (single input and output) of the response
     $h = $ (`target`, `free`): $A$ the down-shift, $B = e_1$, $C$ = the concatenation."""
     c = jnp.concatenate([jnp.asarray(target), jnp.asarray(free, jnp.asarray(target).dtype)])
     d = c.shape[0]
     a = jnp.eye(d, k=-1, dtype=c.dtype)  # A[i+1, i] = 1
     b = jnp.zeros((d, 1), c.dtype).at[0, 0].set(1.0)
-    return RNNParams(a, b, c[None, :])
+    return rf.RNNParams(a, b, c[None, :])
 
 
-def metrics(model, teacher, config: CounterexampleConfig) -> dict:
-    k, q = config.train_len, config.horizon
-    return {
-        "loss": lambda t, p: ImpulseLoss(teacher, k)(model, p),
-        "extrapolation": lambda t, p: extrapolation_error(
-            model, p, teacher, train_len=k, horizon=q, relative=True
-        ),
-        "dim": lambda t, p: effective_dim(model.impulse_response(p, q)),
-        "relative_imbalance": lambda t, p: model.relative_imbalance(p),
+def sweeps(config: CounterexampleConfig) -> dict[str, rf.Sweep]:
+    """`gd`, the trained students, and `registers`, the shift registers (own root key)."""
+    model, teacher = rf.DenseRNN(config.state_dim), _common.teacher(config.teacher)
+    k, d, q = config.train_len, config.state_dim, config.horizon
+    loss_fn = rf.ImpulseLoss(teacher, k).bind(model)
+    target = teacher.impulse_response(q)[:, 0, 0]
+    metrics = {
+        "loss": rf.loss_metric(loss_fn),
+        "extrapolation": rf.extrapolation_metric(model, teacher, train_len=k, horizon=q),
+        "dim": rf.effective_dim_metric(model, length=q),
+        "relative_imbalance": rf.imbalance_metric(model),
         "impulse": lambda t, p: model.impulse_response(p, q)[:, 0, 0],
     }
 
+    def build(point, key):
+        free = {
+            "zeros": lambda: jnp.zeros(d - k),
+            "random": lambda: jnp.abs(target[k]) * jax.random.normal(key, (d - k,)),
+            "teacher": lambda: target[k:d],
+        }[point["free_part"]]()
+        return loss_fn, shift_register(target[:k], free), rf.GradientDescent(config.lr, 1)
 
-def sweeps(config: CounterexampleConfig) -> dict[str, Sweep]:
-    model, teacher = DenseRNN(config.state_dim), _common.teacher(config.teacher)
-    loss_fn = ImpulseLoss(teacher, config.train_len).bind(model)
-    method = GradientDescent(config.lr, int(round(config.t1 / config.lr)))
-
-    def setup(point, key):
-        return loss_fn, model.init(key=key, scale=point["init_scale"]), method
-
-    save = Save(num=2, metrics=metrics(model, teacher, config))
-    stop = Stop(loss_below=config.loss_below)
-    axes = {"init_scale": (config.scale,)}
-    key = _common.root_key(config.seed)
-    return {"gd": Sweep(axes, config.seeds, setup, key, save, stop)}
-
-
-def registers(config: CounterexampleConfig) -> dict[str, dict[str, np.ndarray]]:
-    """Free part → the measures of its shift register for every seed: loss,
-    extrapolation, dim, relative_imbalance and impulse (seeds first)."""
-    model, teacher = DenseRNN(config.state_dim), _common.teacher(config.teacher)
-    k, d = config.train_len, config.state_dim
-    target = teacher.impulse_response(config.horizon)[:, 0, 0]
-    keys = jax.random.split(_common.root_key(config.seed, 1), config.seeds)
-    free = {
-        "zeros": jnp.zeros((config.seeds, d - k)),
-        "random": jax.vmap(lambda key: jnp.abs(target[k]) * jax.random.normal(key, (d - k,)))(keys),
-        "teacher": jnp.broadcast_to(target[k:d], (config.seeds, d - k)),
+    save, stop = rf.Save(num=2, metrics=metrics), rf.Stop(loss_below=config.loss_below)
+    gd = _common.scale_sweep(config, model, loss_fn, save, scales=(config.scale,), stop=stop)
+    key, save = _common.root_key(config.seed, 1), rf.Save((0.0,), metrics=metrics)
+    return {
+        "gd": gd,
+        "registers": rf.Sweep({"free_part": FREE_PARTS}, config.seeds, build, key, save),
     }
-    measure = jax.jit(
-        jax.vmap(
-            lambda f: {
-                name: fn(0.0, shift_register(target[:k], f))
-                for name, fn in metrics(model, teacher, config).items()
-            }
-        )
-    )
-    return {name: jax.tree.map(np.asarray, measure(f)) for name, f in free.items()}
 
 
 def analyse(data, config: CounterexampleConfig) -> Summary:
-    gd = data["gd"].isel(init_scale=0)
+    gd, registers = data["gd"].isel(init_scale=0), data["registers"].isel(time=0)
     values = {
         name: {
-            "loss_max": float(np.max(r["loss"])),
-            "extrapolation": float(_common.nanmedian(r["extrapolation"], None)),
-            "dim": float(_common.nanmedian(r["dim"], None)),
+            "loss_max": number(r.loss.max()),
+            "extrapolation": number(seed_median(r.extrapolation)),
+            "dim": number(seed_median(r.dim)),
         }
-        for name, r in registers(config).items()
+        for name, r in ((name, registers.sel(free_part=name)) for name in FREE_PARTS)
     }
     values["gd"] = {
         "loss": number(seed_median(final(gd, "loss"))),
@@ -159,7 +134,7 @@ def analyse(data, config: CounterexampleConfig) -> Summary:
         "extrapolation": number(seed_median(final(gd, "extrapolation"))),
         "extrapolation_worst": number(final(gd, "extrapolation").max()),
         "dim": number(seed_median(final(gd, "dim"))),
-        "diverged": int((gd.result == int(Result.diverged)).sum()),
+        "diverged": int((gd.result == int(rf.Result.diverged)).sum()),
     }
     regs = ", ".join(f"{name} {values[name]['extrapolation']:.1e}" for name in FREE_PARTS)
     headline = (

@@ -26,3 +26,24 @@ def save(fig, file, dpi=110) -> None:
     fig.tight_layout()
     fig.savefig(file, format="png", dpi=dpi)
     plt.close(fig)
+
+
+def seeds_over_time(ax, ts, values, scales, colors) -> None:
+    """Per init scale, one thin line per seed and their median, thick, over the save times
+    `ts` after time 0 (which a log axis cannot show); log axes where the values allow.
+    `values` is (init_scale, seed, time), NaN for failed seeds."""
+    for j, s in enumerate(scales):
+        ax.plot(ts[1:], values[j, :, 1:].T, color=colors[j], lw=0.5, alpha=0.4)
+        ax.plot(ts[1:], nanmedian(values[j], 0)[1:], color=colors[j], lw=2, label=f"σ={s:g}")
+    log_axes(ax, values)
+    ax.legend(fontsize=8)
+
+
+def band(ax, x, values, style="o-", label=None):
+    """The median of `values` over its last axis (the seeds; NaN, failed seeds, ignored)
+    against `x`, a line in `style`, and the quartiles, a band of its colour. Returns
+    `values`."""
+    lo, hi = nanquartiles(values, -1)
+    line = ax.plot(x, nanmedian(values, -1), style, label=label)[0]
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
+    return values

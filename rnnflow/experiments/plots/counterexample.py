@@ -1,4 +1,5 @@
-"""The counterexample figure."""
+"""The counterexample figure: the shift registers' and the GD students' impulse responses,
+training losses and extrapolation errors, from the stores `registers` and `gd`."""
 
 import numpy as np
 
@@ -8,10 +9,8 @@ from .base import figure, save
 
 
 def plot(data, summary, config, file) -> None:
-    from ..counterexample import FREE_PARTS, registers
-
-    regs = registers(config)
-    gd = data["gd"].isel(init_scale=0)
+    gd, registers = data["gd"].isel(init_scale=0), data["registers"].isel(time=0)
+    free_parts = [str(name) for name in registers.free_part.values]
     k, d, q = config.train_len, config.state_dim, config.horizon
     lags = np.arange(q)
     colors = {"zeros": "tab:red", "random": "tab:orange", "teacher": "tab:purple"}
@@ -29,16 +28,17 @@ def plot(data, summary, config, file) -> None:
             alpha=0.6,
             label="GD students, small init" if s == 0 else None,
         )
-    for name in FREE_PARTS:
+    for name in free_parts:
         ax.plot(
             lags,
-            regs[name]["impulse"][0],
+            registers.impulse.sel(free_part=name).isel(seed=0),
             ".-",
             color=colors[name],
             ms=4,
             lw=1,
             label=f"shift register, free part: {name}",
         )
+    # The teacher is the config's input, not a result: drawn from its definition.
     teacher = _common.teacher(config.teacher).impulse_response(q)[:, 0, 0]
     ax.plot(lags, np.asarray(teacher), "k--", lw=2, label="teacher")
     ax.text(d, ax.get_ylim()[1] * 0.95, f" i = d = {d}", va="top", fontsize=8, color="0.4")
@@ -46,7 +46,7 @@ def plot(data, summary, config, file) -> None:
     ax.set_title(f"(a) impulse responses (dense d={d} students; register: seed 0)")
     ax.legend(fontsize=8)
 
-    names = list(FREE_PARTS) + ["gd"]
+    names = free_parts + ["gd"]
     labels = [
         f"{'GD' if n == 'gd' else 'register'}\n{'small init' if n == 'gd' else n}\n"
         f"(dim {summary[n]['dim']:.0f})"
@@ -57,8 +57,8 @@ def plot(data, summary, config, file) -> None:
         (axes[1], "loss", f"(b) training loss (lags < {k}); 0 drawn at {floor:.0e}"),
         (axes[2], "extrapolation", f"(c) relative extrapolation error to q={q}"),
     ):
-        groups = [regs[n][field] for n in FREE_PARTS] + [final(gd, field).values]
-        for x, (v, name) in enumerate(zip(groups, names, strict=True)):
+        groups = [registers[field].sel(free_part=n).values for n in free_parts]
+        for x, (v, name) in enumerate(zip(groups + [final(gd, field).values], names, strict=True)):
             v = np.asarray(v, np.float64)
             jitter = np.linspace(-0.15, 0.15, v.size) if v.size > 1 else np.zeros(1)
             ax.scatter(
