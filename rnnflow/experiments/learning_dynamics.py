@@ -36,13 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._engine.trajectory import Save
-from .._rnn.diagnostics import learned_measure
-from .._rnn.losses import ImpulseLoss
-from .._rnn.metrics import extrapolation_metric, loss_metric
-from .._rnn.models import MODELS
-from .._rnn.teachers import modes_teacher
-from .._sweeps.sweep import Sweep
+import rnnflow as rf
+
 from . import _common
 from ._common import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
@@ -89,10 +84,7 @@ class LearningDynamicsConfig(ExperimentConfig):
                 f"`train_len` must be at least 2 × {len(lam)} modes + 1 = {2 * len(lam) + 1} "
                 f"for the fit to determine the teacher; got {self.train_len}."
             )
-        if self.lr > self.t1:
-            raise ValueError("`lr` must not exceed `t1` (at least one step).")
-        if self.num_saves < 2:
-            raise ValueError("`num_saves` must be at least 2.")
+        _common.check_steps(self)
         if not 0 < self.threshold < 1:
             raise ValueError("`threshold` must lie strictly between 0 and 1.")
 
@@ -102,7 +94,7 @@ SMALL = LearningDynamicsConfig(seeds=4, t1=300.0, num_saves=150, decades=3.5)
 
 def mode_progress(model, params, eigenvalues, weights) -> jnp.ndarray:
     """Weight of the learned measure nearest each teacher eigenvalue, over the teacher weight."""
-    lam, w = learned_measure(model, params)
+    lam, w = rf.learned_measure(model, params)
     nearest = jnp.argmin(jnp.abs(lam[:, None] - eigenvalues[None, :]), axis=1)
     return w @ jax.nn.one_hot(nearest, eigenvalues.shape[0], dtype=w.dtype) / weights
 
@@ -121,39 +113,30 @@ def time_to_learn(ts: np.ndarray, progress: np.ndarray, threshold: float) -> np.
     return np.where(np.isfinite(last) & (last >= threshold), t, np.nan).astype(np.float64)
 
 
-def sweeps(config: LearningDynamicsConfig) -> dict[str, Sweep]:
-    model = MODELS[config.parameterization](config.state_dim)
-    teacher = modes_teacher(config.eigenvalues, config.weights)
-    loss_fn, k = ImpulseLoss(teacher, config.train_len).bind(model), config.train_len
+def sweeps(config: LearningDynamicsConfig) -> dict[str, rf.Sweep]:
+    model = rf.MODELS[config.parameterization](config.state_dim)
+    teacher = rf.modes_teacher(config.eigenvalues, config.weights)
+    loss_fn, k = rf.ImpulseLoss(teacher, config.train_len).bind(model), config.train_len
     lam, p = (jnp.asarray(x, jnp.result_type(float)) for x in (config.eigenvalues, config.weights))
     metrics = {
-        "loss": loss_metric(loss_fn),
+        "loss": rf.loss_metric(loss_fn),
         "progress": lambda t, prm: mode_progress(model, prm, lam, p),
-        "extrapolation": extrapolation_metric(model, teacher, train_len=k, horizon=10 * k),
-        "measure_eigenvalues": lambda t, prm: learned_measure(model, prm)[0],
-        "measure_weights": lambda t, prm: learned_measure(model, prm)[1],
+        "extrapolation": rf.extrapolation_metric(model, teacher, train_len=k, horizon=10 * k),
+        "measure_eigenvalues": lambda t, prm: rf.learned_measure(model, prm)[0],
+        "measure_weights": lambda t, prm: rf.learned_measure(model, prm)[1],
     }
-    method = _common.method("gd", lr=config.lr, t1=config.t1)
-
-    def setup(point, key):
-        return loss_fn, model.init(key=key, scale=point["init_scale"]), method
-
-    save = Save(num=config.num_saves, spacing="log", decades=config.decades, metrics=metrics)
-    key = _common.root_key(config.seed)
-    return {"sweep": Sweep({"init_scale": config.scales}, config.seeds, setup, key, save)}
+    save = rf.Save(num=config.num_saves, spacing="log", decades=config.decades, metrics=metrics)
+    return {"sweep": _common.scale_sweep(config, model, loss_fn, save)}
 
 
 def times(ds, config: LearningDynamicsConfig):
     """The time each seed learns each mode, (init_scale, seed, mode); NaN if it did not
     by `t1` or its run failed."""
-    import xarray as xr
+    import xarray as xr  # an optional dependency (rnnflow[sweep])
 
+    cores = [["time"], ["time"], []]
     t_learn = xr.apply_ufunc(
-        time_to_learn,
-        ds.time,
-        ds.progress,
-        config.threshold,
-        input_core_dims=[["time"], ["time"], []],
+        time_to_learn, ds.time, ds.progress, config.threshold, input_core_dims=cores
     )
     return t_learn.rename(progress_0="mode").where(_common.ok(ds))
 
@@ -169,16 +152,23 @@ def fits(ds, config: LearningDynamicsConfig):
 
 def analyse(data, config: LearningDynamicsConfig) -> Summary:
     ds = data["sweep"]
-    ok, t_learn, (slope, _, r2, med) = _common.ok(ds), times(ds, config), fits(ds, config)
+    ok, t_learn, (slope, intercept, r2, med) = _common.ok(ds), times(ds, config), fits(ds, config)
     order = np.argsort(-np.abs(np.asarray(config.weights)), kind="stable")
     learned = np.isfinite(t_learn).all("mode")  # every mode, by a seed that did not fail
     in_order = learned & (t_learn.isel(mode=order).diff("mode") > 0).all("mode")
     last = seed_median(ds[["loss", "extrapolation"]].isel(time=-1).where(ok), ...)
     slopes, r2s = numbers(slope), numbers(r2)
-    by_scale = [numbers(t) for t in med.transpose("mode", ...)]  # median times, per mode
-    keys = ("eigenvalue", "weight", "slope_per_decade", "r2", "t_learn_median_by_scale")
-    rows = zip(config.eigenvalues, config.weights, slopes, r2s, by_scale)
-    modes = {f"mode{m}": dict(zip(keys, row, strict=True)) for m, row in enumerate(rows)}
+    # Per mode: the fitted line, the median time by scale and (for the figure) every seed's.
+    columns = {
+        "eigenvalue": config.eigenvalues,
+        "weight": config.weights,
+        "slope_per_decade": slopes,
+        "intercept": numbers(intercept),
+        "r2": r2s,
+        "t_learn_median_by_scale": med.transpose("mode", ...).values,
+        "t_learn_by_scale": t_learn.transpose("mode", "init_scale", "seed").values,
+    }
+    modes = {f"mode{m}": {k: v[m] for k, v in columns.items()} for m in range(len(slopes))}
     values = {
         "learned_fraction": number(learned.mean()),
         "in_order_fraction": number(in_order.sum() / max(int(learned.sum()), 1)),

@@ -35,10 +35,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from .._engine.trajectory import Result, Save
-from .._rnn.losses import SequenceLoss
-from .._rnn.models import TanhRNN
-from .._sweeps.sweep import Sweep
+import rnnflow as rf
+
 from . import _common
 from ._common import final, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
@@ -75,18 +73,12 @@ class NonlinearConfig(ExperimentConfig):
     dim_rtol: float = 1e-3
 
     def check(self):
-        if self.teacher not in _common.TEACHERS:
-            raise ValueError(
-                f"`teacher` must be one of {tuple(_common.TEACHERS)}; got {self.teacher!r}."
-            )
+        _common.check_teachers(self, "teacher")
         self.require_positive("state_dim", "train_len", "num_sequences", "horizon", "num_test")
         self.require_positive("scales", "input_scale", "lr", "t1")
         if self.horizon <= self.train_len:
             raise ValueError("`horizon` must exceed `train_len`.")
-        if self.lr > self.t1:
-            raise ValueError("`lr` must not exceed `t1` (at least one step).")
-        if self.num_saves < 2:
-            raise ValueError("`num_saves` must be at least 2.")
+        _common.check_steps(self)
         if not 0 < self.dim_rtol < 1:
             raise ValueError("`dim_rtol` must lie strictly between 0 and 1.")
 
@@ -116,32 +108,26 @@ def state_singular_values(model, params, xs):
     return jnp.where(finite, s / jnp.maximum(s[0], jnp.finfo(s.dtype).tiny), jnp.nan)
 
 
-def sweeps(config: NonlinearConfig) -> dict[str, Sweep]:
+def sweeps(config: NonlinearConfig) -> dict[str, rf.Sweep]:
     # Data keys come from the root seed too, folded away from the seeds' keys.
     train_key, test_key = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 1))
-    teacher, model = _common.teacher(config.teacher), TanhRNN(config.state_dim)
+    teacher, model = _common.teacher(config.teacher), rf.TanhRNN(config.state_dim)
     dtype = jnp.result_type(float)
     shape = (config.num_sequences, config.train_len, 1)
     xs = config.input_scale * jax.random.normal(train_key, shape, dtype)
-    loss_fn = SequenceLoss(teacher, xs, supervise=config.supervise).bind(model)
+    loss_fn = rf.SequenceLoss(teacher, xs, supervise=config.supervise).bind(model)
     shape = (config.num_test, config.horizon, 1)
     xt = config.input_scale * jax.random.normal(test_key, shape, dtype)
     yt = jax.vmap(teacher)(xt)[..., 0]
     k = config.train_len
     metrics = {
-        "loss": lambda t, p: loss_fn(p),
+        "loss": rf.loss_metric(loss_fn),
         "extrapolation": lambda t, p: relative_errors(model, p, xt, yt, k)[1],
         "fit_error": lambda t, p: relative_errors(model, p, xt, yt, k)[0],
         "singular_values": lambda t, p: state_singular_values(model, p, xt),
     }
-    method = _common.method("gd", lr=config.lr, t1=config.t1)
-
-    def setup(point, key):
-        return loss_fn, model.init(key=key, scale=point["init_scale"]), method
-
-    save = Save(num=config.num_saves, spacing="log", decades=3.0, metrics=metrics)
-    key = _common.root_key(config.seed)
-    return {"sweep": Sweep({"init_scale": config.scales}, config.seeds, setup, key, save)}
+    save = rf.Save(num=config.num_saves, spacing="log", decades=3.0, metrics=metrics)
+    return {"sweep": _common.scale_sweep(config, model, loss_fn, save)}
 
 
 def effective_dim(ds, config: NonlinearConfig):
@@ -164,7 +150,7 @@ def analyse(data, config: NonlinearConfig) -> Summary:
             "large_init": number(med.sel(init_scale=large)),
             "by_scale": numbers(med),
         }
-    values["failed"] = int((ds.result > int(Result.converged)).sum())
+    values["failed"] = int((ds.result > int(rf.Result.converged)).sum())
     ext, dim = values["extrapolation"], values["dim"]
     headline = (
         f"tanh student, median relative error at q: {ext['small_init']:.1e} (small init) vs "

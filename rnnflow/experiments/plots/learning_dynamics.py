@@ -1,37 +1,27 @@
-"""The learning_dynamics figure."""
+"""The learning_dynamics figure: losses and per-mode progress over time from the store
+`sweep`, the time each mode is learned and its fitted line from the summary, and the
+learned measure at the end."""
 
 import numpy as np
 
 from .. import _common
-from .base import figure, log_axes, nanmedian, save
+from .base import figure, log_axes, nanmedian, save, seeds_over_time
 
 
 def plot(data, summary, config, file) -> None:
+    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from ..learning_dynamics import fits, times
-
     ds = data["sweep"]
-    ok = _common.ok(ds)
-    ts, scales = ds.time.values, np.asarray(config.scales)
-    lam, p = config.eigenvalues, config.weights
-    styles = ["-", "--", ":"]
-    import matplotlib.pyplot as plt
-
-    scale_colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(scales)))
-    t = ts[1:]  # time 0 has no place on a log axis
+    ok, ts, scales = _common.ok(ds), ds.time.values, np.asarray(config.scales)
+    lam, p, styles = config.eigenvalues, config.weights, ["-", "--", ":"]
     fig, axes = figure(2, 2, figsize=(12, 9))
 
     ax = axes[0, 0]
     loss = ds.loss.where(ok).transpose("init_scale", "seed", "time").values
-    for j, s in enumerate(scales):
-        for curve in loss[j]:
-            ax.plot(t, curve[1:], color=scale_colors[j], lw=0.5, alpha=0.4)
-        ax.plot(t, nanmedian(loss[j], 0)[1:], color=scale_colors[j], lw=2, label=f"σ={s:g}")
-    log_axes(ax, loss)
+    seeds_over_time(ax, ts, loss, scales, plt.cm.viridis(np.linspace(0.0, 0.85, len(scales))))
     ax.set(xlabel="time t = step × lr", ylabel="training loss")
     ax.set_title("Loss: one plateau per mode (thin: seeds, thick: median)")
-    ax.legend(fontsize=8)
 
     ax = axes[0, 1]
     prog = ds.progress.where(ok).transpose("init_scale", "seed", "time", ...).values
@@ -40,15 +30,14 @@ def plot(data, summary, config, file) -> None:
     for i, j in enumerate(shown):
         med = nanmedian(prog[j], 0)
         for m in range(len(lam)):
-            ax.plot(t, med[1:, m], color=f"C{m}", ls=styles[i], lw=1.5)
+            ax.plot(ts[1:], med[1:, m], color=f"C{m}", ls=styles[i], lw=1.5)
     ax.axhline(config.threshold, color="gray", lw=0.8, ls=":")
     log_axes(ax, np.where(np.isfinite(prog), 1.0, np.nan), y=False)
     # Headroom above the curves (1.5) for the legend; only transit spikes reach it.
     ax.set(ylim=(-0.3, 2.6), xlabel="time t", ylabel="weight nearest λ_m / p_m")
     ax.set_title("Per-mode progress, median over seeds (early spikes: transits)")
     handles = [
-        Line2D([], [], color=f"C{m}", label=f"λ={e:g}, p={w:g}")
-        for m, (e, w) in enumerate(zip(lam, p, strict=True))
+        Line2D([], [], color=f"C{m}", label=f"λ={lam[m]:g}, p={p[m]:g}") for m in range(len(lam))
     ]
     handles += [
         Line2D([], [], color="k", ls=styles[i], label=f"σ={scales[j]:g}")
@@ -60,16 +49,14 @@ def plot(data, summary, config, file) -> None:
     # straight only on its own linear axis.
     axes[1, 0].remove()
     cells = axes[1, 0].get_subplotspec().subgridspec(1, len(lam), wspace=0.45)
-    x = np.log10(1.0 / scales)
-    t_learn = times(ds, config).transpose("init_scale", "seed", "mode").values
-    slope, intercept, r2, _ = fits(ds, config)
-    rng = np.random.default_rng(0)
+    x, rng = np.log10(1.0 / scales), np.random.default_rng(0)
     for m in range(len(lam)):
-        ax = fig.add_subplot(cells[0, m])
+        mode, ax = summary["modes"][f"mode{m}"], fig.add_subplot(cells[0, m])
+        t_learn = np.asarray(mode["t_learn_by_scale"], np.float64)  # (scale, seed)
         jitter = 0.08 * (rng.random(t_learn.shape[1]) - 0.5)
         for j in range(len(scales)):
-            ax.plot(x[j] + jitter, t_learn[j, :, m], ".", color=f"C{m}", alpha=0.6)
-        sm, im, rm = (float(v[m]) for v in (slope, intercept, r2))
+            ax.plot(x[j] + jitter, t_learn[j], ".", color=f"C{m}", alpha=0.6)
+        sm, im, rm = (mode[key] for key in ("slope_per_decade", "intercept", "r2"))
         fit = f"{sm:.3g} per decade\nr²={rm:.3f}" if np.isfinite(sm) else "not learned"
         if np.isfinite(sm):
             ax.plot(x, im + sm * x, color=f"C{m}")
@@ -80,17 +67,9 @@ def plot(data, summary, config, file) -> None:
             ax.set_ylabel(f"time to reach {config.threshold:g} × p_m")
 
     ax = axes[1, 1]
-    small = ds.sel(init_scale=min(config.scales))
-    keep = _common.ok(small).values
-    ax.plot(
-        small.measure_eigenvalues.isel(time=-1).values[keep].ravel(),
-        small.measure_weights.isel(time=-1).values[keep].ravel(),
-        "o",
-        color="C7",
-        ms=4,
-        alpha=0.6,
-        label="students (all units)",
-    )
+    small = ds.sel(init_scale=min(config.scales)).isel(time=-1).where(_common.ok)
+    lam_s, w_s = (small[v].values.ravel() for v in ("measure_eigenvalues", "measure_weights"))
+    ax.plot(lam_s, w_s, "o", color="C7", ms=4, alpha=0.6, label="students (all units)")
     ax.plot(lam, p, "x", color="k", ms=10, mew=2, label="teacher")
     ax.axhline(0.0, color="gray", lw=0.5)
     ax.set(xlabel="eigenvalue of A", ylabel="weight in h_i")

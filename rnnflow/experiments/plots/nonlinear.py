@@ -1,35 +1,29 @@
-"""The nonlinear figure."""
+"""The nonlinear figure: losses and errors over time, final errors by init scale, and the
+hidden states' singular values, from the store `sweep` (effective dimensions from the
+summary)."""
 
 import numpy as np
 
 from .. import _common
 from .._common import final
-from .base import figure, log_axes, nanmedian, save
+from .base import figure, log_axes, nanmedian, save, seeds_over_time
 
 
 def plot(data, summary, config, file) -> None:
     import matplotlib.pyplot as plt
 
-    from ..nonlinear import effective_dim
-
     ds = data["sweep"]
     ok = _common.ok(ds)
     ts, scales = ds.time.values, np.asarray(config.scales)
     colors = plt.cm.plasma(np.linspace(0.0, 0.85, len(scales)))
-    t = ts[1:]
     fig, axes = figure(2, 2, figsize=(12, 9))
     for ax, name, label in (
         (axes[0, 0], "loss", "training loss"),
         (axes[0, 1], "extrapolation", f"relative error at q={config.horizon}"),
     ):
         values = ds[name].where(ok).transpose("init_scale", "seed", "time").values
-        for j, s in enumerate(scales):
-            for curve in values[j]:
-                ax.plot(t, curve[1:], color=colors[j], lw=0.5, alpha=0.4)
-            ax.plot(t, nanmedian(values[j], 0)[1:], color=colors[j], lw=2, label=f"σ={s:g}")
-        log_axes(ax, values)
+        seeds_over_time(ax, ts, values, scales, colors)
         ax.set(xlabel="time t = step × lr", ylabel=label)
-        ax.legend(fontsize=8)
     axes[0, 0].set_title(f"Training loss (k={config.train_len}; thin: seeds, thick: median)")
     axes[0, 1].set_title(f"Error on fresh sequences of length q={config.horizon}")
 
@@ -51,7 +45,6 @@ def plot(data, summary, config, file) -> None:
 
     ax = axes[1, 1]
     sv = final(ds, "singular_values").transpose("init_scale", "seed", ...).values
-    dims = effective_dim(ds, config).transpose("init_scale", "seed").values
     idx = np.arange(1, sv.shape[-1] + 1)
     for j, s in enumerate(scales):
         med = np.exp(nanmedian(np.log(np.where(sv[j] > 0, sv[j], np.nan)), 0))
@@ -61,7 +54,7 @@ def plot(data, summary, config, file) -> None:
             "o-",
             color=colors[j],
             ms=3,
-            label=f"σ={s:g}: effective dim {nanmedian(dims[j], 0):g}",
+            label=f"σ={s:g}: effective dim {summary['dim']['by_scale'][j]:g}",
         )
     ax.axhline(config.dim_rtol, color="gray", ls=":", lw=1, label=f"tolerance {config.dim_rtol:g}")
     log_axes(ax, sv, x=False)
