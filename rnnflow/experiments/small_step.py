@@ -37,13 +37,8 @@ from typing import Literal
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._engine.methods import GradientFlow, ModifiedFlow
-from .._engine.trajectory import Result, Save, Stop
-from .._lens.sharpness import sharpness_metric
-from .._rnn.losses import ImpulseLoss
-from .._rnn.metrics import extrapolation_metric
-from .._rnn.models import MODELS, DenseRNN
-from .._sweeps.sweep import Sweep
+import rnnflow as rf
+
 from . import _common
 from ._common import final, fit_line, number, numbers, ok, seed_median
 from .base import Experiment, ExperimentConfig
@@ -86,9 +81,7 @@ class SmallStepConfig(ExperimentConfig):
     horizon: int = 50
 
     def check(self):
-        for name in ("teacher", "dense_teacher"):
-            if getattr(self, name) not in _common.TEACHERS:
-                raise ValueError(f"`{name}` must be one of {tuple(_common.TEACHERS)}.")
+        _common.check_teachers(self, "teacher", "dense_teacher")
         self.require_positive("state_dim", "train_len", "num_saves", "max_steps")
         self.require_positive("dense_state_dim", "scale", "t1", "rtol", "dense_scale")
         self.require_positive("dense_t1", "dense_loss_below", "lrs", "dense_lrs")
@@ -122,52 +115,46 @@ SMALL = SmallStepConfig(
 )
 
 
-def sweeps(config: SmallStepConfig) -> dict[str, Sweep]:
+def sweeps(config: SmallStepConfig) -> dict[str, rf.Sweep]:
     """`flow` and `steps` share one root key (seed s starts from one point in both);
     `dense` has its own."""
-    model = MODELS[config.parameterization](config.state_dim)
-    loss_fn = ImpulseLoss(_common.teacher(config.teacher), config.train_len).bind(model)
-    save = Save(
-        (0.0,) + config.save_times,
-        metrics={
-            "loss": lambda t, p: loss_fn(p),
-            "imbalance": lambda t, p: model.imbalance(p),
-            "theta": lambda t, p: ravel_pytree(p)[0],
-        },
-    )
+    model = rf.MODELS[config.parameterization](config.state_dim)
+    loss_fn = rf.ImpulseLoss(_common.teacher(config.teacher), config.train_len).bind(model)
+    metrics = {
+        "loss": rf.loss_metric(loss_fn),
+        "imbalance": lambda t, p: model.imbalance(p),
+        "theta": lambda t, p: ravel_pytree(p)[0],
+    }
+    save = rf.Save((0.0,) + config.save_times, metrics=metrics)
 
     def solve(method, *args, rtol=config.rtol):  # an adaptive solve: the flow or modified flow
         return method(*args, stepsize_controller=_common.pid(rtol), max_steps=config.max_steps)
 
     def setup(point, key):
         if "rtol" in point:  # the reference
-            method = solve(GradientFlow, config.t1, rtol=point["rtol"])
+            method = solve(rf.GradientFlow, config.t1, rtol=point["rtol"])
         elif point["algorithm"] == "gd":
             method = _common.method("gd", lr=point["lr"], t1=config.t1)
         else:
-            method = solve(ModifiedFlow, point["lr"], config.t1)
+            method = solve(rf.ModifiedFlow, point["lr"], config.t1)
         return loss_fn, model.init(key=key, scale=config.scale), method
 
     key, steps = _common.root_key(config.seed), {"algorithm": ("gd", "modified"), "lr": config.lrs}
-    out = {
-        "flow": Sweep({"rtol": (config.rtol,)}, config.seeds, setup, key, save, looped=("rtol",)),
-        "steps": Sweep(steps, config.seeds, setup, key, save, looped=("lr",)),
-    }
+    flow = rf.Sweep({"rtol": (config.rtol,)}, config.seeds, setup, key, save, looped=("rtol",))
+    out = {"flow": flow, "steps": rf.Sweep(steps, config.seeds, setup, key, save, looped=("lr",))}
     if config.dense_seeds:
         out["dense"] = _dense_sweep(config)
     return out
 
 
-def _dense_sweep(config: SmallStepConfig) -> Sweep:
-    model = DenseRNN(config.dense_state_dim)
-    teacher = _common.teacher(config.dense_teacher)
-    loss_fn = ImpulseLoss(teacher, config.train_len).bind(model)
-    top = sharpness_metric(loss_fn)  # shape (1,)
+def _dense_sweep(config: SmallStepConfig) -> rf.Sweep:
+    model = rf.DenseRNN(config.dense_state_dim)
+    teacher, k, q = _common.teacher(config.dense_teacher), config.train_len, config.horizon
+    loss_fn = rf.ImpulseLoss(teacher, k).bind(model)
+    top = rf.sharpness_metric(loss_fn)  # shape (1,)
     metrics = {
-        "loss": lambda t, p: loss_fn(p),
-        "extrapolation": extrapolation_metric(
-            model, teacher, train_len=config.train_len, horizon=config.horizon
-        ),
+        "loss": rf.loss_metric(loss_fn),
+        "extrapolation": rf.extrapolation_metric(model, teacher, train_len=k, horizon=q),
         "sharpness": lambda t, p: top(t, p)[0],
         "transition": lambda t, p: p.a,
     }
@@ -176,18 +163,16 @@ def _dense_sweep(config: SmallStepConfig) -> Sweep:
         method = _common.method("gd", lr=point["lr"], t1=config.dense_t1)
         return loss_fn, model.init(key=key, scale=config.dense_scale), method
 
-    key, save = _common.root_key(config.seed, 1), Save(num=2, metrics=metrics)
-    stop = Stop(loss_below=config.dense_loss_below)
-    return Sweep(
-        {"lr": config.dense_lrs}, config.dense_seeds, setup, key, save, stop, looped=("lr",)
-    )
+    key, save = _common.root_key(config.seed, 1), rf.Save(num=2, metrics=metrics)
+    axes, stop = {"lr": config.dense_lrs}, rf.Stop(loss_below=config.dense_loss_below)
+    return rf.Sweep(axes, config.dense_seeds, setup, key, save, stop, looped=("lr",))
 
 
 def distances(data, config: SmallStepConfig):
     """Per step size, seed and save time t > 0: ‖θ_GD − θ_GF‖ (`gd_gf`), ‖θ_GD − θ_MF‖
     (`modified_gd`), ‖Q_GD − Q(0)‖ (`drift`), and the flow's own drift (`gf_drift`); NaN
     where a run failed."""
-    import xarray as xr
+    import xarray as xr  # an optional dependency (rnnflow[sweep])
 
     times = np.asarray((0.0,) + config.save_times)  # the stores' save times, by position
     flow = data["flow"].isel(rtol=0).assign_coords(time=times)
@@ -226,8 +211,10 @@ def spectral_radius(a) -> np.ndarray:
 
 
 def analyse(data, config: SmallStepConfig) -> Summary:
+    """The slopes and end values, and for the figure the distances at $t_1$ (lr, seed), their
+    medians over time (lr, time) and the slopes' median and range over seeds by time."""
     dist = distances(data, config)
-    last, flow, steps = dist.isel(time=-1), data["flow"], data["steps"]
+    last, med, flow, steps = dist.isel(time=-1), seed_median(dist), data["flow"], data["steps"]
     fitted, of_median = slopes(dist), slopes(seed_median(last), ("gd_gf", "modified_gd"))
     values = {
         "slope": {k: number(seed_median(s.isel(time=-1))) for k, s in fitted.items()},
@@ -235,8 +222,17 @@ def analyse(data, config: SmallStepConfig) -> Summary:
         "smallest_lr": {k: number(seed_median(last[k].sel(lr=min(config.lrs)))) for k in fitted},
         "gf_drift_max": number(dist.gf_drift.max()),
         "gf_num_steps_max": int(flow.num_steps.max()),
-        "gd_diverged": int((steps.result == int(Result.diverged)).sum()),
+        "gd_diverged": int((steps.result == int(rf.Result.diverged)).sum()),
         "flow_failed": int((~ok(flow)).sum() + (~ok(steps)).sum()),
+        "at_t1": {k: last[k].transpose("lr", "seed").values for k in fitted}
+        | {"gf_drift_max": number(last.gf_drift.max())},
+        "by_time": {"time": numbers(dist.time)}
+        | {k: med[k].transpose("lr", "time").values for k in ("gd_gf", "modified_gd")},
+        "slope_by_time": {
+            k: {"median": numbers(seed_median(s)), "min": numbers(s.min("seed"))}
+            | {"max": numbers(s.max("seed"))}
+            for k, s in fitted.items()
+        },
     }
     s = values["slope"]
     headline = (
@@ -251,8 +247,9 @@ def analyse(data, config: SmallStepConfig) -> Summary:
             "extrapolation": numbers(seed_median(final(dense, "extrapolation"))),
             "sharpness": numbers(seed_median(final(dense, "sharpness"))),
             "radius": numbers(_common.nanmedian(radius, 1)),
+            "radius_by_seed": radius,
             "loss_max": numbers(final(dense, "loss").max("seed")),
-            "diverged": int((dense.result == int(Result.diverged)).sum()),
+            "diverged": int((dense.result == int(rf.Result.diverged)).sum()),
         }
         headline += "; dense student extrapolation error by η — " + ", ".join(
             f"η={lr:g}: {e:.0e}" for lr, e in zip(d["lrs"], d["extrapolation"])
