@@ -10,6 +10,9 @@ import pytest
 import xarray as xr
 
 import rnnflow as rf
+from rnnflow._engine import blocks as _blocks
+from rnnflow._sweeps import store as _store
+from rnnflow._sweeps import sweep as _sweep
 from rnnflow.experiments import Summary, init_scale, load_results, run_experiment
 
 TINY = init_scale.InitScaleConfig(
@@ -99,7 +102,7 @@ def test_rerun_does_no_work_and_other_runs_are_refused(results, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was computed again")
 
-    monkeypatch.setattr(rf._sweep, "run_sweep", fail)
+    monkeypatch.setattr(_sweep, "run_sweep", fail)
     run_experiment("init_scale", TINY, out=out)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     with pytest.raises(FileExistsError, match="another config"):
@@ -152,7 +155,7 @@ def test_interrupted_experiment_resumes_to_identical_results(tmp_path, monkeypat
         pass
 
     # Killed right after the first unit of work (one teacher) is written.
-    real_mark = rf._store.Store.mark_done
+    real_mark = _store.Store.mark_done
 
     def mark_then_die(self, unit):
         real_mark(self, unit)
@@ -160,7 +163,7 @@ def test_interrupted_experiment_resumes_to_identical_results(tmp_path, monkeypat
 
     out = tmp_path / "run"
     with monkeypatch.context() as m:
-        m.setattr(rf._store.Store, "mark_done", mark_then_die)
+        m.setattr(_store.Store, "mark_done", mark_then_die)
         with pytest.raises(Interrupted):
             run_experiment("init_scale", config, out=out)
     assert (out / "run.json").exists() and not (out / "summary.json").exists()
@@ -171,9 +174,9 @@ def test_interrupted_experiment_resumes_to_identical_results(tmp_path, monkeypat
         run_experiment("init_scale", config.replace(seeds=3), out=out)
 
     trained = []
-    real_block = rf._batch._block_jit
+    real_block = _blocks._block_jit
     monkeypatch.setattr(
-        rf._batch, "_block_jit", lambda *a, **k: trained.append(1) or real_block(*a, **k)
+        _blocks, "_block_jit", lambda *a, **k: trained.append(1) or real_block(*a, **k)
     )
     resumed = run_experiment("init_scale", config, out=out)
     assert len(trained) == 1  # only the second unit (the "long" teacher) was trained

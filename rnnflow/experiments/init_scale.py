@@ -13,11 +13,8 @@ from typing import Literal
 
 import numpy as np
 
-from .._engine.trajectory import Result, Save, Stop
-from .._rnn.losses import ImpulseLoss
-from .._rnn.metrics import effective_dim_metric, extrapolation_metric, imbalance_metric
-from .._rnn.models import make_model
-from .._sweeps.sweep import Sweep
+import rnnflow as rf
+
 from . import _common
 from ._common import final, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
@@ -55,16 +52,8 @@ class InitScaleConfig(ExperimentConfig):
     num_saves: int = 31
 
     def check(self):
-        for p in self.parameterizations:
-            if p not in ("dense", "symmetric", "diagonal"):
-                raise ValueError(
-                    f"`parameterizations` entries must be dense, symmetric or diagonal; got {p!r}."
-                )
-        for t in self.teachers:
-            if t not in _common.TEACHERS:
-                raise ValueError(
-                    f"`teachers` entries must be in {tuple(_common.TEACHERS)}; got {t!r}."
-                )
+        _common.check_among(self, "parameterizations", ("dense", "symmetric", "diagonal"))
+        _common.check_teachers(self, "teachers")
         self.require_positive("state_dim", "train_len", "horizon", "scales", "lr", "t1")
         self.require_positive("loss_below", "num_saves")
         if self.horizon <= self.train_len:
@@ -84,21 +73,21 @@ SMALL = InitScaleConfig(
 
 def metrics(loss_fn, config: InitScaleConfig) -> dict:
     """What is saved, for the student and teacher of a point."""
-    model, teacher, k = loss_fn.model, loss_fn.loss.teacher, config.train_len
+    model, teacher, k, q = loss_fn.model, loss_fn.loss.teacher, config.train_len, config.horizon
     return {
         "loss": lambda t, params: loss_fn(params),
-        "relative_imbalance": imbalance_metric(model),
-        "extrapolation": extrapolation_metric(model, teacher, train_len=k, horizon=config.horizon),
-        "dim": effective_dim_metric(model, length=config.horizon),
+        "relative_imbalance": rf.imbalance_metric(model),
+        "extrapolation": rf.extrapolation_metric(model, teacher, train_len=k, horizon=q),
+        "dim": rf.effective_dim_metric(model, length=q),
     }
 
 
-def sweeps(config: InitScaleConfig) -> dict[str, Sweep]:
+def sweeps(config: InitScaleConfig) -> dict[str, rf.Sweep]:
     method = _common.method(config.method, lr=config.lr, t1=config.t1)
     measure = _common.MetricsOf(metrics, config)
     losses = {
-        (p, t): ImpulseLoss(_common.teacher(t), config.train_len).bind(
-            make_model(p, config.state_dim)
+        (p, t): rf.ImpulseLoss(_common.teacher(t), config.train_len).bind(
+            rf.make_model(p, config.state_dim)
         )
         for p in config.parameterizations
         for t in config.teachers
@@ -114,15 +103,15 @@ def sweeps(config: InitScaleConfig) -> dict[str, Sweep]:
         "teacher": config.teachers,
         "init_scale": config.scales,
     }
-    save = Save(num=config.num_saves, spacing="log", decades=3)
+    save = rf.Save(num=config.num_saves, spacing="log", decades=3)
     return {
-        "sweep": Sweep(
+        "sweep": rf.Sweep(
             axes,
             config.seeds,
             setup,
             _common.root_key(config.seed),
             save,
-            Stop(loss_below=config.loss_below),
+            rf.Stop(loss_below=config.loss_below),
             attrs={"config": config.to_dict()},
         )
     }
@@ -135,7 +124,7 @@ def analyse(data, config: InitScaleConfig) -> Summary:
     scales are counted in `diverged_by_scale`, not compared)."""
     ds = data["sweep"]
     trained = _common.ok(ds).mean("seed") >= 0.5
-    diverged = (ds.result == int(Result.diverged)).sum("seed")
+    diverged = (ds.result == int(rf.Result.diverged)).sum("seed")
     values, parts = {}, []
     for p in config.parameterizations:
         values[p] = {}

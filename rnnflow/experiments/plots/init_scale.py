@@ -1,9 +1,10 @@
-"""The init_scale figure."""
+"""The init_scale figure: per teacher (a column), against the init scale, the final
+extrapolation error, effective state dimension and imbalance of each parameterization."""
 
 import numpy as np
 
 from .._common import final
-from .base import figure, nanmedian, nanquartiles, save
+from .base import band, figure, save
 
 
 def plot(data, summary, config, file) -> None:
@@ -21,9 +22,7 @@ def plot(data, summary, config, file) -> None:
             ax = axes[r, j]
             for pname in config.parameterizations:
                 v = final(ds, name).sel(parameterization=pname, teacher=tname).values
-                lo, hi = nanquartiles(v, -1)
-                ax.plot(scales, nanmedian(v, -1), "o-", label=pname)
-                ax.fill_between(scales, lo, hi, alpha=0.2)
+                band(ax, scales, v, "o-", pname)
             ax.set_xscale("log")
             if log:
                 ax.set_yscale("log")
