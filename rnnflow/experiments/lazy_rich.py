@@ -32,12 +32,8 @@ from typing import Literal
 import jax.numpy as jnp
 import numpy as np
 
-from .._engine.trajectory import Result, Save
-from .._lens.side_by_side import SideBySide, side_by_side
-from .._rnn.diagnostics import effective_dim
-from .._rnn.losses import ImpulseLoss
-from .._rnn.models import MODELS, make_model
-from .._sweeps.sweep import Sweep
+import rnnflow as rf
+
 from . import _common
 from ._common import numbers, seed_median
 from .base import Experiment, ExperimentConfig
@@ -76,12 +72,8 @@ class LazyRichConfig(ExperimentConfig):
     centered: bool = True
 
     def check(self):
-        for name, value, allowed in (
-            ("parameterizations", self.parameterizations, tuple(MODELS)),
-            ("teacher", (self.teacher,), tuple(_common.TEACHERS)),
-        ):
-            if bad := set(value) - set(allowed):
-                raise ValueError(f"`{name}` must be among {allowed}; got {sorted(bad)}.")
+        _common.check_among(self, "parameterizations", rf.MODELS)
+        _common.check_teachers(self, "teacher")
         self.require_positive("state_dim", "train_len", "horizon", "scales", "lr", "t1")
         self.require_positive("decades", "threshold")
         if len(self.scales) < 2 or np.any(np.diff(self.scales) <= 0):
@@ -122,26 +114,26 @@ def metrics(pair, config: LazyRichConfig) -> dict:
     return defaults | {
         "extrapolation": relative(pair.real_output),
         "linear_extrapolation": relative(pair.linear_output),
-        "dim": lambda t, p: effective_dim(pair.real_output(response, p)),
+        "dim": lambda t, p: rf.effective_dim(pair.real_output(response, p)),
     }
 
 
-def sweeps(config: LazyRichConfig) -> dict[str, Sweep]:
+def sweeps(config: LazyRichConfig) -> dict[str, rf.Sweep]:
     method = _common.method(config.method, lr=config.lr, t1=config.t1)
     measure = _common.MetricsOf(metrics, config)
-    loss = ImpulseLoss(_common.teacher(config.teacher), config.train_len)
+    loss = rf.ImpulseLoss(_common.teacher(config.teacher), config.train_len)
 
     def setup(point, key):
-        model = make_model(point["parameterization"], config.state_dim)
-        pair = side_by_side(loss.bind(model), centered=config.centered)
+        model = rf.make_model(point["parameterization"], config.state_dim)
+        pair = rf.side_by_side(loss.bind(model), centered=config.centered)
         params = model.init(key=key, scale=point["init_scale"])
-        return _common.Measured(pair, measure), SideBySide(params), method
+        return _common.Measured(pair, measure), rf.SideBySide(params), method
 
     axes = {"parameterization": config.parameterizations, "init_scale": config.scales}
-    save = Save(num=config.num_saves, spacing="log", decades=config.decades)
+    save = rf.Save(num=config.num_saves, spacing="log", decades=config.decades)
     key = _common.root_key(config.seed)
     attrs = {"config": config.to_dict()}
-    return {"sweep": Sweep(axes, config.seeds, setup, key, save, attrs=attrs)}
+    return {"sweep": rf.Sweep(axes, config.seeds, setup, key, save, attrs=attrs)}
 
 
 def crossing(change, scales, threshold: float) -> np.ndarray:
@@ -184,7 +176,7 @@ def analyse(data, config: LazyRichConfig) -> Summary:
             f"{p} {kc['small_init']:.2g} → {kc['large_init']:.2g}, {where} "
             f"({c['crossed']}/{config.seeds} seeds)"
         )
-    values["diverged"] = int((ds.result == int(Result.diverged)).sum())
+    values["diverged"] = int((ds.result == int(rf.Result.diverged)).sum())
     values["failed"] = int((~_common.ok(ds)).sum())
     headline = (
         f"median final kernel change from σ = {config.scales[0]:g} to {config.scales[-1]:g}, and "

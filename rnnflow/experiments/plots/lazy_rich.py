@@ -1,9 +1,10 @@
-"""The lazy_rich figure."""
+"""The lazy_rich figure: per student (a column), against the init scale, the final kernel change
+with the crossing the summary reports, both extrapolation errors and the state dimension."""
 
 import numpy as np
 
 from .._common import final
-from .base import figure, log_axes, nanmedian, nanquartiles, save
+from .base import band, figure, log_axes, save
 
 
 def plot(data, summary, config, file) -> None:
@@ -12,17 +13,13 @@ def plot(data, summary, config, file) -> None:
     fig, axes = figure(3, n, figsize=(4.2 * n, 9.5), squeeze=False, sharex=True)
     scales = np.asarray(config.scales)
 
-    def band(ax, name, p, style, label):
-        v = final(ds, name).sel(parameterization=p).transpose("init_scale", "seed").values
-        lo, hi = nanquartiles(v, 1)
-        line = ax.plot(scales, nanmedian(v, 1), style, label=label)[0]
-        ax.fill_between(scales, lo, hi, color=line.get_color(), alpha=0.2)
-        return v
+    def seeds(name, p):  # (σ, seed)
+        return final(ds, name).sel(parameterization=p).transpose("init_scale", "seed").values
 
     for j, p in enumerate(config.parameterizations):
         cross = summary[p]["crossing"]
         ax = axes[0, j]
-        v = band(ax, "kernel_change", p, "o-", "median, quartiles")
+        v = band(ax, scales, seeds("kernel_change", p), "o-", "median, quartiles")
         ax.axhline(config.threshold, color="gray", ls=":", lw=1)
         if np.isfinite(cross["median"]):
             ax.axvline(cross["median"], color="gray", ls="--", lw=1)
@@ -34,11 +31,11 @@ def plot(data, summary, config, file) -> None:
             f"({cross['crossed']}/{config.seeds} seeds)"
         )
         ax = axes[1, j]
-        a = band(ax, "extrapolation", p, "o-", "real")
-        b = band(ax, "linear_extrapolation", p, "s--", "linearized")
+        a = band(ax, scales, seeds("extrapolation", p), "o-", "real")
+        b = band(ax, scales, seeds("linear_extrapolation", p), "s--", "linearized")
         log_axes(ax, [a, b])
         ax = axes[2, j]
-        band(ax, "dim", p, "o-", "real")
+        band(ax, scales, seeds("dim", p), "o-", "real")
         ax.set_xscale("log")
         ax.set_xlabel("init scale σ")
         if j == 0:
