@@ -28,13 +28,8 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from .._engine.trajectory import Result, Save, Stop
-from .._rnn.diagnostics import learned_measure, spectrum_distance
-from .._rnn.losses import ImpulseLoss, extrapolation_error
-from .._rnn.metrics import extrapolation_metric, imbalance_metric, loss_metric
-from .._rnn.models import SymmetricRNN
-from .._rnn.teachers import modes_teacher
-from .._sweeps.sweep import Sweep
+import rnnflow as rf
+
 from . import _common
 from ._common import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
@@ -71,8 +66,7 @@ class MomentThresholdConfig(ExperimentConfig):
         if len(set(lam)) != len(lam):
             raise ValueError("`eigenvalues` must be distinct.")
         self.require_positive("state_dims", "init_radii", "lr", "t1", "loss_below")
-        if self.lr > self.t1:
-            raise ValueError("`lr` must not exceed `t1` (at least one step).")
+        _common.check_steps(self)
         if self.horizon <= self.train_lens[1]:
             raise ValueError(f"`horizon` must exceed 2 d̂ + 1 = {self.train_lens[1]}.")
         if len(ends) != 2 or not ends[0] < min(lam) <= max(lam) < ends[1]:
@@ -123,30 +117,30 @@ def measure_spread(eigenvalues, weights, teacher_eigenvalues) -> np.ndarray:
 
 def metrics(loss_fn, config: MomentThresholdConfig) -> dict:
     model, teacher, k = loss_fn.model, loss_fn.loss.teacher, loss_fn.loss.train_len
-    pad = max(config.state_dims) - model.state_dim  # one shape for every student size
+    q, pad = config.horizon, max(config.state_dims) - model.state_dim  # one shape for every d
 
     def measure(i, fill):
-        return lambda t, p: jnp.pad(learned_measure(model, p)[i], (0, pad), constant_values=fill)
+        return lambda t, p: jnp.pad(rf.learned_measure(model, p)[i], (0, pad), constant_values=fill)
 
     return {
-        "loss": loss_metric(loss_fn),
-        "extrapolation": extrapolation_metric(model, teacher, train_len=k, horizon=config.horizon),
-        "relative_imbalance": imbalance_metric(model),
+        "loss": rf.loss_metric(loss_fn),
+        "extrapolation": rf.extrapolation_metric(model, teacher, train_len=k, horizon=q),
+        "relative_imbalance": rf.imbalance_metric(model),
         "measure_eigenvalues": measure(0, jnp.nan),
         "measure_weights": measure(1, 0.0),
-        "spectrum_distance": lambda t, p: spectrum_distance(model, p, teacher),
-        "impulse": lambda t, p: model.impulse_response(p, config.horizon)[:, 0, 0],
+        "spectrum_distance": lambda t, p: rf.spectrum_distance(model, p, teacher),
+        "impulse": lambda t, p: model.impulse_response(p, q)[:, 0, 0],
     }
 
 
-def sweeps(config: MomentThresholdConfig) -> dict[str, Sweep]:
-    teacher = modes_teacher(config.eigenvalues, config.weights)
+def sweeps(config: MomentThresholdConfig) -> dict[str, rf.Sweep]:
+    teacher = rf.modes_teacher(config.eigenvalues, config.weights)
     method = _common.method("gd", lr=config.lr, t1=config.t1)
     measure = _common.MetricsOf(metrics, config)
 
     def setup(point, key):
         d = point["state_dim"]
-        loss_fn = ImpulseLoss(teacher, point["train_len"]).bind(SymmetricRNN(d))
+        loss_fn = rf.ImpulseLoss(teacher, point["train_len"]).bind(rf.SymmetricRNN(d))
         scale = point["init_radius"] / (2 * np.sqrt(d))  # a semicircle spectrum on [-r, r]
         params = loss_fn.model.init(key=key, scale=scale, balanced=True)
         return _common.Measured(loss_fn, measure), params, method
@@ -156,28 +150,37 @@ def sweeps(config: MomentThresholdConfig) -> dict[str, Sweep]:
         "init_radius": config.init_radii,
         "train_len": config.train_lens,
     }
-    save, stop = Save(num=41, spacing="log"), Stop(loss_below=config.loss_below)
+    save, stop = rf.Save(num=41, spacing="log"), rf.Stop(loss_below=config.loss_below)
     key, attrs = _common.root_key(config.seed), {"config": config.to_dict()}
-    return {"sweep": Sweep(axes, config.seeds, setup, key, save, stop, attrs=attrs)}
+    return {"sweep": rf.Sweep(axes, config.seeds, setup, key, save, stop, attrs=attrs)}
 
 
 def counterexample(config: MomentThresholdConfig) -> dict:
     """The Lobatto measure as a balanced diagonal student with d̂ + 1 states: its losses
-    below and at the threshold, extrapolation error, imbalance, nodes and weights."""
-    teacher = modes_teacher(config.eigenvalues, config.weights)
+    below and at the threshold, extrapolation error, imbalance, nodes and weights, and its
+    impulse response to `horizon` beside the teacher's."""
+    teacher = rf.modes_teacher(config.eigenvalues, config.weights)
     nodes, w = lobatto_measure(config.eigenvalues, config.weights, config.lobatto_interval)
-    student = modes_teacher(nodes, w)  # a = nodes, b = c = √w: balanced, as w > 0
+    student = rf.modes_teacher(nodes, w)  # a = nodes, b = c = √w: balanced, as w > 0
     model, params = student.model, student.params
     (k, k_at), q = config.train_lens, config.horizon
-    ext = extrapolation_error(model, params, teacher, train_len=k, horizon=q, relative=True)
+    ext = rf.extrapolation_error(model, params, teacher, train_len=k, horizon=q, relative=True)
     return {
-        "loss": float(ImpulseLoss(teacher, k)(model, params)),
-        "loss_at_threshold": float(ImpulseLoss(teacher, k_at)(model, params)),
+        "loss": float(rf.ImpulseLoss(teacher, k)(model, params)),
+        "loss_at_threshold": float(rf.ImpulseLoss(teacher, k_at)(model, params)),
         "extrapolation": float(ext),
         "imbalance": float(model.relative_imbalance(params)),
         "nodes": nodes,
         "weights": w,
+        "impulse": np.asarray(student.impulse_response(q)[:, 0, 0]),
+        "teacher_impulse": np.asarray(teacher.impulse_response(q)[:, 0, 0]),
     }
+
+
+def median_seed(values) -> int:
+    """The seed whose value is nearest the median over seeds (NaN ignored); -1 if none is."""
+    finite = np.any(np.isfinite(values))
+    return int(np.nanargmin(np.abs(values - np.nanmedian(values)))) if finite else -1
 
 
 def analyse(data, config: MomentThresholdConfig) -> Summary:
@@ -202,8 +205,13 @@ def analyse(data, config: MomentThresholdConfig) -> Summary:
     counter = counterexample(config)
     values = {"below_threshold": below, "at_threshold": at}
     values["max_relative_imbalance"] = number(last.relative_imbalance.max())
-    values["diverged"] = int((ds.result == int(Result.diverged)).sum())
+    values["diverged"] = int((ds.result == int(rf.Result.diverged)).sum())
     values["counterexample"] = counter
+    # The cell the figure draws: the widest start of the first student size, where k = 2d̂
+    # fails most, and per training length its seed of median extrapolation error.
+    d, r = config.state_dims[0], config.init_radii[-1]
+    ext = last.extrapolation.sel(state_dim=d, init_radius=r).transpose("train_len", "seed")
+    values["shown"] = dict(state_dim=d, init_radius=r, seed=[median_seed(v) for v in ext.values])
     radii = zip(config.init_radii, below["extrapolation_by_radius"], at["extrapolation_by_radius"])
     cells = "; ".join(f"r={r:g}: {b:.1e} vs {a:.1e}" for r, b, a in radii)
     headline = (

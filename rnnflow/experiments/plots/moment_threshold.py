@@ -1,104 +1,69 @@
-"""The moment_threshold figure."""
+"""The moment_threshold figure: (a) every seed's extrapolation error per cell, and in the cell the
+summary names as `shown`: (b) the learned measures, (c) the impulse responses of the teacher, the
+Lobatto counterexample and the median seeds, (d) the median loss and error over time."""
 
 import numpy as np
 
 from .. import _common
-from .._common import final
 from .base import figure, save
 
 
 def plot(data, summary, config, file) -> None:
-    ds = data["sweep"]
+    ds, counter, shown = data["sweep"], summary["counterexample"], summary["shown"]
     k_below, k_at = config.train_lens
     colors = ("tab:red", "tab:blue")
     labels = (f"k = 2d̂ = {k_below}", f"k = 2d̂+1 = {k_at}")
-    counter = summary["counterexample"]
     fig, axes = figure(2, 2, figsize=(11, 8.5))
+    (a, b), (c, d) = axes
 
-    # (a) per-seed extrapolation error for each (d, r) cell, both training lengths.
-    ax = axes[0, 0]
-    ext = final(ds, "extrapolation")
-    cells = [(d, r) for d in config.state_dims for r in config.init_radii]
-    rng = np.random.default_rng(0)
-    for c, (d, r) in enumerate(cells):
+    ext = _common.final(ds, "extrapolation")
+    cells = [(dim, r) for dim in config.state_dims for r in config.init_radii]
+    rng = np.random.default_rng(0)  # jitter, so that the seeds of a cell do not overlap
+    for i, (dim, r) in enumerate(cells):
         for m, k in enumerate(config.train_lens):
-            v = ext.sel(state_dim=d, init_radius=r, train_len=k).values
-            x = c + (m - 0.5) * 0.3 + rng.uniform(-0.06, 0.06, v.size)
-            ax.scatter(x, v, s=14, color=colors[m], alpha=0.7, label=labels[m] if c == 0 else None)
-    ax.axhline(counter["extrapolation"], color="k", ls="--", lw=1, label="Lobatto counterexample")
-    ax.set_xticks(range(len(cells)))
-    ax.set_xticklabels([f"d={d}\nr={r}" for d, r in cells], fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel(f"relative extrapolation error to q={config.horizon}")
-    ax.set_title("(a) extrapolation per seed")
-    ax.legend(fontsize=8)
+            v = ext.sel(state_dim=dim, init_radius=r, train_len=k).values
+            x = i + (m - 0.5) * 0.3 + rng.uniform(-0.06, 0.06, v.size)
+            a.scatter(x, v, s=14, color=colors[m], alpha=0.7, label=labels[m] if i == 0 else None)
+    a.axhline(counter["extrapolation"], color="k", ls="--", lw=1, label="Lobatto counterexample")
+    a.set_xticks(range(len(cells)))
+    a.set_xticklabels([f"d={dim}\nr={r}" for dim, r in cells], fontsize=8)
+    a.set(yscale="log", ylabel=f"relative extrapolation error to q={config.horizon}")
+    a.set_title("(a) extrapolation per seed")
 
-    # (b)-(d): the widest start of the first student size, where k = 2d̂ fails most.
-    d0, r_wide = config.state_dims[0], config.init_radii[-1]
-    cell = ds.sel(state_dim=d0, init_radius=r_wide)
-
-    ax = axes[0, 1]
+    dim, r = shown["state_dim"], shown["init_radius"]
+    cell = ds.sel(state_dim=dim, init_radius=r)
+    end = cell.isel(time=-1)
     for m, k in enumerate(config.train_lens):
-        lam = cell.measure_eigenvalues.isel(time=-1).sel(train_len=k).values.ravel()
-        w = cell.measure_weights.isel(time=-1).sel(train_len=k).values.ravel()
+        lam = end.measure_eigenvalues.sel(train_len=k).values.ravel()
+        w = end.measure_weights.sel(train_len=k).values.ravel()
         keep = np.isfinite(lam) & (w > 1e-8)
-        ax.scatter(lam[keep], w[keep], s=12, color=colors[m], alpha=0.6, label=labels[m])
-    ax.scatter(config.eigenvalues, config.weights, marker="*", s=200, color="k", label="teacher")
-    ax.scatter(
-        counter["nodes"],
-        counter["weights"],
-        marker="D",
-        s=50,
-        facecolors="none",
-        edgecolors="k",
-        label="counterexample",
-    )
-    ax.set_yscale("log")
-    ax.set(xlabel="eigenvalue λ_j of A", ylabel="weight w_j = (v_jᵀ B)²")
-    ax.set_title(f"(b) learned measures, d={d0}, r={r_wide}, all seeds")
-    ax.legend(fontsize=8)
+        b.scatter(lam[keep], w[keep], s=12, color=colors[m], alpha=0.6, label=labels[m])
+    b.scatter(config.eigenvalues, config.weights, marker="*", s=200, color="k", label="teacher")
+    hollow = dict(marker="D", s=50, facecolors="none", edgecolors="k")
+    b.scatter(counter["nodes"], counter["weights"], **hollow, label="counterexample")
+    b.set(yscale="log", xlabel="eigenvalue λ_j of A", ylabel="weight w_j = (v_jᵀ B)²")
+    b.set_title(f"(b) learned measures, d={dim}, r={r}, all seeds")
 
-    # (c) impulse responses: teacher, counterexample, median-error seed at each k.
-    ax = axes[1, 0]
     lags = np.arange(config.horizon)
-    teacher = np.sum(
-        np.asarray(config.weights)[:, None] * np.asarray(config.eigenvalues)[:, None] ** lags, 0
-    )
-    counter_h = np.sum(
-        np.asarray(counter["weights"])[:, None] * np.asarray(counter["nodes"])[:, None] ** lags, 0
-    )
-    ax.plot(lags, np.abs(teacher), "k-", lw=2, label="teacher")
-    ax.plot(lags, np.abs(counter_h), "k--", label="counterexample")
-    for m, k in enumerate(config.train_lens):
-        v = final(cell, "extrapolation").sel(train_len=k).values
-        if np.any(np.isfinite(v)):
-            s = int(np.nanargmin(np.abs(v - np.nanmedian(v))))
-            h = cell.impulse.isel(time=-1).sel(train_len=k).values[s]
-            ax.plot(lags, np.abs(h), color=colors[m], label=f"student, {labels[m]} (median seed)")
-    ax.axvspan(0, k_at - 0.5, color="0.9")
-    ax.set_yscale("log")
-    ax.set(xlabel="lag i", ylabel="|h_i|")
-    ax.set_title(f"(c) impulse responses, r={r_wide} (grey: lags < {k_at})")
-    ax.legend(fontsize=8)
+    c.plot(lags, np.abs(counter["teacher_impulse"]), "k-", lw=2, label="teacher")
+    c.plot(lags, np.abs(counter["impulse"]), "k--", label="counterexample")
+    for m, (k, s) in enumerate(zip(config.train_lens, shown["seed"], strict=True)):
+        if s >= 0:
+            h = end.impulse.sel(train_len=k).values[s]
+            c.plot(lags, np.abs(h), color=colors[m], label=f"student, {labels[m]} (median seed)")
+    c.axvspan(0, k_at - 0.5, color="0.9")
+    c.set(yscale="log", xlabel="lag i", ylabel="|h_i|")
+    c.set_title(f"(c) impulse responses, r={r} (grey: lags < {k_at})")
 
-    # (d) training loss and extrapolation over time, median over the cell's seeds.
-    ax = axes[1, 1]
-    ts = ds.time.values
+    ts, medians = ds.time.values, _common.seed_median(cell.where(_common.ok(cell)))
     for m, k in enumerate(config.train_lens):
         for name, ls in (("loss", "-"), ("extrapolation", ":")):
-            curve = cell[name].sel(train_len=k).where(_common.ok(cell).sel(train_len=k))
-            ax.plot(
-                ts[1:],
-                _common.seed_median(curve).values[1:],
-                ls,
-                color=colors[m],
-                label=f"{name}, {labels[m]}",
-            )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("time t = step × lr")
-    ax.set_title(f"(d) median loss and extrapolation error, r={r_wide}")
-    ax.legend(fontsize=8)
+            median = medians[name].sel(train_len=k).values[1:]
+            d.plot(ts[1:], median, ls, color=colors[m], label=f"{name}, {labels[m]}")
+    d.set(xscale="log", yscale="log", xlabel="time t = step × lr")
+    d.set_title(f"(d) median loss and extrapolation error, r={r}")
+    for ax in axes.ravel():
+        ax.legend(fontsize=8)
     fig.suptitle(
         f"Moment threshold: balanced SymmetricRNN students, teacher λ={list(config.eigenvalues)}"
         f" (d̂={len(config.eigenvalues)}), GD lr={config.lr}, t1={config.t1}, {config.seeds} seeds"
