@@ -1,51 +1,14 @@
-r"""Edge of stability: gradient descent at a finite step holds the sharpness at $2/\eta$, where it
-leaves the gradient flow and the modified flow.
+r"""Edge of stability: gradient descent at a finite step η sharpens until the sharpness reaches
+$2/\eta$ and holds it there, where it leaves the gradient flow and the modified flow. The
+science, what each config field sets, the figure and its numbers are on its docs page,
+docs/experiments/edge_of_stability.md.
 
-Gradient descent with step $\eta$ is stable near a minimum only while the sharpness
-$\lambda_{\max}(\nabla^2 L) < 2/\eta$ ([`rnnflow.sharpness_metric`][]). Two models whose gradient
-flow ends on a minimum sharper than $2/\eta$, each a *case* with its own step sizes:
-
-- **`deep_linear`**: $P = W_D \cdots W_1$ ($D$ = `depth` square matrices of size `width`) fitted
-  to $S = \operatorname{diag}(\text{strengths})$ by $L = \tfrac12 \|P - S\|_F^2$, a plain loss
-  over a list of matrices. The first $\lfloor D/2 \rfloor$ layers start small (Gaussian entries
-  of scale `small_scale`/√width), the others large (`large_scale` × a random orthogonal matrix).
-  The flow conserves the imbalances $W_{i+1}^\top W_{i+1} - W_i W_i^\top$, so it ends on a
-  minimum sharper than the balanced ones (for $D = 4$, $S = \operatorname{diag}(2, 1)$ and
-  `large_scale` 1.8: ≈ 17.2, against $D s_1^{2(D-1)/D}$ ≈ 11.3 at a balanced minimum), and `lrs`
-  put $2/\eta$ between the two.
-- **`rnn`**: a dense linear RNN (`rnn_state_dim`, init scale `rnn_scale`) on the impulse loss of
-  `rnn_teacher` over `rnn_train_len` lags. From small init the flow learns the balanced rank-one
-  solution, of sharpness ≈ 46.3 for the `short` teacher and 5 lags (sharpness ≈ 2 at init), so
-  `rnn_lrs` above 2/46.3 ≈ 0.043 cannot end there.
-
-For each η (`lrs` to `t1`, `rnn_lrs` to `rnn_t1`, whole steps), gradient descent, the gradient
-flow and the modified flow of $L + \frac{\eta}{4}\|\nabla L\|^2$ ([`rnnflow.ModifiedFlow`][]),
-both at tolerance `rtol`, start from the same parameters, per seed, and are saved at every step
-(a seed whose loss exceeds `diverge_above` is stopped as diverged). What the saves show:
-
-- **progressive sharpening**: the sharpness rises from its initial value as the model learns, up
-  to $2/\eta$;
-- **the edge of stability**: from the first step with $\lambda_{\max} \ge 2/\eta$ on, gradient
-  descent oscillates with period two, the sharpness alternating between the two iterates; the
-  settled value is $\lambda_{\max}\eta/2$ averaged over two consecutive steps, its median over
-  the saves after the crossing, per seed (`settled_ratio`: the median over seeds and the
-  quartiles). The deep linear network's loss keeps decreasing, rising at many steps, to a minimum
-  of sharpness just below $2/\eta$. The RNN locks into a period-two cycle at a loss of order 10⁻²
-  (a cycle, not a minimum: the two-step mean of the sharpness sits a few per cent above
-  $2/\eta$, and more so at larger η), the loss rising at every other step;
-- **both flows depart there**: up to the crossing gradient descent has the flow's loss
-  (`loss_ratio` at the crossing); after it the flows go on to zero loss and gradient descent does
-  not. The distances $\|\theta_{GD} - \theta_{F}\|/\|\theta_{F}\|$ to the gradient flow and to
-  the modified flow are reported at their largest before the crossing, at the crossing and at the
-  end: below the edge the modified flow is the closer (its error is second order in η), beyond
-  it neither follows.
-
-Stores, per case `C` ∈ {`deep_linear`, `rnn`}: `C_flow` (axes algorithm = gf, seed, time), saved
-at every step of every η; per η, `C_lr<η>` (axes lr, seed, time), gradient descent saved at every
-step: loss, sharpness and the flattened parameters θ; and `C_modified_lr<η>`, the modified flow
-at the same times: loss and θ. `rnn_lrs` empty skips the RNN case. The figure draws, per η, the
-first seed whose three runs finished (`shown`: it and its crossing time): a median over seeds
-would blur the oscillation.
+Two cases, `deep_linear` and `rnn`; per η, gradient descent, the gradient flow and the modified
+flow ([`rnnflow.ModifiedFlow`][]) start from the same parameters, per seed. Stores, per case
+`C`: `C_flow` (axes algorithm = gf, seed, time), saved at every step of every η; per η,
+`C_lr<η>` (axes lr, seed, time), gradient descent at every step: loss, sharpness
+([`rnnflow.sharpness_metric`][]) and the flattened parameters θ; and `C_modified_lr<η>`, the
+modified flow at the same times: loss and θ.
 """
 
 import dataclasses
@@ -68,7 +31,7 @@ from .summary import Summary
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EdgeOfStabilityConfig(ExperimentConfig):
-    """The fields are described in the module's text above."""
+    """What each field sets: see the docs page, docs/experiments/edge_of_stability.md."""
 
     experiment = "edge_of_stability"
     seeds: int = 16

@@ -1,29 +1,16 @@
-r"""Lazy and rich: where training leaves the kernel regime, against the init scale.
+r"""Lazy and rich: where training leaves the kernel regime, against the init scale. The
+science and the tools are on [lazy and rich](../lazy_rich.md); the figure, its numbers and
+the reasons for the defaults, on its docs page, docs/experiments/lazy_rich.md.
 
-For each student (`diagonal`, `dense`, `tanh`) and init entry scale σ, `seeds` students much
-larger than the teacher are trained on the impulse loss, each in one run beside its own
-linearization at its initialization ([`rnnflow.side_by_side`][]; see
-[lazy and rich](../lazy_rich.md)). Saved per seed at log-spaced times: both training losses,
-the relative kernel change $\|K_t - K_0\|_F / \|K_0\|_F$, the relative parameter change, the
-relative extrapolation error over lags $k \le i < q$ of the student (`real`) and of its
-linearization (whose response beyond training is linearized too), and the student's effective
-state dimension (Hankel rank of its impulse response to $q$).
-
-The students are centered (`centered`, the default; Chizat, Oyallon & Bach 2019): each outputs
-$h(θ) - h(θ_0)$, $θ_0$ its own initialization, held, so every run starts from output zero and
-its linearization is $J(θ_0)δ$. Uncentered, a student from large σ must first cancel its large
-initial output, and no seed's kernel change falls below 10%; centered, the scale of a
-homogeneous student acts as Chizat's α = σᵖ and the run becomes lazy (the tanh student instead
-by saturation, at larger σ: its states pinned at ±1 are fixed features). The final kernel
-change falls as σ grows: from small σ the kernel moves by orders of magnitude of its own size
-(rich), from large σ by little (lazy). Where it is rich the real run and its linearization
-extrapolate differently and the real run's state space is low-dimensional; as σ grows the two
-come together. The summary reports, per student, the scale at which the final kernel change
-first falls below `threshold` (per seed, by log-log interpolation between neighbouring scales;
-NaN for a seed that does not cross within the swept range), with its median and quartiles
-over the seeds that cross.
-
-One sweep, axes (parameterization, init_scale, seed, time).
+For each student and init entry scale σ, `seeds` students much larger than the teacher are
+trained on the impulse loss, each in one run beside its own linearization at its
+initialization ([`rnnflow.side_by_side`][]), centered by default (each outputs
+$h(θ) - h(θ_0)$). One sweep, axes (parameterization, init_scale, seed, time), saved per seed
+at log-spaced times: both training losses, the relative kernel change
+$\|K_t - K_0\|_F / \|K_0\|_F$, the relative parameter change, the relative extrapolation error
+over lags $k \le i < q$ of the student (`real`) and of its linearization, and the student's
+effective state dimension. The summary reports, per student, the scale at which the final
+kernel change falls below `threshold` (per seed; median and quartiles).
 """
 
 import dataclasses

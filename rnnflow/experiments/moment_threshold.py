@@ -1,26 +1,15 @@
-r"""Moment threshold: a balanced student that fits $k \ge 2\hat d + 1$ lags extrapolates; at
-$k = 2\hat d$ it need not. Fact 3 on the science page.
-
-A balanced student ($A$ symmetric, $B = C^\top$, one input and output) has the impulse
-response $h_i = \sum_j w_j \lambda_j^i$, $w_j = (v_j^\top B)^2 \ge 0$: the moments of the
-nonnegative measure $\nu = \sum_j w_j \delta_{\lambda_j}$. A balanced teacher is a measure
-$\mu$ with $\hat d$ atoms. Zero training loss at length $k$ means $\nu$ and $\mu$ share
-$m_0, \dots, m_{k-1}$. With $k = 2\hat d + 1$ that forces $\nu = \mu$ (the Hankel matrix of
-moments of size $\hat d + 1$ is singular, so $\nu$ lives on the roots of its kernel
-polynomial), hence exact extrapolation whatever the student size $d$. With $k = 2\hat d$ the
-Gauss–Lobatto rule of $\mu$ on an interval $[l, u]$ around its atoms has the same moments
-$m_0, \dots, m_{2\hat d - 1}$ and mass on $l$ and $u$: a zero-loss student that does not
-extrapolate (for $\mu = \delta_{1/2}$ on $[0, 1]$, $\frac12 \delta_0 + \frac12 \delta_1$).
+r"""Moment threshold: a balanced student that fits $k \ge 2\hat d + 1$ lags of a teacher with
+$\hat d$ modes extrapolates; at $k = 2\hat d$ it need not (fact 3 on the science page). The
+argument through moments of measures, the figure and its numbers are on its docs page,
+docs/experiments/moment_threshold.md.
 
 One sweep, axes (state_dim, init_radius, train_len ∈ {2d̂, 2d̂+1}, seed, time): balanced
 [`rnnflow.SymmetricRNN`][] students trained by gradient descent from spread-out starts
 (entry scale $r / (2\sqrt d)$: an initial semicircle spectrum on $[-r, r]$). Saved at 41
 log-spaced times: loss, relative extrapolation error to `horizon`, relative imbalance (a
 balanced start stays balanced), the learned measure (eigenvalues and weights, padded to the
-largest $d$ with NaN and 0), [`rnnflow.spectrum_distance`][] and the impulse response.
-
-At $k = 2\hat d + 1$ the loss converges only like $1/t^2$ (stray weights decay like $1/t$),
-so the error is small but not zero after a finite run; run the full scale in float64.
+largest $d$ with NaN and 0), [`rnnflow.spectrum_distance`][] and the impulse response. The
+summary adds the Gauss–Lobatto counterexample at $k = 2\hat d$ (`lobatto_measure`).
 """
 
 import dataclasses
