@@ -3,6 +3,7 @@
 from . import (
     counterexample,
     edge_of_stability,
+    finite_step,
     init_scale,
     lazy_rich,
     learning_dynamics,
@@ -18,6 +19,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         init_scale.EXPERIMENT,
         moment_threshold.EXPERIMENT,
         small_step.EXPERIMENT,
+        finite_step.EXPERIMENT,
         counterexample.EXPERIMENT,
         learning_dynamics.EXPERIMENT,
         nonlinear.EXPERIMENT,

@@ -6,6 +6,8 @@ file)`: `data` maps each sweep's name to its `xarray.Dataset`, `file` is a path 
 file. A figure only reads the saved results, never computes them.
 """
 
+import numpy as np
+
 from .._common import log_axes as log_axes
 from .._common import nanmedian as nanmedian
 from .._common import nanquartiles as nanquartiles
@@ -26,6 +28,14 @@ def save(fig, file, dpi=110) -> None:
     fig.tight_layout()
     fig.savefig(file, format="png", dpi=dpi)
     plt.close(fig)
+
+
+def colors(name: str, n: int, stop: float = 1.0):
+    """`n` colours evenly spread over the matplotlib colormap `name`, from its start to
+    `stop` (below 1 leaves out its palest end), as an (n, 4) RGBA array."""
+    from matplotlib import colormaps
+
+    return colormaps[name](np.linspace(0.0, stop, n))
 
 
 def seeds_over_time(ax, ts, values, scales, colors) -> None:
