@@ -18,7 +18,7 @@ a zero-loss point has zero gradient anyway.
 Against them, one sweep (store `gd`, axis `init_scale`): dense students of the same size
 $d$ trained by gradient descent from small unbalanced random initialization. The step must
 be small: the balanced rank-1 solution has sharpness ≈ 46 for $d = 20$, $k = 5$,
-$\hat h_i = 0.9^i$, so GD with $\eta > 2/46$ cannot converge to it (see `small_step`);
+$\hat h_i = 0.9^i$, so GD with $\eta > 2/46$ cannot converge to it (see `finite_step`);
 `lr` = 0.01 is well inside. Saved in both stores (the students at the start and the end):
 training loss, relative extrapolation error to `horizon`, effective state dimension,
 relative imbalance and the impulse response $h_i$, $i <$ `horizon`.
