@@ -32,7 +32,6 @@ each mode is learned and fits, per mode, the median time against $\log_{10}(1/\s
 import dataclasses
 from typing import Literal
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -92,13 +91,6 @@ class LearningDynamicsConfig(ExperimentConfig):
 SMALL = LearningDynamicsConfig(seeds=4, t1=300.0, num_saves=150, decades=3.5)
 
 
-def mode_progress(model, params, eigenvalues, weights) -> jnp.ndarray:
-    """Weight of the learned measure nearest each teacher eigenvalue, over the teacher weight."""
-    lam, w = rf.learned_measure(model, params)
-    nearest = jnp.argmin(jnp.abs(lam[:, None] - eigenvalues[None, :]), axis=1)
-    return w @ jax.nn.one_hot(nearest, eigenvalues.shape[0], dtype=w.dtype) / weights
-
-
 def time_to_learn(ts: np.ndarray, progress: np.ndarray, threshold: float) -> np.ndarray:
     """First time after which `progress` (..., saves) stays ≥ `threshold`, interpolated
     linearly between saves; NaN where the final value is below it (or not finite)."""
@@ -118,9 +110,15 @@ def sweeps(config: LearningDynamicsConfig) -> dict[str, rf.Sweep]:
     teacher = rf.modes_teacher(config.eigenvalues, config.weights)
     loss_fn, k = rf.ImpulseLoss(teacher, config.train_len).bind(model), config.train_len
     lam, p = (jnp.asarray(x, jnp.result_type(float)) for x in (config.eigenvalues, config.weights))
+
+    def progress(t, params):  # the learned weight nearest each teacher eigenvalue, over p_m
+        mu, w = rf.learned_measure(model, params)
+        nearest = jnp.argmin(jnp.abs(mu[:, None] - lam[None, :]), axis=1)
+        return w @ (nearest[:, None] == jnp.arange(len(p))[None, :]).astype(w.dtype) / p
+
     metrics = {
         "loss": rf.loss_metric(loss_fn),
-        "progress": lambda t, prm: mode_progress(model, prm, lam, p),
+        "progress": progress,
         "extrapolation": rf.extrapolation_metric(model, teacher, train_len=k, horizon=10 * k),
         "measure_eigenvalues": lambda t, prm: rf.learned_measure(model, prm)[0],
         "measure_weights": lambda t, prm: rf.learned_measure(model, prm)[1],
@@ -132,55 +130,42 @@ def sweeps(config: LearningDynamicsConfig) -> dict[str, rf.Sweep]:
 def times(ds, config: LearningDynamicsConfig):
     """The time each seed learns each mode, (init_scale, seed, mode); NaN if it did not
     by `t1` or its run failed."""
-    import xarray as xr  # an optional dependency (rnnflow[sweep])
-
-    cores = [["time"], ["time"], []]
-    t_learn = xr.apply_ufunc(
-        time_to_learn, ds.time, ds.progress, config.threshold, input_core_dims=cores
-    )
-    return t_learn.rename(progress_0="mode").where(_common.ok(ds))
-
-
-def fits(ds, config: LearningDynamicsConfig):
-    """Per mode, the line `median time = intercept + slope · log10(1/σ)`: (slope,
-    intercept, r², median time by scale). A seed that never learned a mode counts as +∞
-    in the median, so a median not reached by `t1` is NaN rather than biased low."""
-    med = seed_median(times(ds, config).fillna(np.inf).where(_common.ok(ds)))
-    med = med.where(np.isfinite(med))
-    return _common.fit_line(np.log10(1.0 / med.init_scale), med, "init_scale") + (med,)
+    progress = ds.progress.rename(progress_0="mode").transpose(..., "time")
+    t_learn = time_to_learn(ds.time.values, progress.values, config.threshold)
+    return progress.isel(time=-1, drop=True).copy(data=t_learn).where(_common.ok(ds))
 
 
 def analyse(data, config: LearningDynamicsConfig) -> Summary:
+    """Whether each seed learns the modes, in which order, and per mode the fitted line
+    `median time = intercept + slope · log10(1/σ)` and (for the figure) the times."""
     ds = data["sweep"]
-    ok, t_learn, (slope, intercept, r2, med) = _common.ok(ds), times(ds, config), fits(ds, config)
+    ok, t_learn = _common.ok(ds), times(ds, config)
+    # A seed that never learned a mode counts as +∞ in the median, so a median not reached
+    # by `t1` is NaN rather than biased low.
+    med = seed_median(t_learn.fillna(np.inf).where(ok)).where(np.isfinite)
+    slope, intercept, r2 = _common.fit_line(np.log10(1.0 / med.init_scale), med, "init_scale")
     order = np.argsort(-np.abs(np.asarray(config.weights)), kind="stable")
     learned = np.isfinite(t_learn).all("mode")  # every mode, by a seed that did not fail
     in_order = learned & (t_learn.isel(mode=order).diff("mode") > 0).all("mode")
     last = seed_median(ds[["loss", "extrapolation"]].isel(time=-1).where(ok), ...)
-    slopes, r2s = numbers(slope), numbers(r2)
-    # Per mode: the fitted line, the median time by scale and (for the figure) every seed's.
-    columns = {
-        "eigenvalue": config.eigenvalues,
-        "weight": config.weights,
-        "slope_per_decade": slopes,
-        "intercept": numbers(intercept),
-        "r2": r2s,
-        "t_learn_median_by_scale": med.transpose("mode", ...).values,
-        "t_learn_by_scale": t_learn.transpose("mode", "init_scale", "seed").values,
-    }
-    modes = {f"mode{m}": {k: v[m] for k, v in columns.items()} for m in range(len(slopes))}
+    fitted = {"slope_per_decade": slope, "intercept": intercept, "r2": r2}
+    by_scale = {"t_learn_median_by_scale": med, "t_learn_by_scale": t_learn}
     values = {
         "learned_fraction": number(learned.mean()),
         "in_order_fraction": number(in_order.sum() / max(int(learned.sum()), 1)),
         "final_loss_median": number(last.loss),
         "extrapolation_median": number(last.extrapolation),
         "failed": int((~ok).sum()),
-        "modes": modes,
+        "modes": {  # per mode: the fitted line; by scale, the median and every seed's time
+            f"mode{m}": {"eigenvalue": lam, "weight": p}
+            | {k: v.isel(mode=m).values for k, v in (fitted | by_scale).items()}
+            for m, (lam, p) in enumerate(zip(config.eigenvalues, config.weights))
+        },
     }
     headline = (
         f"modes learned in order of weight in {100 * values['in_order_fraction']:.0f}% of "
-        f"seeds; time to learn grows by {' / '.join(f'{s:.3g}' for s in slopes)} time units "
-        f"per decade of 1/σ (r² {' / '.join(f'{r:.3f}' for r in r2s)})"
+        f"seeds; time to learn grows by {' / '.join(f'{s:.3g}' for s in numbers(slope))} time "
+        f"units per decade of 1/σ (r² {' / '.join(f'{r:.3f}' for r in numbers(r2))})"
     )
     return Summary(headline, values)
 

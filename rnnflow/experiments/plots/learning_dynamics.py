@@ -1,25 +1,20 @@
-"""The learning_dynamics figure: losses and per-mode progress over time from the store
-`sweep`, the time each mode is learned and its fitted line from the summary, and the
-learned measure at the end."""
+"""The learning_dynamics figure: losses and per-mode progress from the store `sweep`, each
+mode's learning times and fitted line from the summary, and the learned measure at the end."""
 
 import numpy as np
 
 from .. import _common
-from .base import figure, log_axes, nanmedian, save, seeds_over_time
+from .base import colors, figure, log_axes, nanmedian, save, seeds_over_time
 
 
 def plot(data, summary, config, file) -> None:
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
     ds = data["sweep"]
     ok, ts, scales = _common.ok(ds), ds.time.values, np.asarray(config.scales)
     lam, p, styles = config.eigenvalues, config.weights, ["-", "--", ":"]
     fig, axes = figure(2, 2, figsize=(12, 9))
 
     ax = axes[0, 0]
-    loss = ds.loss.where(ok).transpose("init_scale", "seed", "time").values
-    seeds_over_time(ax, ts, loss, scales, plt.cm.viridis(np.linspace(0.0, 0.85, len(scales))))
+    seeds_over_time(ax, ts, ds.loss.where(ok).values, scales, colors("viridis", len(scales), 0.85))
     ax.set(xlabel="time t = step × lr", ylabel="training loss")
     ax.set_title("Loss: one plateau per mode (thin: seeds, thick: median)")
 
@@ -28,22 +23,16 @@ def plot(data, summary, config, file) -> None:
     # Largest, middle and smallest scale only: fifteen curves would hide the staircase.
     shown = sorted({0, len(scales) // 2, len(scales) - 1})
     for i, j in enumerate(shown):
-        med = nanmedian(prog[j], 0)
-        for m in range(len(lam)):
-            ax.plot(ts[1:], med[1:, m], color=f"C{m}", ls=styles[i], lw=1.5)
+        for m, (lam_m, p_m) in enumerate(zip(lam, p)):
+            label = f"λ={lam_m:g}, p={p_m:g}" if i == 0 else None
+            ax.plot(ts[1:], nanmedian(prog[j], 0)[1:, m], f"C{m}", ls=styles[i], label=label)
+        ax.plot([], [], "k", ls=styles[i], label=f"σ={scales[j]:g}")  # its legend entry
     ax.axhline(config.threshold, color="gray", lw=0.8, ls=":")
     log_axes(ax, np.where(np.isfinite(prog), 1.0, np.nan), y=False)
     # Headroom above the curves (1.5) for the legend; only transit spikes reach it.
     ax.set(ylim=(-0.3, 2.6), xlabel="time t", ylabel="weight nearest λ_m / p_m")
     ax.set_title("Per-mode progress, median over seeds (early spikes: transits)")
-    handles = [
-        Line2D([], [], color=f"C{m}", label=f"λ={lam[m]:g}, p={p[m]:g}") for m in range(len(lam))
-    ]
-    handles += [
-        Line2D([], [], color="k", ls=styles[i], label=f"σ={scales[j]:g}")
-        for i, j in enumerate(shown)
-    ]
-    ax.legend(handles=handles, fontsize=8, ncol=2, loc="upper left")
+    ax.legend(fontsize=8, ncol=2, loc="upper left")
 
     # One panel per mode: their times differ by orders of magnitude, and each line is
     # straight only on its own linear axis.
@@ -52,19 +41,14 @@ def plot(data, summary, config, file) -> None:
     x, rng = np.log10(1.0 / scales), np.random.default_rng(0)
     for m in range(len(lam)):
         mode, ax = summary["modes"][f"mode{m}"], fig.add_subplot(cells[0, m])
-        t_learn = np.asarray(mode["t_learn_by_scale"], np.float64)  # (scale, seed)
-        jitter = 0.08 * (rng.random(t_learn.shape[1]) - 0.5)
-        for j in range(len(scales)):
-            ax.plot(x[j] + jitter, t_learn[j], ".", color=f"C{m}", alpha=0.6)
+        jitter = 0.08 * (rng.random(config.seeds) - 0.5)  # the seeds side by side
+        ax.plot(np.add.outer(x, jitter), mode["t_learn_by_scale"], ".", color=f"C{m}", alpha=0.6)
         sm, im, rm = (mode[key] for key in ("slope_per_decade", "intercept", "r2"))
         fit = f"{sm:.3g} per decade\nr²={rm:.3f}" if np.isfinite(sm) else "not learned"
-        if np.isfinite(sm):
-            ax.plot(x, im + sm * x, color=f"C{m}")
+        ax.plot(x, im + sm * x, color=f"C{m}")  # nothing where the mode was not learned (NaN)
         ax.set_title(f"λ={lam[m]:g}, p={p[m]:g}\n{fit}", fontsize=9)
-        ax.set_xlabel("log10(1/σ)")
+        ax.set(xlabel="log10(1/σ)", ylabel="" if m else f"time to reach {config.threshold:g} × p_m")
         ax.tick_params(labelsize=8)
-        if m == 0:
-            ax.set_ylabel(f"time to reach {config.threshold:g} × p_m")
 
     ax = axes[1, 1]
     small = ds.sel(init_scale=min(config.scales)).isel(time=-1).where(_common.ok)
