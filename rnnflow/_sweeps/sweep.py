@@ -8,10 +8,12 @@ A [`rnnflow.Sweep`][] is data: the axes and their values, the number of seeds, a
 - axes whose values are all floats (init scales, rates, teacher values) are *vmapped*:
   `setup` receives them traced, and every point of them runs through one compiled
   program; other axes (widths, model names, integers) are *looped*: one program each;
-- the work is cut into units of one or more points × a block of seeds, run side by side
-  (the lanes of a [`rnnflow.train_seeds`][] block) and written to the store as they finish,
-  so a sweep of 10⁵ seeds never holds its results in host memory, and a killed sweep
-  resumes from its last finished unit;
+- the work is cut into units of one point × a block of seeds (fixed by the number of
+  seeds), computed `lanes` (seed, point) pairs side by side per compiled call (the lanes of
+  a [`rnnflow.train_seeds`][] block) and written to the store as they finish, so a sweep
+  of 10⁵ seeds never holds its results in host memory, and a killed sweep resumes from
+  its last finished unit, with any `lanes`: a lane's values do not depend on the width of
+  its call;
 - under `jax.distributed`, each process runs the units `u` with `u mod processes =
   process index` on its own devices and writes them to the same store: the store is
   identical to a single process's, bit for bit (the units and programs are the same).
@@ -31,7 +33,8 @@ from .._engine.trajectory import Save, Stop
 from . import layout as layout
 from .compute import _compute, _prepare
 from .plan import _plan
-from .store import Store, open_results
+from .store import Store
+from .verify import open_results
 
 _RESERVED = ("seed", "time", "t")
 
@@ -162,14 +165,19 @@ def run_sweep(
     seed_keys = jax.random.split(sweep.key, sweep.seeds)
     shapes, hashes, times, setups = _prepare(sweep, plan, seed_keys)
     identity = layout.identity(sweep, plan, hashes)
-    if jax.process_index() == 0:
+    if jax.process_index() != 0:
+        if json.dumps(out.wait_created(), sort_keys=True) != json.dumps(identity, sort_keys=True):
+            raise FileExistsError(f"{out.path} holds another sweep than this process's.")
+        if not out.complete():
+            _compute(out, sweep, plan, seed_keys, setups, devices, progress)
+        out.wait_complete()
+        return open_results(out.path, verify=False)
+    layout.check(out, identity)  # a store of another sweep is refused untouched
+    out.progress.mkdir(parents=True, exist_ok=True)
+    with out.lock:
         layout.open_or_create(out, sweep, plan, identity, shapes, times, seed_keys)
-    elif json.dumps(out.wait_created(), sort_keys=True) != json.dumps(identity, sort_keys=True):
-        raise FileExistsError(f"{out.path} holds another sweep than this process's.")
-    if not out.complete():
-        _compute(out, sweep, plan, seed_keys, setups, devices, progress)
-        if jax.process_index() == 0:
+        if not out.complete():
+            _compute(out, sweep, plan, seed_keys, setups, devices, progress)
             out.wait_done(identity["units"])
             out.finish()
-        out.wait_complete()
-    return open_results(out.path)
+    return open_results(out.path, verify=False)  # verified above, or written just now

@@ -84,7 +84,7 @@ def load_results(path: str | os.PathLike) -> Results:
     res["sweep"].extrapolation.isel(time=-1).median("seed"), res.summary["diverged"]
     ```
     """
-    from .._sweeps.store import open_results
+    from .._sweeps.verify import open_results
 
     folder = Path(path)
     if not folder.exists():
