@@ -1,5 +1,6 @@
 """`train_seeds`: [`rnnflow.train`][] over a leading seed axis, in blocks, chunks and shards."""
 
+import contextlib
 import functools
 import math
 import os
@@ -189,7 +190,18 @@ def train_seeds(
         one_seed = functools.partial(
             run, loss_fn, method.quiet(), fixed=fixed, save=save, stop=stop, key=first_key
         )
-        store = Checkpoints(checkpoint, computation_hash(one_seed, first_seed) + f"/{lanes}")
+        store = Checkpoints(
+            checkpoint,
+            computation_hash(one_seed, first_seed) + f"/{lanes}",
+            array_hash((trainable, keys)),
+        )
+    with contextlib.nullcontext() if store is None else store:
+        out = _chunks(store, seeds, compute, num_seeds, num_blocks, per_chunk, block, progress)
+    return with_fixed(jax.tree.map(jnp.asarray, out), fixed)
+
+
+def _chunks(store, seeds, compute, num_seeds, num_blocks, per_chunk, block, progress):
+    """Compute the chunks one after another (or load them from `store`), into host memory."""
     treedef = jax.tree.structure(jax.eval_shape(compute, seeds(0, 1)))
     out = None
     for c, first in enumerate(range(0, num_blocks, per_chunk)):
@@ -208,4 +220,4 @@ def train_seeds(
             o[lo:hi] = x[: hi - lo]
         if progress:
             print(f"rnnflow: seeds {hi}/{num_seeds} done", flush=True)
-    return with_fixed(jax.tree.map(jnp.asarray, out), fixed)
+    return out
