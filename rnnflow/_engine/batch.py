@@ -16,8 +16,8 @@ from .blocks import _default_lanes, _without_lapack_deadlock
 from .checkpoints import Checkpoints, array_hash, computation_hash
 from .checks import check_positive_int
 from .methods import AbstractMethod
-from .objective import check_finite, offered, split
-from .train import check_call, run, with_fixed
+from .objective import check_finite, check_leaves, offered, split
+from .train import check_call, check_kinds, run, with_fixed
 from .trajectory import Save, Stop, Trajectory
 
 
@@ -133,6 +133,10 @@ def train_seeds(
     traj.summary()  # {'finished': 1000}
     ```
     """
+    # The arguments' kinds and the leaves' dtypes first: `method` is used below, and a
+    # seed axis is looked for on floating-point leaves only.
+    check_kinds(loss_fn, method, save, stop)
+    check_leaves(params)
     num_seeds = _num_seeds(loss_fn, params)
     check_finite("params", params)  # every seed's; `check_call` sees the first seed
     trainable, fixed = split(params)
