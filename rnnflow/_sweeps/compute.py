@@ -108,7 +108,7 @@ def _write_unit(out, sweep, plan, u, c, p, seeds, traj):
     for name, values in traj.metrics.items():
         chunks[name] = out.write(name, at + block, np.asarray(values))
     where = ", ".join(f"{a}={sweep.axes[a][i]}" for a, i in zip(sweep.axes, at, strict=True))
-    out.mark_done(u, f"{where}, seeds {seeds.start}-{seeds.stop - 1}", chunks)
+    out.mark_done(u, f"{where}, seeds {seeds.start}-{seeds.stop - 1}", chunks, plan.width)
 
 
 class _Progress:

@@ -77,6 +77,19 @@ def open_or_create(out, sweep, plan, identity, shapes, times, seed_keys):
         for u, why in verify.damaged_units(out, identity["units"]).items():
             _notice(f"{out.path}: {why}; computing it again.")
             out.unmark(u)
+    if not out.complete():
+        widths = {
+            held["lanes"]
+            for u in range(identity["units"])
+            if out.done(u) and (held := out.written(u)) is not None
+        }
+        if widths - {plan.width}:
+            warnings.warn(
+                f"{out.path} resumes with {plan.width} lanes where its finished units used "
+                f"{sorted(widths)}: another batch width may round differently, so the units "
+                "computed now agree with a run at the first width to rounding, not bit for bit.",
+                stacklevel=4,
+            )
 
 
 def _notice(message: str) -> None:

@@ -13,11 +13,6 @@ import jax.numpy as jnp
 # from and a damaged chunk costs. Fixed by the number of seeds alone, never by `lanes`, so
 # that a sweep resumes with any `lanes`.
 _UNIT_SEEDS = 1024
-# Lanes per device are a multiple of this: XLA's CPU code then runs every lane through the
-# same vectorised loop, and a lane's values do not depend on the width of its call or on
-# its place in it (widths that are not, e.g. 12 of a d = 4 diagonal RNN in float32,
-# changed the last bits of some lanes). The tests check bitwise equality across `lanes`.
-_LANE_TILE = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +42,8 @@ def _plan(sweep, lanes: int | None, num_devices: int) -> _Plan:
     combos = list(itertools.product(*(range(len(sweep.axes[a])) for a in looped)))
     points = list(itertools.product(*(range(len(sweep.axes[a])) for a in vmapped)))
     lanes = lanes or min(len(points) * sweep.seeds, 1024)
-    # A call's lanes are sharded over the devices, a multiple of the tile on each.
-    tile = _LANE_TILE * num_devices
-    width = math.ceil(lanes / tile) * tile
+    # A call's lanes are sharded over the devices: a multiple of their number.
+    width = math.ceil(lanes / num_devices) * num_devices
     return _Plan(looped, vmapped, combos, points, min(sweep.seeds, _UNIT_SEEDS), width)
 
 

@@ -83,10 +83,12 @@ class Store:
     def done(self, unit: int) -> bool:
         return self._unit(unit).exists()
 
-    def mark_done(self, unit: int, label: str, chunks: dict) -> None:
+    def mark_done(self, unit: int, label: str, chunks: dict, lanes: int) -> None:
         """Mark `unit` finished: `label` says which point and seeds it is, `chunks` maps
-        each variable to the keys of the chunks the unit wrote."""
-        self._mark(self._unit(unit).name, json.dumps({"unit": label, "chunks": chunks}))
+        each variable to the keys of the chunks the unit wrote, `lanes` is the width of
+        the calls that computed it."""
+        held = {"unit": label, "chunks": chunks, "lanes": lanes}
+        self._mark(self._unit(unit).name, json.dumps(held))
 
     def unmark(self, unit: int) -> None:
         self._unit(unit).unlink(missing_ok=True)
@@ -97,7 +99,11 @@ class Store:
         marker cannot be read."""
         try:
             held = json.loads(self._unit(unit).read_text())
-            return {"label": str(held["unit"]), "chunks": dict(held["chunks"])}
+            return {
+                "label": str(held["unit"]),
+                "chunks": dict(held["chunks"]),
+                "lanes": int(held["lanes"]),
+            }
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

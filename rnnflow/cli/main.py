@@ -83,9 +83,10 @@ def main(argv=None) -> int:
         if not (isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)):
             raise
         # Not the user's input but the run's size: say so in a line, and how to go on. The
-        # units of work do not depend on --lanes, so fewer lanes resume the same run.
+        # units of work do not depend on --lanes, so fewer lanes resume the same run (what
+        # they compute agrees with the wider calls to rounding).
         first = str(e).strip().splitlines()[0]
-        how = "with a smaller --lanes (the results are the same) " if hasattr(args, "lanes") else ""
+        how = "with a smaller --lanes " if hasattr(args, "lanes") else ""
         print(
             f"rnnflow: error: the device ran out of memory ({first}). What finished is kept; "
             f"run the same command {how}to resume.",

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
             "--lanes",
             type=int,
             help="seeds × points computed side by side (default: up to 1024); working "
-            "memory grows with it, the results do not, and a killed run resumes with any",
+            "memory grows with it; a killed run resumes with any (the same: bit for bit)",
         )
 
     r = sub.add_parser(
