@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 
 from .._engine.files import DamageWarning
-from .._sweeps.sweep import run_sweep
+from .._sweeps import sweep as _sweep
 from .._sweeps.verify import DamagedStoreError
 from . import results as _results
 from .base import Experiment, ExperimentConfig
@@ -84,7 +84,7 @@ def run_experiment(
                 warnings.warn(f"{e.args[0].split('; run')[0]}; repairing it.", DamageWarning)
         start = time.perf_counter()
         data = {
-            name: run_sweep(sweep, folder / f"{name}.zarr", lanes=lanes, progress=progress)
+            name: _sweep.run_sweep(sweep, folder / f"{name}.zarr", lanes=lanes, progress=progress)
             for name, sweep in experiment.sweeps(config).items()
         }
         summary = experiment.analyse(data, config)
