@@ -56,8 +56,8 @@ from ._rnn.seeds import init_seeds as init_seeds
 from ._rnn.teachers import Teacher as Teacher
 from ._rnn.teachers import modes_teacher as modes_teacher
 from ._rnn.teachers import random_teacher as random_teacher
-from ._sweeps.store import open_results as open_results
 from ._sweeps.sweep import Sweep as Sweep
 from ._sweeps.sweep import run_sweep as run_sweep
+from ._sweeps.verify import open_results as open_results
 
 __version__ = "0.1.0"

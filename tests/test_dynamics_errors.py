@@ -372,6 +372,12 @@ TRAIN_CALLS = [
         TypeError,
         "`method` must be GradientDescent",
     ),
+    # ... in train_seeds too, checked before the method is used.
+    (
+        lambda: rf.train_seeds(LOSS.bind(MODEL), SEEDS, optax.sgd(0.1)),
+        TypeError,
+        "`method` must be GradientDescent",
+    ),
     (
         lambda: rf.train(LOSS.bind(MODEL), PARAMS, GD, save={"num": 3}),
         TypeError,
@@ -421,6 +427,14 @@ TRAIN_CALLS = [
         lambda: rf.train(_sum_sq, {"w": 3.0}, GD),
         ValueError,
         "`params` must hold at least one floating-point array",
+    ),
+    # train_seeds with an integer leaf: named, as train names it.
+    (
+        lambda: rf.train_seeds(
+            _sum_sq, {"w": jnp.zeros((3, 2)), "b": jnp.zeros((3, 2), jnp.int32)}, GD
+        ),
+        TypeError,
+        "`params['b']` is a int32 array",
     ),
     # train_seeds: parameters without a seed axis, diagonal and dense.
     (lambda: rf.train_seeds(LOSS.bind(MODEL), PARAMS, GD), ValueError, "no leading seed axis"),

@@ -25,6 +25,62 @@ them as arrays: a key, parameters, inputs of the right shapes.
 """
 
 
+FILES = """
+## Damaged files, folders of other runs, two writers
+
+What is on disk is checked too, by the tests in `tests/test_store_damage.py`,
+`tests/test_cli_damage.py` and `tests/test_resume.py`. Every chunk of a sweep's store
+carries a CRC-32C checksum (zarr's `crc32c` codec) and is verified when the store is
+resumed, found finished, or opened; `train_seeds` checkpoints carry a SHA-256 of their
+arrays (see [Verified stores](sweeps.md#verified-stores) for how to check a store by hand).
+"""
+
+# (what is found, what happens): each row is a case of the tests named above.
+FILE_CASES = [
+    (
+        "a chunk of a finished unit missing, truncated, overwritten or with a flipped bit, "
+        "on `rf.open_results`",
+        "`DamagedStoreError` (a `ValueError`): `unit 1 (init_scale=0.2, seeds 0-4): its "
+        "chunk loss/c/1/0/0 fails its checksum`",
+    ),
+    (
+        "the same, on `rf.run_sweep` or `rnnflow sweep`/`run`/`reproduce`",
+        "one-line `DamageWarning` naming the unit; that unit alone is computed again, to "
+        "the same store",
+    ),
+    (
+        "a damaged coordinate",
+        "one-line `DamageWarning`; it is written again, nothing is computed",
+    ),
+    (
+        "a damaged `train_seeds` checkpoint file (or one swapped in)",
+        "one-line `DamageWarning` naming it; its chunk alone is computed again",
+    ),
+    (
+        "a store, results folder or checkpoint folder of another run, or of other files",
+        "`FileExistsError` naming the folder (`holds the results of another sweep`, `holds "
+        "the chunks of another run`, `not empty`); nothing in it changes, byte for byte",
+    ),
+    (
+        "a folder another live run is writing (its lock names a running pid)",
+        "`FileExistsError`: `is being written by another run (pid N on HOST)`",
+    ),
+    (
+        "the lock of a killed run (its pid no longer runs on this host)",
+        "taken over, without a word",
+    ),
+    (
+        "a full disk or a file-size limit while writing (the command)",
+        "`rnnflow: error: writing the results in OUT failed: File too large ...`, exit 1; "
+        "every finished unit is kept",
+    ),
+    (
+        "a resume with other `lanes`",
+        "one-line warning: the units computed now agree with the rest to rounding",
+    ),
+]
+
+
 def _cell(text: str) -> str:
     text = " ".join(text.split())
     return text.replace("|", "\\\\|")
@@ -64,7 +120,10 @@ def render() -> str:
         for call, error, text in rows:
             out.append(f"| `{_cell(call)}` | `{error}` | {_cell(text)} |")
     out.append(f"\n{total} cases in all.\n")
-    return "\n".join(out)
+    out.append(FILES)
+    out.append("| what is found | what happens |\n| --- | --- |")
+    out += [f"| {found} | {happens} |" for found, happens in FILE_CASES]
+    return "\n".join(out) + "\n"
 
 
 def test_the_error_page_lists_every_case():

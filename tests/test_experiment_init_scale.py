@@ -154,11 +154,11 @@ def test_interrupted_experiment_resumes_to_identical_results(tmp_path, monkeypat
     class Interrupted(Exception):
         pass
 
-    # Killed right after the first unit of work (one teacher) is written.
+    # Killed right after the first unit of work (one teacher at one scale) is written.
     real_mark = _store.Store.mark_done
 
-    def mark_then_die(self, unit):
-        real_mark(self, unit)
+    def mark_then_die(self, unit, *args):
+        real_mark(self, unit, *args)
         raise Interrupted
 
     out = tmp_path / "run"
@@ -179,7 +179,8 @@ def test_interrupted_experiment_resumes_to_identical_results(tmp_path, monkeypat
         _blocks, "_block_jit", lambda *a, **k: trained.append(1) or real_block(*a, **k)
     )
     resumed = run_experiment("init_scale", config, out=out)
-    assert len(trained) == 1  # only the second unit (the "long" teacher) was trained
+    # The other scale of the "short" teacher, then the "long" teacher (one call each).
+    assert len(trained) == 2
     whole = run_experiment("init_scale", config, out=tmp_path / "whole")
     xr.testing.assert_identical(resumed["sweep"].load(), whole["sweep"].load())
     assert resumed.summary == whole.summary

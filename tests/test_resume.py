@@ -1,6 +1,7 @@
 """Interrupted sweeps: checkpointed chunks resume to results identical to an uninterrupted run."""
 
 import functools
+import hashlib
 import os
 import random
 import signal
@@ -17,6 +18,7 @@ import pytest
 
 import rnnflow as rf
 import rnnflow._engine.blocks as blocks_module
+import rnnflow._engine.files as rf_files
 
 MODEL = rf.DiagonalRNN(6, scan="sequential")
 LOSS = rf.ImpulseLoss(rf.modes_teacher([0.9, -0.5], [1.0, 0.5]), 4)
@@ -71,10 +73,10 @@ def test_checkpointed_equals_plain_and_resumes_without_work(tmp_path, count_bloc
     first = run()
     assert_identical(first, plain)
     files = sorted(f.name for f in tmp_path.iterdir())
-    assert files == [f"seeds-chunk-{i:05d}.npz" for i in range(3)]
+    assert files == ["checkpoint.json"] + [f"seeds-chunk-{i:05d}.npz" for i in range(3)]
 
     # A run killed before chunk 1 was written: that chunk alone (2 blocks) is computed again.
-    (tmp_path / files[1]).unlink()
+    (tmp_path / files[2]).unlink()
     (tmp_path / ".seeds-chunk-00001.npz.abc.tmp").write_bytes(b"partial write")  # never read
     count_blocks.clear()
     assert_identical(run(), plain)
@@ -86,23 +88,32 @@ def test_checkpointed_equals_plain_and_resumes_without_work(tmp_path, count_bloc
     assert count_blocks == []
 
 
-def _recomputed(run, *args, **kwargs):
-    """`run(*args, **kwargs)` into a folder of another run: each chunk file is reported
-    ("computed by another run") and recomputed, to the results of a run without it."""
-    with pytest.warns(UserWarning, match="computed by another run"):
-        traj = run(*args, **kwargs)
-    kwargs.pop("checkpoint", None)
-    assert_identical(traj, run(*args, **kwargs))
+def folder_hashes(folder):
+    """Every file under `folder` and a hash of its bytes."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
-def test_checkpoint_of_another_run_is_recomputed(tmp_path):
+def _refused(run, *args, **kwargs):
+    """`run(*args, **kwargs)` into a folder of another run is refused, and nothing in the
+    folder changes (its files are the same, byte for byte)."""
+    before = folder_hashes(kwargs["checkpoint"])
+    with pytest.raises(FileExistsError, match="holds the chunks of another run"):
+        run(*args, **kwargs)
+    assert folder_hashes(kwargs["checkpoint"]) == before
+
+
+def test_checkpoint_of_another_run_is_refused_and_left_unchanged(tmp_path):
     rf.train_seeds(LOSS.bind(MODEL), params(4), METHOD, save=SAVE, checkpoint=tmp_path)
 
     def run(loss_fn=LOSS.bind(MODEL), method=METHOD, save=SAVE, **kwargs):
         return rf.train_seeds(loss_fn, params(4), method, save=save, **kwargs)
 
     def other(**kwargs):
-        _recomputed(run, checkpoint=tmp_path, **kwargs)
+        _refused(run, checkpoint=tmp_path, **kwargs)
 
     other(method=rf.GradientDescent(0.05, 300))
     # The same end time and save times with another step size is another run too.
@@ -113,9 +124,22 @@ def test_checkpoint_of_another_run_is_recomputed(tmp_path):
     other(save=rf.Save(num=4, metrics=dict(SAVE.metrics)))
     other(stop=rf.Stop(loss_below=1e-6))
     other(lanes=2)
+    # Other initial parameters.
+    before = folder_hashes(tmp_path)
+    with pytest.raises(FileExistsError, match="other seeds"):
+        rf.train_seeds(LOSS.bind(MODEL), params(4, seed=1), METHOD, save=SAVE, checkpoint=tmp_path)
+    assert folder_hashes(tmp_path) == before
 
 
-def test_damaged_or_foreign_chunk_files_are_recomputed(tmp_path, count_blocks):
+def test_a_folder_of_other_files_is_refused_and_left_unchanged(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    before = folder_hashes(tmp_path)
+    with pytest.raises(FileExistsError, match="not rnnflow checkpoints"):
+        rf.train_seeds(LOSS.bind(MODEL), params(4), METHOD, save=SAVE, checkpoint=tmp_path)
+    assert folder_hashes(tmp_path) == before
+
+
+def test_damaged_or_swapped_chunk_files_are_recomputed(tmp_path, count_blocks):
     p = params(10)
     one = jax.devices()[:1]
     plain = rf.train_seeds(LOSS.bind(MODEL), p, METHOD, save=SAVE, lanes=2, devices=one)
@@ -133,14 +157,14 @@ def test_damaged_or_foreign_chunk_files_are_recomputed(tmp_path, count_blocks):
             checkpoint=tmp_path,
         )
 
-    def recomputed(chunk, why):
+    def recomputed(chunk, why, blocks=2):
         # Each damaged file is reported and its chunk (2 blocks) alone computed again, to
         # the results of an uninterrupted run.
         count_blocks.clear()
-        with pytest.warns(UserWarning, match=f"seeds-chunk-{chunk:05d}.npz is not used: {why}"):
+        with pytest.warns(rf_files.DamageWarning, match=f"chunk-{chunk:05d}.npz is damaged: {why}"):
             traj = run()
         assert_identical(traj, plain)
-        assert len(count_blocks) == 2
+        assert len(count_blocks) == blocks
 
     run()
     files = [tmp_path / f"seeds-chunk-{i:05d}.npz" for i in range(3)]
@@ -157,20 +181,25 @@ def test_damaged_or_foreign_chunk_files_are_recomputed(tmp_path, count_blocks):
     files[1].write_bytes(files[0].read_bytes())
     recomputed(1, "it holds other seeds than this chunk's")
 
-    # Other initial parameters: every chunk holds other seeds, and all are recomputed.
-    other = params(10, seed=1)
-    count_blocks.clear()
-    with pytest.warns(UserWarning, match="holds other seeds") as record:
-        traj = run(other)
-    assert len([w for w in record if "holds other seeds" in str(w.message)]) == 3
-    assert len(count_blocks) == 5
-    assert_identical(
-        traj, rf.train_seeds(LOSS.bind(MODEL), other, METHOD, save=SAVE, lanes=2, devices=one)
+    # A file of another run of the same shapes put in this run's folder.
+    (tmp_path / "other").mkdir()
+    rf.train_seeds(
+        LOSS.bind(MODEL),
+        params(10, seed=1),
+        rf.GradientDescent(0.04, 200),
+        save=SAVE,
+        lanes=2,
+        chunk_size=4,
+        devices=one,
+        checkpoint=tmp_path / "other",
     )
+    files[2].write_bytes((tmp_path / "other" / files[2].name).read_bytes())
+    (tmp_path / "other").rename(tmp_path / ".other")  # hidden: not a file of this folder
+    recomputed(2, "it was computed by another run", blocks=1)
 
 
 @pytest.mark.slow
-def test_checkpoint_of_a_flow_with_other_settings_is_recomputed(tmp_path, count_blocks):
+def test_checkpoint_of_a_flow_with_other_settings_is_refused(tmp_path, count_blocks):
     save = rf.Save(num=3)
     run = functools.partial(rf.train_seeds, LOSS.bind(MODEL), params(4), save=save)
     first = run(rf.GradientFlow(1.0), checkpoint=tmp_path / "a")
@@ -182,7 +211,7 @@ def test_checkpoint_of_a_flow_with_other_settings_is_recomputed(tmp_path, count_
         rf.GradientFlow(1.0, stepsize_controller=diffrax.PIDController(rtol=1e-4, atol=1e-7)),
         rf.GradientFlow(1.0, solver=rf.LeastSquaresRosenbrock()),
     ):
-        _recomputed(run, other, checkpoint=tmp_path / "b")
+        _refused(run, other, checkpoint=tmp_path / "b")
         run(rf.GradientFlow(1.0), checkpoint=tmp_path / "b")  # and back
     # A progress meter changes nothing computed: the run resumes with one.
     with_meter = rf.GradientFlow(1.0, progress_meter=diffrax.TextProgressMeter())
@@ -192,7 +221,7 @@ def test_checkpoint_of_a_flow_with_other_settings_is_recomputed(tmp_path, count_
 
 
 @pytest.mark.slow
-def test_checkpoint_of_another_optax_optimizer_is_recomputed(tmp_path, count_blocks):
+def test_checkpoint_of_another_optax_optimizer_is_refused(tmp_path, count_blocks):
     def run(optimizer, checkpoint=tmp_path):
         method = rf.GradientDescent(0.05, 50, optimizer)
         return rf.train_seeds(LOSS.bind(MODEL), params(4), method, save=SAVE, checkpoint=checkpoint)
@@ -209,12 +238,12 @@ def test_checkpoint_of_another_optax_optimizer_is_recomputed(tmp_path, count_blo
         optax.sgd(0.05, momentum=0.9),
         optax.adam(optax.linear_schedule(0.01, 0.0, 3)),
     ):
-        _recomputed(run, other, checkpoint=tmp_path)
+        _refused(run, other, checkpoint=tmp_path)
         run(optax.adam(0.01))  # and back
 
 
 @pytest.mark.slow
-def test_checkpoint_of_another_learning_rate_schedule_is_recomputed(tmp_path, count_blocks):
+def test_checkpoint_of_another_learning_rate_schedule_is_refused(tmp_path, count_blocks):
     def run(lr, checkpoint=tmp_path):
         method = rf.GradientDescent(lr, 50)
         return rf.train_seeds(LOSS.bind(MODEL), params(4), method, save=SAVE, checkpoint=checkpoint)
@@ -230,7 +259,7 @@ def test_checkpoint_of_another_learning_rate_schedule_is_recomputed(tmp_path, co
         optax.linear_schedule(0.05, 0.01, 40),
         optax.cosine_decay_schedule(0.05, 50),
     ):
-        _recomputed(run, other, checkpoint=tmp_path)
+        _refused(run, other, checkpoint=tmp_path)
         run(optax.linear_schedule(0.05, 0.01, 50))  # and back
 
 

@@ -1,5 +1,6 @@
 """`train_seeds`: [`rnnflow.train`][] over a leading seed axis, in blocks, chunks and shards."""
 
+import contextlib
 import functools
 import math
 import os
@@ -15,8 +16,8 @@ from .blocks import _default_lanes, _without_lapack_deadlock
 from .checkpoints import Checkpoints, array_hash, computation_hash
 from .checks import check_positive_int
 from .methods import AbstractMethod
-from .objective import check_finite, offered, split
-from .train import check_call, run, with_fixed
+from .objective import check_finite, check_leaves, offered, split
+from .train import check_call, check_kinds, run, with_fixed
 from .trajectory import Save, Stop, Trajectory
 
 
@@ -132,6 +133,10 @@ def train_seeds(
     traj.summary()  # {'finished': 1000}
     ```
     """
+    # The arguments' kinds and the leaves' dtypes first: `method` is used below, and a
+    # seed axis is looked for on floating-point leaves only.
+    check_kinds(loss_fn, method, save, stop)
+    check_leaves(params)
     num_seeds = _num_seeds(loss_fn, params)
     check_finite("params", params)  # every seed's; `check_call` sees the first seed
     trainable, fixed = split(params)
@@ -189,7 +194,18 @@ def train_seeds(
         one_seed = functools.partial(
             run, loss_fn, method.quiet(), fixed=fixed, save=save, stop=stop, key=first_key
         )
-        store = Checkpoints(checkpoint, computation_hash(one_seed, first_seed) + f"/{lanes}")
+        store = Checkpoints(
+            checkpoint,
+            computation_hash(one_seed, first_seed) + f"/{lanes}",
+            array_hash((trainable, keys)),
+        )
+    with contextlib.nullcontext() if store is None else store:
+        out = _chunks(store, seeds, compute, num_seeds, num_blocks, per_chunk, block, progress)
+    return with_fixed(jax.tree.map(jnp.asarray, out), fixed)
+
+
+def _chunks(store, seeds, compute, num_seeds, num_blocks, per_chunk, block, progress):
+    """Compute the chunks one after another (or load them from `store`), into host memory."""
     treedef = jax.tree.structure(jax.eval_shape(compute, seeds(0, 1)))
     out = None
     for c, first in enumerate(range(0, num_blocks, per_chunk)):
@@ -208,4 +224,4 @@ def train_seeds(
             o[lo:hi] = x[: hi - lo]
         if progress:
             print(f"rnnflow: seeds {hi}/{num_seeds} done", flush=True)
-    return with_fixed(jax.tree.map(jnp.asarray, out), fixed)
+    return out

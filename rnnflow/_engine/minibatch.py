@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
 from .checks import check_positive_int
-from .objective import check_finite, offered
+from .objective import check_finite, offered, split
 
 
 class Minibatch(eqx.Module):
@@ -94,13 +94,18 @@ class Minibatch(eqx.Module):
         return jax.tree.map(lambda x: x[idx], self.data)
 
     def noise_factor(self, params) -> Array:
-        """$G$, shape `(n, N)` over `ravel_pytree(params)`, with $GG^\\top = Σ(θ)/B$: the
-        minibatch gradient's covariance, from the $N$ per-example gradients. The stochastic
-        flow drives it with an $N$-dimensional Brownian motion."""
-        flat, unravel = ravel_pytree(params)
+        """$G$, shape `(n, N)` over the trained leaves of `params` (floating-point arrays,
+        flattened by `ravel_pytree`; fixed leaves, such as a Python float, are not
+        trained and carry no noise), with $GG^\\top = Σ(θ)/B$: the minibatch gradient's
+        covariance, from the $N$ per-example gradients. The stochastic flow drives it with
+        an $N$-dimensional Brownian motion."""
+        trainable, fixed = split(params)
+        flat, unravel = ravel_pytree(trainable)
 
         def grad(example):
-            return jax.grad(lambda x: self.example_loss(unravel(x), example))(flat)
+            return jax.grad(lambda x: self.example_loss(eqx.combine(unravel(x), fixed), example))(
+                flat
+            )
 
         g = jax.vmap(grad)(self.data)  # (N, n)
         n = g.shape[0]

@@ -109,15 +109,9 @@ def check_finite(name: str, tree) -> None:
             )
 
 
-def check_params(loss_fn, params) -> None:
-    """Raise a `TypeError`/`ValueError` naming the leaf if `params` cannot be trained by
-    `loss_fn` (no floating leaves, integer arrays, the loss's own check); then check, by
-    abstract evaluation only, that the loss returns a real scalar."""
-    if not callable(loss_fn):
-        raise TypeError(
-            "`loss_fn` must be callable as loss_fn(params) -> scalar; "
-            f"got {type(loss_fn).__name__}."
-        )
+def check_leaves(params) -> None:
+    """Raise a `TypeError` naming the first leaf of `params` that cannot be trained (an
+    integer or complex array), for one seed's params or a seed axis of them."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         if eqx.is_array(leaf) and not jnp.issubdtype(leaf.dtype, jnp.inexact):
             raise TypeError(
@@ -127,6 +121,18 @@ def check_params(loss_fn, params) -> None:
             )
         if eqx.is_array(leaf) and jnp.iscomplexobj(leaf):
             raise TypeError(f"`params{jax.tree_util.keystr(path)}` must be real; got {leaf.dtype}.")
+
+
+def check_params(loss_fn, params) -> None:
+    """Raise a `TypeError`/`ValueError` naming the leaf if `params` cannot be trained by
+    `loss_fn` (no floating leaves, integer arrays, the loss's own check); then check, by
+    abstract evaluation only, that the loss returns a real scalar."""
+    if not callable(loss_fn):
+        raise TypeError(
+            "`loss_fn` must be callable as loss_fn(params) -> scalar; "
+            f"got {type(loss_fn).__name__}."
+        )
+    check_leaves(params)
     if not jax.tree.leaves(split(params)[0]):
         raise ValueError("`params` must hold at least one floating-point array to train.")
     check_finite("params", params)

@@ -13,9 +13,8 @@ from .objective import Objective, check_params, metric_fn, split
 from .trajectory import Save, Stop, Trajectory
 
 
-def check_call(loss_fn, params, method, save, stop, key=None) -> None:
-    """Every check that needs no compiling, for one seed's `params` (and `key`); raises a
-    `TypeError` or `ValueError` that names the argument."""
+def check_kinds(loss_fn, method, save, stop) -> None:
+    """The kinds of the arguments other than `params`, checked before any is used."""
     misplaced = getattr(loss_fn, "not_a_loss", None)
     if isinstance(misplaced, str):  # e.g. a model, given where its bound loss belongs
         raise TypeError(misplaced)
@@ -28,6 +27,12 @@ def check_call(loss_fn, params, method, save, stop, key=None) -> None:
         raise TypeError(f"`save` must be an rnnflow.Save; got {type(save).__name__}.")
     if not isinstance(stop, Stop):
         raise TypeError(f"`stop` must be an rnnflow.Stop; got {type(stop).__name__}.")
+
+
+def check_call(loss_fn, params, method, save, stop, key=None) -> None:
+    """Every check that needs no compiling, for one seed's `params` (and `key`); raises a
+    `TypeError` or `ValueError` that names the argument."""
+    check_kinds(loss_fn, method, save, stop)
     check_params(loss_fn, params)
     method.check(loss_fn, stop)
     method.save_times(save)  # raises on save times outside [0, t1]

@@ -1,6 +1,8 @@
 """Running a planned sweep: every point checked and traced before anything compiles, then
 this process's unfinished units computed, block by block, and written to the store."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,7 +23,7 @@ def _prepare(sweep, plan, seed_keys):
     shapes, hashes, times, setups = [], [], [], []
     # As many lanes as a unit has, so that the setup's operations (random draws above all,
     # slow to compile) compile for one number of lanes, here and in `_compute`.
-    width = plan.points_per_unit * plan.block
+    width = plan.width
     for c in range(len(plan.combos)):
         setups.append(_setup_fn(sweep, _values(sweep, plan, c, [])[0]))
         for start in range(0, len(plan.points), width):
@@ -46,41 +48,67 @@ def _prepare(sweep, plan, seed_keys):
 
 
 def _compute(out, sweep, plan, seed_keys, setups, devices, progress):
-    """Run this process's unfinished units and write them."""
-    axes = list(sweep.axes)
+    """Run this process's unfinished units and write them: their lanes (point × seed) in
+    order, `plan.width` per compiled call; a unit is written and marked as soon as its last
+    lane is computed, so host memory holds about one call's results."""
     processes, me = jax.process_count(), jax.process_index()
-    width = plan.points_per_unit * plan.block
     bar = _Progress(len(plan.combos) * len(plan.points) * sweep.seeds, progress)
-    for u, c, points, seeds in plan.units(sweep.seeds):
-        n = len(points) * len(seeds)
-        if u % processes != me or out.done(u):
-            bar.update(n)
-            continue
-        lanes = [(p, s) for p in points for s in seeds]
-        lanes += [lanes[-1]] * (width - len(lanes))  # padding lanes are computed and dropped
-        _, vmapped = _values(sweep, plan, c, [p for p, _ in lanes])
-        keys = seed_keys[np.asarray([s for _, s in lanes])]
-        loss_fn, params, method = setups[c](vmapped, keys)
-        trainable, fixed = split(params)
-        check_finite("params", params)
-        traj = _blocks._block_jit(
-            loss_fn, method, trainable, fixed, sweep.save, sweep.stop, devices, per_lane=True
-        )
-        traj = jax.device_get(traj)
-        for k, p in enumerate(points):
-            index = dict(zip(plan.looped, plan.combos[c], strict=True))
-            index.update(zip(plan.vmapped, plan.points[p], strict=True))
-            at = tuple(index[a] for a in axes)
-            rows = slice(k * len(seeds), (k + 1) * len(seeds))
-            seed_slice = slice(seeds.start, seeds.stop)
-            out.write("t", at + (slice(None),), np.asarray(traj.ts)[rows.start])
-            for name in ("result", "t_stop", "num_steps", "num_grad_evals"):
-                out.write(name, at + (seed_slice,), np.asarray(getattr(traj, name))[rows])
-            for name, values in traj.metrics.items():
-                out.write(name, at + (seed_slice,), np.asarray(values)[rows])
-        out.mark_done(u)
-        bar.update(n)
+    for c in range(len(plan.combos)):
+        todo = []
+        for u, c_, p, seeds in plan.units(sweep.seeds):
+            if c_ != c:
+                continue
+            if u % processes != me or out.done(u):
+                bar.update(len(seeds))
+            else:
+                todo.append((u, p, seeds))
+        lanes = [(p, s) for _, p, seeds in todo for s in seeds]
+        ends = list(itertools.accumulate(len(seeds) for _, _, seeds in todo))
+        buffer, first, next_unit = None, 0, 0  # buffer holds lanes first, first + 1, ...
+        for start in range(0, len(lanes), plan.width):
+            call = lanes[start : start + plan.width]
+            n = len(call)
+            call += [call[-1]] * (plan.width - n)  # padding lanes are computed and dropped
+            _, vmapped = _values(sweep, plan, c, [p for p, _ in call])
+            keys = seed_keys[np.asarray([s for _, s in call])]
+            loss_fn, params, method = setups[c](vmapped, keys)
+            trainable, fixed = split(params)
+            check_finite("params", params)
+            traj = _blocks._block_jit(
+                loss_fn, method, trainable, fixed, sweep.save, sweep.stop, devices, per_lane=True
+            )
+            traj = jax.tree.map(lambda x: np.asarray(x)[:n], jax.device_get(traj))
+            buffer = traj if buffer is None else jax.tree.map(_concat, buffer, traj)
+            while next_unit < len(todo) and ends[next_unit] <= start + n:
+                u, p, seeds = todo[next_unit]
+                lo = ends[next_unit] - len(seeds) - first
+                rows = jax.tree.map(lambda x, lo=lo, k=len(seeds): x[lo : lo + k], buffer)
+                _write_unit(out, sweep, plan, u, c, p, seeds, rows)
+                bar.update(len(seeds))
+                next_unit += 1
+            done = ends[next_unit - 1] if next_unit else 0
+            buffer = jax.tree.map(lambda x, k=done - first: x[k:], buffer)
+            first = done
     bar.close()
+
+
+def _concat(a, b):
+    return np.concatenate([a, b])
+
+
+def _write_unit(out, sweep, plan, u, c, p, seeds, traj):
+    """Write one unit's rows of `traj` (its seeds at point `p`), then mark it done."""
+    index = dict(zip(plan.looped, plan.combos[c], strict=True))
+    index.update(zip(plan.vmapped, plan.points[p], strict=True))
+    at = tuple(index[a] for a in sweep.axes)
+    block = (slice(seeds.start, seeds.stop),)
+    chunks = {"t": out.write("t", at, np.asarray(traj.ts)[0])}
+    for name in ("result", "t_stop", "num_steps", "num_grad_evals"):
+        chunks[name] = out.write(name, at + block, np.asarray(getattr(traj, name)))
+    for name, values in traj.metrics.items():
+        chunks[name] = out.write(name, at + block, np.asarray(values))
+    where = ", ".join(f"{a}={sweep.axes[a][i]}" for a, i in zip(sweep.axes, at, strict=True))
+    out.mark_done(u, f"{where}, seeds {seeds.start}-{seeds.stop - 1}", chunks, plan.width)
 
 
 class _Progress:

@@ -5,9 +5,14 @@ coordinates and chunked variables, and its attributes (config, versions, backend
 import importlib.metadata
 import json
 import platform
+import warnings
 
 import jax
 import numpy as np
+
+from .._engine.files import DamageWarning
+from . import verify
+from .store import FORMAT
 
 _PACKAGES = ("rnnflow", "jax", "jaxlib", "optax", "diffrax", "equinox", "numpy", "xarray", "zarr")
 
@@ -18,11 +23,11 @@ def identity(sweep, plan, hashes) -> dict:
         "vmapped": list(plan.vmapped),
         "seeds": sweep.seeds,
         "block": plan.block,
-        "points_per_unit": plan.points_per_unit,
         "units": len(list(plan.units(sweep.seeds))),
         "key": np.asarray(jax.random.key_data(sweep.key)).tolist(),
         "float64": bool(jax.config.read("jax_enable_x64")),
         "computations": hashes,
+        "format": FORMAT,
     }
 
 
@@ -30,21 +35,65 @@ def jsonable(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def open_or_create(out, sweep, plan, identity, shapes, times, seed_keys):
+def check(out, identity) -> None:
+    """Refuse, changing nothing, a store of another sweep, a file, a folder that is not a
+    store, or a store another run is writing."""
     if out.path.exists() and not out.path.is_dir():
         raise FileExistsError(f"{out.path} is a file, not a results store.")
+    owner = out.lock.owner()
+    if owner is not None:
+        raise FileExistsError(out.lock.refusal(owner))
     existing = out.identity()
     if existing is not None:
+        if existing.get("format") != FORMAT:
+            raise FileExistsError(
+                f"{out.path} holds a store of another format (one written by another version "
+                "of rnnflow, or a damaged one); choose another store."
+            )
         if json.dumps(existing, sort_keys=True) != json.dumps(identity, sort_keys=True):
             raise FileExistsError(
                 f"{out.path} holds the results of another sweep (other axes, seeds, "
-                "computation, precision or lanes); choose another store."
+                "computation or precision); choose another store."
             )
         return
-    if out.path.exists() and any(out.path.iterdir()):
+    # Our progress folder without `created`: a creation that was killed, to start over.
+    if out.path.exists() and any(out.path.iterdir()) and not out.progress.is_dir():
         raise FileExistsError(f"{out.path} is not empty and not a results store.")
+
+
+def open_or_create(out, sweep, plan, identity, shapes, times, seed_keys):
+    """Create the store, or verify the one there (this sweep's, as `check` found): a
+    damaged coordinate is written again, a finished unit with a damaged chunk is unmarked
+    (to be computed again), each with a one-line notice."""
+    check(out, identity)  # again, now that this run holds the lock
     coords, variables = layout(sweep, plan, shapes, times, seed_keys)
-    out.create(identity, coords, variables, attrs(sweep))
+    if out.identity() is None:
+        out.create(identity, coords, variables, attrs(sweep))
+        return
+    with verify.zarr_quiet():
+        for name, why in verify.damaged_coords(out, coords).items():
+            _notice(f"{out.path}: coordinate {name} is damaged ({why}); writing it again.")
+            out.write_coord(name, *coords[name])
+        for u, why in verify.damaged_units(out, identity["units"]).items():
+            _notice(f"{out.path}: {why}; computing it again.")
+            out.unmark(u)
+    if not out.complete():
+        widths = {
+            held["lanes"]
+            for u in range(identity["units"])
+            if out.done(u) and (held := out.written(u)) is not None
+        }
+        if widths - {plan.width}:
+            warnings.warn(
+                f"{out.path} resumes with {plan.width} lanes where its finished units used "
+                f"{sorted(widths)}: another batch width may round differently, so the units "
+                "computed now agree with a run at the first width to rounding, not bit for bit.",
+                stacklevel=4,
+            )
+
+
+def _notice(message: str) -> None:
+    warnings.warn(message, DamageWarning, stacklevel=4)
 
 
 def layout(sweep, plan, shapes, times, seed_keys):

@@ -9,31 +9,31 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+# Seeds per unit of work (one point × a block of seeds): the grain a killed sweep resumes
+# from and a damaged chunk costs. Fixed by the number of seeds alone, never by `lanes`, so
+# that a sweep resumes with any `lanes`.
+_UNIT_SEEDS = 1024
+
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
     """How a sweep is cut into units: combinations of the looped axes, points of the
-    vmapped axes (C order), seeds in blocks, `points_per_unit` points × a block a unit."""
+    vmapped axes (C order), seeds in blocks; a unit is one point × a block. Units are
+    computed `width` lanes (seed × point) per compiled call, whatever their boundaries."""
 
     looped: tuple[str, ...]
     vmapped: tuple[str, ...]
     combos: list
     points: list
     block: int
-    points_per_unit: int
+    width: int
 
     def units(self, seeds: int):
-        per_combo = math.ceil(len(self.points) / self.points_per_unit) * math.ceil(
-            seeds / self.block
-        )
-        for u in range(len(self.combos) * per_combo):
-            c, rest = divmod(u, per_combo)
-            pb, sb = divmod(rest, math.ceil(seeds / self.block))
-            points = range(
-                pb * self.points_per_unit, min((pb + 1) * self.points_per_unit, len(self.points))
-            )
-            seeds_ = range(sb * self.block, min((sb + 1) * self.block, seeds))
-            yield u, c, points, seeds_
+        blocks = math.ceil(seeds / self.block)
+        for u in range(len(self.combos) * len(self.points) * blocks):
+            cp, b = divmod(u, blocks)
+            c, p = divmod(cp, len(self.points))
+            yield u, c, p, range(b * self.block, min((b + 1) * self.block, seeds))
 
 
 def _plan(sweep, lanes: int | None, num_devices: int) -> _Plan:
@@ -42,12 +42,9 @@ def _plan(sweep, lanes: int | None, num_devices: int) -> _Plan:
     combos = list(itertools.product(*(range(len(sweep.axes[a])) for a in looped)))
     points = list(itertools.product(*(range(len(sweep.axes[a])) for a in vmapped)))
     lanes = lanes or min(len(points) * sweep.seeds, 1024)
-    block = min(sweep.seeds, lanes)
-    per_unit = max(1, lanes // block)
-    # A unit's lanes are sharded over the devices: a multiple of their number.
-    while (per_unit * block) % num_devices:
-        per_unit += 1
-    return _Plan(looped, vmapped, combos, points, block, per_unit)
+    # A call's lanes are sharded over the devices: a multiple of their number.
+    width = math.ceil(lanes / num_devices) * num_devices
+    return _Plan(looped, vmapped, combos, points, min(sweep.seeds, _UNIT_SEEDS), width)
 
 
 def _values(sweep, plan, c, point_ids):

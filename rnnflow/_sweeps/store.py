@@ -1,15 +1,23 @@
-"""A sweep's results store: a zarr group that xarray opens as a labelled `Dataset`.
+"""A sweep's results store: a zarr group that xarray opens as a labelled `Dataset`, every
+chunk of it checksummed.
 
-Layout (zarr format 2, readable by `xarray.open_zarr`): one array per variable, with
+Layout (zarr format 3, readable by `xarray.open_zarr`): one array per variable, with
 dimensions the sweep axes, then `seed`, then `time` (the save points) and any dimensions
 of the metric itself; coordinates for every axis, `seed` and `time`. Arrays are chunked
 one point by a block of seeds, so that every unit of work writes whole chunks of its own:
-units never share a chunk, and several processes can write one store at once.
+units never share a chunk (but for `t`, the flow times of a point, which every unit of
+that point writes with the same values), and several processes can write one store at
+once. Each chunk is compressed, then ends in a CRC-32C checksum of its compressed bytes
+(zarr's `crc32c` codec), checked whenever the chunk is read: a truncated, overwritten or
+bit-flipped chunk is an error, never a value. Every chunk of a finished unit is written,
+also one that holds only fill values, so a missing chunk file is damage too.
 
-Progress lives beside the arrays, in `.rnnflow/`: `created` once the group and its arrays
-exist, and a marker per finished unit, written (atomically) after its arrays. A killed
-sweep resumes from the markers; an unfinished unit is recomputed and overwritten whole.
-`complete` is written last, after the metadata is consolidated.
+Progress lives beside the arrays, in `.rnnflow/`: `created` (the sweep's identity) once
+the group and its arrays exist; a marker per finished unit, written (atomically) after its
+arrays, naming the unit and the chunks it wrote; `lock`, the pid and host of the run
+writing the store; `complete`, written last. A killed sweep resumes from the markers; an
+unfinished unit, or a finished one whose chunks fail verification, is recomputed and
+overwritten whole.
 """
 
 import json
@@ -19,9 +27,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .._engine.files import atomic_write
+from .._engine.files import FolderLock, atomic_write
 
 _PROGRESS = ".rnnflow"
+# Bumped when the layout changes: a store of another format is another sweep's.
+FORMAT = "zarr3-crc32c"
+
+
+def _zarr_config() -> dict:
+    # Chunks of fill values only (a block of diverged seeds) are written too: a chunk of a
+    # finished unit that is missing is then damage, not a block of NaN.
+    return {"write_empty_chunks": True}
+
+
+def compressors(checksums: bool = True) -> list:
+    """The codecs after serialisation: zarr's default compressor, then a CRC-32C of the
+    compressed bytes, so that damage is found before the decompressor sees it."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return [ZstdCodec(level=0)] + ([Crc32cCodec()] if checksums else [])
 
 
 class Store:
@@ -30,6 +54,8 @@ class Store:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.progress = self.path / _PROGRESS
+        self.lock = FolderLock(self.progress / "lock", f"the store {self.path}")
+        self._arrays = {}
 
     # -- progress -------------------------------------------------------------------------
 
@@ -41,14 +67,45 @@ class Store:
         return (self.progress / "created").exists()
 
     def identity(self) -> dict | None:
+        """The identity of the sweep held, `None` if none; a marker that cannot be read is
+        an identity no sweep has."""
         path = self.progress / "created"
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {"unreadable": str(path)}
+
+    def _unit(self, unit: int) -> Path:
+        return self.progress / f"unit-{unit:07d}"
 
     def done(self, unit: int) -> bool:
-        return (self.progress / f"unit-{unit:07d}").exists()
+        return self._unit(unit).exists()
 
-    def mark_done(self, unit: int) -> None:
-        self._mark(f"unit-{unit:07d}")
+    def mark_done(self, unit: int, label: str, chunks: dict, lanes: int) -> None:
+        """Mark `unit` finished: `label` says which point and seeds it is, `chunks` maps
+        each variable to the keys of the chunks the unit wrote, `lanes` is the width of
+        the calls that computed it."""
+        held = {"unit": label, "chunks": chunks, "lanes": lanes}
+        self._mark(self._unit(unit).name, json.dumps(held))
+
+    def unmark(self, unit: int) -> None:
+        self._unit(unit).unlink(missing_ok=True)
+        (self.progress / "complete").unlink(missing_ok=True)
+
+    def written(self, unit: int) -> dict | None:
+        """What the marker of a finished unit says (`label`, `chunks`), `None` if the
+        marker cannot be read."""
+        try:
+            held = json.loads(self._unit(unit).read_text())
+            return {
+                "label": str(held["unit"]),
+                "chunks": dict(held["chunks"]),
+                "lanes": int(held["lanes"]),
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def complete(self) -> bool:
         return (self.progress / "complete").exists()
@@ -83,17 +140,9 @@ class Store:
         shape, chunks, dtype); then mark it created with `identity`."""
         import zarr
 
-        group = zarr.open_group(str(self.path), mode="w", zarr_format=2)
+        group = zarr.open_group(str(self.path), mode="a", zarr_format=3)
         for name, (dims, values) in coords.items():
-            values = np.asarray(values)
-            array = group.create_array(
-                name,
-                shape=values.shape,
-                chunks=values.shape or None,
-                dtype=values.dtype,
-                attributes={"_ARRAY_DIMENSIONS": list(dims)},
-            )
-            array[...] = values
+            self.write_coord(name, dims, values, group)
         for name, (dims, shape, chunks, dtype) in variables.items():
             dtype = np.dtype(dtype)
             fill = np.nan if np.issubdtype(dtype, np.floating) else -1
@@ -103,60 +152,55 @@ class Store:
                 chunks=chunks,
                 dtype=dtype,
                 fill_value=fill,
-                attributes={"_ARRAY_DIMENSIONS": list(dims)},
+                compressors=compressors(),
+                dimension_names=list(dims),
+                config=_zarr_config(),
+                overwrite=True,  # a creation killed part-way, before `created`
             )
         group.attrs.update(attrs)
         self._mark("created", json.dumps(identity, sort_keys=True))
 
-    def write(self, name: str, region: tuple, values) -> None:
+    def write_coord(self, name: str, dims, values, group=None) -> None:
+        """(Re)write a coordinate, whole: at creation, and where one was found damaged."""
         import zarr
 
-        zarr.open_array(str(self.path / name), mode="r+", zarr_format=2)[region] = values
+        group = zarr.open_group(str(self.path), mode="a") if group is None else group
+        values = np.asarray(values)
+        # Names (a model axis) as variable-length strings, which zarr 3 specifies.
+        dtype = str if values.dtype.kind == "U" else values.dtype
+        array = group.create_array(
+            name,
+            shape=values.shape,
+            chunks=values.shape or None,
+            dtype=dtype,
+            compressors=compressors(),
+            dimension_names=list(dims),
+            config=_zarr_config(),
+            overwrite=True,
+        )
+        array[...] = values
+
+    def array(self, name: str, mode: str = "r+"):
+        import zarr
+
+        key = (name, mode)
+        if key not in self._arrays:
+            self._arrays[key] = zarr.open_array(
+                str(self.path / name), mode=mode, config=_zarr_config()
+            )
+        return self._arrays[key]
+
+    def write(self, name: str, region: tuple, values) -> list[str]:
+        """Write `values` at `region` (indices and slices on the leading dimensions, whole
+        along the rest); returns the keys of the chunks written."""
+        array = self.array(name)
+        array[region] = values
+        coords = [
+            (r.start or 0) // c if isinstance(r, slice) else r // c
+            for r, c in zip(region, array.chunks, strict=False)
+        ]
+        coords += [0] * (array.ndim - len(coords))
+        return [array.metadata.encode_chunk_key(tuple(coords))]
 
     def finish(self) -> None:
-        import warnings
-
-        import zarr
-
-        with warnings.catch_warnings():  # the progress folder is ours, not zarr's
-            warnings.filterwarnings("ignore", message=f"Object at {_PROGRESS} is not recognized")
-            zarr.consolidate_metadata(str(self.path), zarr_format=2)
         self._mark("complete")
-
-
-def open_results(path: str | os.PathLike):
-    """The results of a sweep (see [`rnnflow.run_sweep`][]) as an `xarray.Dataset`, read
-    lazily: values are loaded when used, so a store larger than memory opens at once.
-
-    A store whose sweep has not finished opens too (its missing values are NaN, or -1 for
-    integer variables), with a warning saying how many units of work are done.
-
-    ```python
-    ds = open_results("sweep.zarr")
-    ds.extrapolation.isel(time=-1).median("seed").plot(x="init_scale")
-    ```
-    """
-    import warnings
-
-    import xarray as xr
-
-    store = Store(path)
-    if not store.path.exists():
-        raise FileNotFoundError(f"{store.path} does not exist.")
-    identity = store.identity()
-    if identity is None:
-        raise ValueError(f"{store.path} is not an rnnflow results store (no {_PROGRESS}/created).")
-    if not store.complete():
-        units = identity["units"]
-        done = sum(store.done(u) for u in range(units))
-        warnings.warn(
-            f"{store.path} is unfinished: {done} of {units} units of work are written; the "
-            "rest reads as NaN. Run the same sweep again to finish it.",
-            stacklevel=2,
-        )
-        with warnings.catch_warnings():  # the progress folder is ours, not zarr's
-            warnings.filterwarnings("ignore", message=f"Object at {_PROGRESS} is not recognized")
-            return xr.open_zarr(
-                str(store.path), chunks=None, consolidated=False, mask_and_scale=False
-            )
-    return xr.open_zarr(str(store.path), chunks=None, consolidated=True, mask_and_scale=False)

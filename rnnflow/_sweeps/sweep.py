@@ -8,10 +8,12 @@ A [`rnnflow.Sweep`][] is data: the axes and their values, the number of seeds, a
 - axes whose values are all floats (init scales, rates, teacher values) are *vmapped*:
   `setup` receives them traced, and every point of them runs through one compiled
   program; other axes (widths, model names, integers) are *looped*: one program each;
-- the work is cut into units of one or more points × a block of seeds, run side by side
-  (the lanes of a [`rnnflow.train_seeds`][] block) and written to the store as they finish,
-  so a sweep of 10⁵ seeds never holds its results in host memory, and a killed sweep
-  resumes from its last finished unit;
+- the work is cut into units of one point × a block of seeds (fixed by the number of
+  seeds), computed `lanes` (seed, point) pairs side by side per compiled call (the lanes of
+  a [`rnnflow.train_seeds`][] block) and written to the store as they finish, so a sweep
+  of 10⁵ seeds never holds its results in host memory, and a killed sweep resumes from
+  its last finished unit, with the same `lanes` to the same store bit for bit, or with
+  fewer (after running out of memory) to values that agree to rounding;
 - under `jax.distributed`, each process runs the units `u` with `u mod processes =
   process index` on its own devices and writes them to the same store: the store is
   identical to a single process's, bit for bit (the units and programs are the same).
@@ -31,7 +33,8 @@ from .._engine.trajectory import Save, Stop
 from . import layout as layout
 from .compute import _compute, _prepare
 from .plan import _plan
-from .store import Store, open_results
+from .store import Store
+from .verify import open_results
 
 _RESERVED = ("seed", "time", "t")
 
@@ -131,13 +134,21 @@ def run_sweep(
     **Arguments:**
 
     - `sweep`: a [`rnnflow.Sweep`][].
-    - `store`: a folder. If it holds this same sweep (same axes, seeds, computation,
-      precision and units) unfinished, the sweep resumes there; finished, it is opened and
-      nothing is computed; any other store there is refused (`FileExistsError`), and
-      nothing in it is changed.
+    - `store`: a folder. If it holds this same sweep (same axes, seeds, computation and
+      precision) unfinished, the sweep resumes there; finished, it is verified and opened
+      and nothing is computed; any other store or files there, or a store another run is
+      writing (its lock names a live process), are refused (`FileExistsError`), and
+      nothing in them is changed. Every chunk of every finished unit is verified (it
+      exists, its CRC-32C checksum matches): a damaged unit is computed again, with a
+      one-line warning naming it, and the store ends as an undamaged run's would.
     - `lanes`: seeds × points computed side by side per compiled call (default: all the
-      points and seeds of a combination of the looped axes, at most 1024). Results are
-      bitwise the same for a given `lanes`, whatever the number of processes.
+      points and seeds of a combination of the looped axes, at most 1024); working memory
+      grows with it. Results are bitwise the same for a given `lanes`, whatever the number
+      of processes and however often the run was killed and resumed. It is not part of
+      the store's identity: a run killed (or out of memory) resumes with other `lanes`,
+      with a warning, since another batch width may round differently (XLA vectorises
+      widths differently: the last bits of some values, as for
+      [`rnnflow.train_seeds`][]).
     - `devices`: the devices of this process to shard each unit over (default: the first
       local device).
     - `progress`: a progress bar over seeds × points (default: when the output is a
@@ -162,14 +173,19 @@ def run_sweep(
     seed_keys = jax.random.split(sweep.key, sweep.seeds)
     shapes, hashes, times, setups = _prepare(sweep, plan, seed_keys)
     identity = layout.identity(sweep, plan, hashes)
-    if jax.process_index() == 0:
+    if jax.process_index() != 0:
+        if json.dumps(out.wait_created(), sort_keys=True) != json.dumps(identity, sort_keys=True):
+            raise FileExistsError(f"{out.path} holds another sweep than this process's.")
+        if not out.complete():
+            _compute(out, sweep, plan, seed_keys, setups, devices, progress)
+        out.wait_complete()
+        return open_results(out.path, verify=False)
+    layout.check(out, identity)  # a store of another sweep is refused untouched
+    out.progress.mkdir(parents=True, exist_ok=True)
+    with out.lock:
         layout.open_or_create(out, sweep, plan, identity, shapes, times, seed_keys)
-    elif json.dumps(out.wait_created(), sort_keys=True) != json.dumps(identity, sort_keys=True):
-        raise FileExistsError(f"{out.path} holds another sweep than this process's.")
-    if not out.complete():
-        _compute(out, sweep, plan, seed_keys, setups, devices, progress)
-        if jax.process_index() == 0:
+        if not out.complete():
+            _compute(out, sweep, plan, seed_keys, setups, devices, progress)
             out.wait_done(identity["units"])
             out.finish()
-        out.wait_complete()
-    return open_results(out.path)
+    return open_results(out.path, verify=False)  # verified above, or written just now

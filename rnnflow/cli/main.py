@@ -1,9 +1,12 @@
 """The `rnnflow` command's work: each subcommand checks its input, then runs; every user
 error becomes one line, `rnnflow: error: ...`, with exit code 2."""
 
+import contextlib
+import errno
 import sys
 import time
 import tomllib
+import warnings
 from pathlib import Path
 
 from .parser import _parser
@@ -49,10 +52,28 @@ def _table(rows) -> str:
     return "\n".join(lines)
 
 
+def _one_line_warnings() -> None:
+    """Warnings as one line each (`rnnflow: warning: ...`), as errors are: a damaged file
+    being recomputed, a run that switched devices."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"rnnflow: warning: {message}", file=sys.stderr if file is None else file)
+
+    warnings.showwarning = show
+
+
+class _WriteFailed(Exception):
+    """Writing the results failed (a full disk, a file-size limit): what finished is kept."""
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    _one_line_warnings()
     try:
         return _main(args)
+    except _WriteFailed as e:
+        print(f"rnnflow: error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, OSError) as e:
         print(f"rnnflow: error: {_message(e)}", file=sys.stderr)
         return 2
@@ -61,7 +82,9 @@ def main(argv=None) -> int:
 
         if not (isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)):
             raise
-        # Not the user's input but the run's size: say so in a line, and how to go on.
+        # Not the user's input but the run's size: say so in a line, and how to go on. The
+        # units of work do not depend on --lanes, so fewer lanes resume the same run (what
+        # they compute agrees with the wider calls to rounding).
         first = str(e).strip().splitlines()[0]
         how = "with a smaller --lanes " if hasattr(args, "lanes") else ""
         print(
@@ -70,6 +93,27 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+# Errors of the disk, not of the input: the run stops, what finished is kept.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}
+
+
+@contextlib.contextmanager
+def _writing(out: Path):
+    """Turn a failed write of the results in `out` into one line naming the file (where
+    known) and saying what is kept and how to go on."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _DISK_ERRNOS:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        raise _WriteFailed(
+            f"writing the results in {out} failed: {e.strerror or e}{where}. Every unit of "
+            "work finished before is kept; make room (or raise the file-size limit) and run "
+            "the same command to resume."
+        ) from None
 
 
 def _message(e: Exception) -> str:
@@ -112,9 +156,10 @@ def _main(args) -> int:
         _check_lanes(args)
         _setup(args)
         out = args.out or Path("rnnflow-results") / experiment.name
-        check_folder(experiment, config, out, claim=False)
+        check_folder(experiment, config, out)
         start = time.perf_counter()
-        res = run_experiment(experiment, config, out=out, progress=progress, lanes=args.lanes)
+        with _writing(out):
+            res = run_experiment(experiment, config, out=out, progress=progress, lanes=args.lanes)
         print(_table([(experiment.name, time.perf_counter() - start, res.summary.headline)]))
         print(f"\nresults and figure in {out}/")
         return 0
@@ -123,13 +168,14 @@ def _main(args) -> int:
     experiments = [get_experiment(n) for n in args.only or list(EXPERIMENTS)]
     _setup(args)
     for e in experiments:
-        check_folder(e, e.small, args.out / e.name, claim=False)
+        check_folder(e, e.small, args.out / e.name)
     rows = []
     for e in experiments:
         if not args.quiet:
             print(f"== {e.name}: {e.claim}", flush=True)
         start = time.perf_counter()
-        res = run_experiment(e, e.small, out=args.out / e.name, progress=progress)
+        with _writing(args.out / e.name):
+            res = run_experiment(e, e.small, out=args.out / e.name, progress=progress)
         rows.append((e.name, time.perf_counter() - start, res.summary.headline))
     print(_table(rows))
     print(f"\nresults, figures and summaries in {args.out}/<experiment>/")
@@ -149,7 +195,8 @@ def _sweep(args, progress) -> int:
 
     start = time.perf_counter()
     try:
-        ds = run_sweep(sweep_file.to_sweep(config), out, lanes=args.lanes, progress=progress)
+        with _writing(out):
+            ds = run_sweep(sweep_file.to_sweep(config), out, lanes=args.lanes, progress=progress)
     except FileExistsError as e:
         raise ValueError(f"{e} (--out)") from None
     counts = {}

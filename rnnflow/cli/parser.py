@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument(
             "--lanes",
             type=int,
-            help="seeds × points computed side by side, and the unit of work a killed run "
-            "resumes from (default: up to 1024); working memory grows with it",
+            help="seeds × points computed side by side (default: up to 1024); working "
+            "memory grows with it; a killed run resumes with any (the same: bit for bit)",
         )
 
     r = sub.add_parser(

@@ -4,10 +4,14 @@ import importlib.metadata
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import jax
 
+from .._engine.files import DamageWarning
+from .._sweeps import sweep as _sweep
+from .._sweeps.verify import DamagedStoreError
 from . import results as _results
 from .base import Experiment, ExperimentConfig
 from .registry import get_experiment
@@ -26,15 +30,15 @@ def _resolve(experiment, config) -> tuple[Experiment, ExperimentConfig]:
     return experiment, config
 
 
-def check_folder(experiment, config, out, *, claim: bool = True) -> bool:
-    """Check that the folder `out` can take this run (see `run_experiment`), and with
-    `claim` make it this run's; nothing is computed. Returns True if it already holds this
-    run complete; raises a one-line `FileExistsError`/`PermissionError` otherwise."""
+def check_folder(experiment, config, out) -> bool:
+    """Check that the folder `out` can take this run (see `run_experiment`); nothing is
+    computed or changed. Returns True if it already holds this run complete; raises a
+    one-line `FileExistsError`/`PermissionError` otherwise."""
     experiment, config = _resolve(experiment, config)
     ident = _results.identity(experiment.name, config, jax.config.read("jax_enable_x64"))
-    if claim:
-        return _results.claim(Path(out), ident)
-    return _results.inspect(Path(out), ident) == "complete"
+    with warnings.catch_warnings():  # a damaged file is said once, by the run itself
+        warnings.simplefilter("ignore", DamageWarning)
+        return _results.inspect(Path(out), ident) == "complete"
 
 
 def run_experiment(
@@ -68,25 +72,30 @@ def run_experiment(
     res = run_experiment("init_scale", get_experiment("init_scale").small, out="results/init")
     ```
     """
-    from .._sweeps.sweep import run_sweep
-
     experiment, config = _resolve(experiment, config)
     folder = Path(out)
-    if check_folder(experiment, config, folder):
-        return _results.load_results(folder)
     ident = _results.identity(experiment.name, config, jax.config.read("jax_enable_x64"))
-    start = time.perf_counter()
-    data = {
-        name: run_sweep(sweep, folder / f"{name}.zarr", lanes=lanes, progress=progress)
-        for name, sweep in experiment.sweeps(config).items()
-    }
-    summary = experiment.analyse(data, config)
-    extra = {
-        "backend": jax.default_backend(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "wall_time_s": round(time.perf_counter() - start, 1),
-        "versions": {
-            name: importlib.metadata.version(name) for name in ("rnnflow", "jax", "jaxlib")
-        },
-    }
-    return _results.write(folder, ident, experiment, config, data, summary, extra)
+    state, lock = _results.claim(folder, ident)
+    try:
+        if state == "complete":
+            try:
+                return _results.load_results(folder)
+            except DamagedStoreError as e:  # repaired below: run_sweep recomputes its units
+                warnings.warn(f"{e.args[0].split('; run')[0]}; repairing it.", DamageWarning)
+        start = time.perf_counter()
+        data = {
+            name: _sweep.run_sweep(sweep, folder / f"{name}.zarr", lanes=lanes, progress=progress)
+            for name, sweep in experiment.sweeps(config).items()
+        }
+        summary = experiment.analyse(data, config)
+        extra = {
+            "backend": jax.default_backend(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "wall_time_s": round(time.perf_counter() - start, 1),
+            "versions": {
+                name: importlib.metadata.version(name) for name in ("rnnflow", "jax", "jaxlib")
+            },
+        }
+        return _results.write(folder, ident, experiment, config, data, summary, extra)
+    finally:
+        lock.release()

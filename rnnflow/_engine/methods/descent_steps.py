@@ -40,8 +40,9 @@ def optimizer_steps(objective: Objective, params, *, lr, optimizer, running, loo
     """Steps of `optimizer` (default plain SGD at `lr`), with the loss's own
     `value_and_grad` where `fast` and offered. A loss that offers `sample` (a
     [`rnnflow.Minibatch`][]) is stepped on a minibatch drawn from `key` at every step, and
-    `running` judges the minibatch loss. State: (params, loss, steps taken, (optimizer
-    state, gradient[, key]))."""
+    `running` judges the full loss, as the stochastic flow does and the Minibatch says (a
+    minibatch's loss would stop a run on one lucky draw). State: (params, loss, steps
+    taken, (optimizer state, gradient[, key]))."""
     opt = optax.sgd(lr) if optimizer is None else optimizer
     sample = offered(objective.loss_fn, "sample")
 
@@ -49,9 +50,8 @@ def optimizer_steps(objective: Objective, params, *, lr, optimizer, running, loo
         if sample is None:
             return objective.value_and_grad(p, fast=fast)
         batch = sample(key)
-        return jax.value_and_grad(
-            lambda q: objective.loss_fn.batch_loss(objective.params(q), batch)
-        )(p)
+        grad = jax.grad(lambda q: objective.loss_fn.batch_loss(objective.params(q), batch))(p)
+        return objective.value(p), grad
 
     def draw(state):  # the key for the next gradient, and the state carrying the rest
         if sample is None:
