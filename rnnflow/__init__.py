@@ -7,6 +7,7 @@ from ._engine.methods import ModifiedFlow as ModifiedFlow
 from ._engine.methods import StochasticFlow as StochasticFlow
 from ._engine.methods import UnrolledTsit5 as UnrolledTsit5
 from ._engine.minibatch import Minibatch as Minibatch
+from ._engine.rule import Rule as Rule
 from ._engine.train import train as train
 from ._engine.trajectory import Result as Result
 from ._engine.trajectory import Save as Save

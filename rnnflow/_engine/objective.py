@@ -18,6 +18,9 @@ itself; the engine looks for them by name and never by type:
   metrics (otherwise the loss alone).
 - `check(params)`: raise a `TypeError`/`ValueError` naming what is wrong with `params`;
   `train` calls it before compiling.
+- `direction(params) -> F`: makes it a rule (see `rule.py` and [`rnnflow.Rule`][]): the
+  methods move along $F(θ)$ instead of $-\nabla L$, and `loss_fn(params)` is only what the
+  run is judged by.
 
 An object that is callable but not a loss, and easily passed as one (a model), may say so:
 `not_a_loss`, a string, is then the message of the `TypeError` that `train` raises.
@@ -66,7 +69,14 @@ class Objective(eqx.Module):
 
     def value_and_grad(self, trainable, *, fast: bool = True):
         """The loss and its gradient: the loss's own `value_and_grad` where it offers one
-        (and `fast`), else reverse-mode autodiff."""
+        (and `fast`), else reverse-mode autodiff. For a rule (it offers `direction`), the
+        value it is judged by and minus its direction, $-F(θ)$: the "gradient" that every
+        method steps against, so that a loss and the rule $F = -\\nabla L$ share one path."""
+        rule = offered(self.loss_fn, "direction")
+        if rule is not None:
+            params = self.params(trainable)
+            direction = split(rule(params))[0]
+            return self.loss_fn(params), jax.tree.map(jnp.negative, direction)
         own = offered(self.loss_fn, "value_and_grad") if fast else None
         if own is None:
             return jax.value_and_grad(self.value)(trainable)

@@ -10,6 +10,7 @@ from jaxtyping import PyTree
 
 from .methods import AbstractMethod
 from .objective import Objective, check_params, metric_fn, split
+from .rule import check_direction, judged
 from .trajectory import Save, Stop, Trajectory
 
 
@@ -34,6 +35,12 @@ def check_call(loss_fn, params, method, save, stop, key=None) -> None:
     `TypeError` or `ValueError` that names the argument."""
     check_kinds(loss_fn, method, save, stop)
     check_params(loss_fn, params)
+    check_direction(loss_fn, params)
+    if stop.loss_below is not None and not judged(loss_fn):
+        raise ValueError(
+            "`Stop.loss_below` stops a seed whose loss has converged, and this rule has no "
+            "loss: give it one, `Rule(field, loss=...)`, or remove `Stop.loss_below`."
+        )
     method.check(loss_fn, stop)
     method.save_times(save)  # raises on save times outside [0, t1]
     if method.needs_key(loss_fn):
@@ -83,7 +90,8 @@ def train(
     stop: Stop = Stop(),
     key=None,
 ) -> Trajectory:
-    """Train one seed: minimise `loss_fn(params)` with `method`, starting from `params`.
+    """Train one seed: minimise `loss_fn(params)` with `method` (or follow a rule's
+    field), starting from `params`.
 
     **Arguments:**
 
@@ -91,7 +99,9 @@ def train(
       RNN loss bound to its student (`ImpulseLoss(teacher, k).bind(model)`). It may offer
       more (a closed-form `value_and_grad`, `residuals`, `default_metrics`, a `check` of the
       parameters), which the methods use where they can: see the "Bring your own model"
-      page of the docs.
+      page of the docs. Or an update rule, [`rnnflow.Rule`][]`(field, loss=None)` (or
+      anything that offers `direction(params)`): the methods then move along its field
+      $F(θ)$ in place of $-\nabla L$ (see "Learning rules beyond the gradient").
     - `params`: the initial parameters, any pytree (dict, tuple, `eqx.Module`, ...). Its
       floating-point arrays (JAX or NumPy) are trained; other leaves (Python numbers, an
       MLP's activation function) stay as they are.

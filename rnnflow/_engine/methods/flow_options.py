@@ -49,6 +49,12 @@ def check_together(solver, adjoint, loss_fn, stop) -> None:
     with `stop`: the Rosenbrock solver without residuals or under a backsolve of its own,
     a backsolve asked to stop early."""
     rosenbrock = isinstance(solver, LeastSquaresRosenbrock)
+    if rosenbrock and offered(loss_fn, "direction") is not None:
+        raise TypeError(
+            "LeastSquaresRosenbrock solves the flow of a least-squares loss from its "
+            "residuals' Jacobian, which a rule's field does not have: use another solver "
+            "(e.g. diffrax.Tsit5(), or diffrax.Kvaerno5() where the field is stiff)."
+        )
     if rosenbrock and offered(loss_fn, "residuals") is None:
         raise TypeError(
             "LeastSquaresRosenbrock needs a least-squares loss that offers `residuals` "

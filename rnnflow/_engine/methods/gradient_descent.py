@@ -19,6 +19,9 @@ from .descent_steps import LOOPS, fused_steps, optimizer_steps, while_loop
 
 class GradientDescent(AbstractMethod):
     """Discrete gradient descent (or any optax optimizer): a loop of steps between saves.
+    For a rule ([`rnnflow.Rule`][]) each step is $θ \\leftarrow θ + η F(θ)$: an optimizer
+    is given $-F$ as the gradient (optax minimises), so any optax transformation of the
+    direction applies.
 
     **Arguments:**
 

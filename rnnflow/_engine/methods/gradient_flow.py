@@ -27,7 +27,8 @@ from .stall import StallGuard
 
 
 class GradientFlow(AbstractMethod):
-    """Gradient flow $\\dot θ = -\\nabla L(θ)$, solved by `diffrax.diffeqsolve`.
+    """Gradient flow $\\dot θ = -\\nabla L(θ)$, solved by `diffrax.diffeqsolve`; for a
+    rule ([`rnnflow.Rule`][]) the flow of its field, $\\dot θ = F(θ)$.
 
     **Arguments:**
 

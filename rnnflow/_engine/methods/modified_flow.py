@@ -9,11 +9,16 @@ from .gradient_flow import GradientFlow
 
 
 class ModifiedFlow(GradientFlow):
-    """The flow of the modified loss $\\tilde L = L + \\frac{η}{4}\\|\\nabla L\\|^2$.
+    """The flow of the modified loss $\\tilde L = L + \\frac{η}{4}\\|\\nabla L\\|^2$; for a
+    rule with field $F$ ([`rnnflow.Rule`][]), $\\dot θ = F - \\frac{η}{2} DF\\,F$.
 
     Backward error analysis: gradient descent with step η follows this flow to second order,
     $O(η^2)$ over a fixed time horizon, while the plain gradient flow is only $O(η)$ away.
-    Each vector-field evaluation needs a Hessian-vector product.
+    Euler's step $θ + ηF$ matches the flow's Taylor series $θ + ηF + \\frac{η^2}{2} DF\\,F$
+    to second order once $\\frac{η}{2} DF\\,F$ is taken off the field; for
+    $F = -\\nabla L$, $DF\\,F = H \\nabla L$ and this is the modified loss's flow.
+    Each vector-field evaluation needs a Jacobian-vector product (for a loss, a
+    Hessian-vector product).
 
     **Arguments:** `lr` (η), then those of [`rnnflow.GradientFlow`][].
 
@@ -31,7 +36,9 @@ class ModifiedFlow(GradientFlow):
 
     def vector_field(self, value_and_grad):
         """$-\nabla \tilde L = -(\nabla L + \frac{η}{2} H \nabla L)$, with the
-        Hessian-vector product $H \nabla L$ by forward-mode differentiation of the gradient."""
+        Hessian-vector product $H \nabla L$ by forward-mode differentiation of the gradient.
+        A rule's "gradient" is $g = -F$, so the same lines give $F - \frac{η}{2} DF\,F$
+        ($Dg\,g = DF\,F$): the general field's modified flow."""
 
         def grad(params):
             return value_and_grad(params)[1]

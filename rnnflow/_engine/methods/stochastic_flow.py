@@ -81,6 +81,12 @@ class StochasticFlow(AbstractMethod):
         return True
 
     def check(self, loss_fn, stop) -> None:
+        if offered(loss_fn, "direction") is not None:
+            raise TypeError(
+                "StochasticFlow needs the minibatch noise of a loss (an rnnflow.Minibatch's "
+                "`noise_factor`), which a rule's field does not have: train the rule with "
+                "GradientDescent, GradientFlow or ModifiedFlow."
+            )
         if offered(loss_fn, "noise_factor") is None:
             raise TypeError(
                 "StochasticFlow needs a loss that offers its gradient noise, "
