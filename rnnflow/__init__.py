@@ -13,6 +13,10 @@ from ._engine.trajectory import Result as Result
 from ._engine.trajectory import Save as Save
 from ._engine.trajectory import Stop as Stop
 from ._engine.trajectory import Trajectory as Trajectory
+from ._lens.field_spectrum import field_eigenvalue_metric as field_eigenvalue_metric
+from ._lens.field_spectrum import field_eigenvalues as field_eigenvalues
+from ._lens.field_spectrum import stability_metric as stability_metric
+from ._lens.field_spectrum import step_eigenvalues as step_eigenvalues
 from ._lens.laziness import kernel_change_metric as kernel_change_metric
 from ._lens.laziness import linearization_gap_metric as linearization_gap_metric
 from ._lens.laziness import parameter_change_metric as parameter_change_metric
@@ -57,6 +61,10 @@ from ._rnn.seeds import init_seeds as init_seeds
 from ._rnn.teachers import Teacher as Teacher
 from ._rnn.teachers import modes_teacher as modes_teacher
 from ._rnn.teachers import random_teacher as random_teacher
+from ._rules.feedback_alignment import FeedbackAlignment as FeedbackAlignment
+from ._rules.feedback_alignment import TwoLayerLoss as TwoLayerLoss
+from ._rules.oja import Oja as Oja
+from ._rules.preconditioned import Preconditioned as Preconditioned
 from ._sweeps.sweep import Sweep as Sweep
 from ._sweeps.sweep import run_sweep as run_sweep
 from ._sweeps.verify import open_results as open_results

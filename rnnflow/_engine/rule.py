@@ -101,8 +101,9 @@ def _is_inexact(x) -> bool:
 
 
 def judged(rule) -> bool:
-    """Whether `rule` (a loss, or a rule) has a loss to judge convergence by."""
-    return not isinstance(rule, Rule) or rule.loss is not None
+    """Whether `rule` (a loss, or a rule) has a loss to judge convergence by: a rule whose
+    `loss` attribute is `None` has none."""
+    return offered(rule, "direction") is None or getattr(rule, "loss", True) is not None
 
 
 def check_direction(rule, params) -> None:
