@@ -13,6 +13,7 @@ PAGE = ROOT / "docs" / "errors.md"
 SOURCES = {
     "test_errors.py": ("CASES",),
     "test_dynamics_errors.py": ("CONSTRUCTORS", "TRAIN_CALLS"),
+    "test_rule_errors.py": ("RULE_CALLS",),
 }
 
 HEADER = """# Bad input and the errors it gets

@@ -30,6 +30,9 @@ class Oja(eqx.Module):
     - `x`: the inputs, shape `(N, dim)` (centre them first for the covariance's top
       direction; uncentred, $C$ is their second moment).
 
+    Attributes: `covariance` ($C$) and `top` ($v_1$, the unit eigenvector of its largest
+    eigenvalue; its sign is arbitrary).
+
     A rule without a loss ([`rnnflow.Rule`][]): its default metrics are `"norm"`
     ($\\|w\\|$), `"rayleigh"` ($w^\\top C w / w^\\top w$, which tends to $λ_1$) and
     `"alignment"` ($|\\cos∠(w, v_1)|$, which tends to 1).
@@ -41,6 +44,7 @@ class Oja(eqx.Module):
     """
 
     covariance: Float[Array, "dim dim"]
+    top: Float[Array, " dim"]
     loss = None  # no loss is this field's gradient: convergence is not judged by one
 
     def __init__(self, x):
@@ -48,6 +52,8 @@ class Oja(eqx.Module):
         if x.ndim != 2 or not jnp.issubdtype(x.dtype, jnp.floating):
             raise TypeError(f"`x` must be a real (N, dim) array; got {x.dtype}{list(x.shape)}.")
         self.covariance = x.T @ x / x.shape[0]
+        # v₁ once, here: the metrics then need no eigensolver (LAPACK) at every save.
+        self.top = jnp.linalg.eigh(self.covariance)[1][:, -1]
 
     def direction(self, w):
         cw = self.covariance @ w
@@ -56,16 +62,12 @@ class Oja(eqx.Module):
     def __call__(self, w):
         return squared_norm(w)
 
-    def top_eigenvector(self):
-        """$v_1$, the unit eigenvector of $C$'s largest eigenvalue (its sign is arbitrary)."""
-        return jnp.linalg.eigh(self.covariance)[1][:, -1]
-
     def default_metrics(self) -> dict:
         def rayleigh(t, w):
             return jnp.dot(w, self.covariance @ w) / jnp.dot(w, w)
 
         def alignment(t, w):
-            return jnp.abs(jnp.dot(w, self.top_eigenvector())) / jnp.linalg.norm(w)
+            return jnp.abs(jnp.dot(w, self.top)) / jnp.linalg.norm(w)
 
         return {
             "norm": lambda t, w: jnp.linalg.norm(w),
