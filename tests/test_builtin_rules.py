@@ -65,9 +65,7 @@ def _two_layer(key, activation, reg=0.1, width=16):
 
 
 @pytest.mark.parametrize("activation", ["linear", "tanh"])
-def test_feedback_alignment_is_backpropagation_where_the_feedback_is_w2_transposed(
-    key, activation
-):
+def test_feedback_alignment_is_backpropagation_where_the_feedback_is_w2_transposed(key, activation):
     loss, params, feedback = _two_layer(key, activation)
     minus_grad = jax.tree.map(jnp.negative, jax.grad(loss)(params))
     # At W₂ = Bᵀ the two fields agree; elsewhere only on the output layer.
@@ -126,7 +124,9 @@ def test_a_constant_preconditioner_flows_as_expm_of_minus_t_p_a():
     a = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.0]])
     p = np.array([[1.0, 0.3, 0.0], [0.3, 0.5, 0.0], [0.0, 0.0, 2.0]])
     theta0 = jnp.asarray([1.0, -1.0, 0.5])
-    rule = rf.Preconditioned(lambda t: 0.5 * t @ jnp.asarray(a) @ t, lambda t, g: jnp.asarray(p) @ g)
+    rule = rf.Preconditioned(
+        lambda t: 0.5 * t @ jnp.asarray(a) @ t, lambda t, g: jnp.asarray(p) @ g
+    )
     traj = rf.train(rule, theta0, rf.GradientFlow(2.0, stepsize_controller=TIGHT))
     exact = scipy.linalg.expm(-2.0 * p @ a) @ np.asarray(theta0)
     np.testing.assert_allclose(traj.final, exact, rtol=1e-8, atol=1e-10)
@@ -156,7 +156,10 @@ def _nonlinear_field(key, n):
     a = jax.random.normal(key, (n, n)) / np.sqrt(n) - 0.5 * jnp.eye(n)
 
     def field(p):
-        return {"x": jnp.tanh(a @ p["x"]) + 0.1 * p["x"] ** 2 - p["y"] * p["x"], "y": -p["y"] ** 3}
+        return {
+            "x": jnp.tanh(a @ p["x"]) + 0.1 * p["x"] ** 2 - p["y"] * p["x"],
+            "y": -(p["y"] ** 3),
+        }
 
     return rf.Rule(field)
 

@@ -39,7 +39,10 @@ RULE = rf.Rule(linear_field)
 
 def test_flow_of_a_linear_field_is_its_matrix_exponential():
     traj = rf.train(
-        RULE, THETA0, rf.GradientFlow(3.0, stepsize_controller=TIGHT), save=rf.Save(num=7, params=True)
+        RULE,
+        THETA0,
+        rf.GradientFlow(3.0, stepsize_controller=TIGHT),
+        save=rf.Save(num=7, params=True),
     )
     for t, u, v in zip(traj.ts, traj.params["u"], traj.params["v"], strict=True):
         exact = scipy.linalg.expm(float(t) * A) @ _flat(THETA0)
@@ -165,7 +168,10 @@ def test_descent_is_stable_below_the_step_that_max_abs_one_plus_eta_lambda_allow
 
 
 def test_train_seeds_runs_a_rule_as_separate_runs_would():
-    seeds = {"u": jnp.asarray([[1.0, 0.0], [0.0, 1.0], [0.3, -0.2]]), "v": jnp.asarray([0.5, 0.0, 1.0])}
+    seeds = {
+        "u": jnp.asarray([[1.0, 0.0], [0.0, 1.0], [0.3, -0.2]]),
+        "v": jnp.asarray([0.5, 0.0, 1.0]),
+    }
     method = rf.GradientDescent(0.05, 40)
     batched = rf.train_seeds(RULE, seeds, method, save=rf.Save(num=3))
     for i in range(3):
