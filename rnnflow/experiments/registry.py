@@ -3,6 +3,7 @@
 from . import (
     counterexample,
     edge_of_stability,
+    feedback_alignment,
     finite_step,
     init_scale,
     lazy_rich,
@@ -25,6 +26,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         nonlinear.EXPERIMENT,
         lazy_rich.EXPERIMENT,
         edge_of_stability.EXPERIMENT,
+        feedback_alignment.EXPERIMENT,
     )
 }
 
