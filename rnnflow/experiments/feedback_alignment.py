@@ -12,7 +12,8 @@ and that the weights align with $B$ only with regularization.
   alignment $\cos∠(\mathrm{vec}\,W_2^\top, \mathrm{vec}\,B)$ and Lillicrap et al.'s
   $\cos∠(Be, W_2^\top e)$ over time. For backpropagation $B$ is a control: the same draw,
   unused by training.
-- `flow`, `steps` (axis `algorithm` ∈ {gd, modified} × `lr`; FA at `step_width`, `step_reg`): the rule's flow (tight tolerance), and
+- `flow`, `steps` (axes `algorithm` ∈ {gd, modified} × `lr`; FA at `step_width` and
+  `step_reg`): the rule's flow (tight tolerance), and
   descent and the modified flow $F - \frac η2 DF\,F$ at each of `lrs`, saving the network's
   outputs on the training inputs: descent is $O(η)$ from the flow and $O(η^2)$ from the
   modified flow, in function space.
