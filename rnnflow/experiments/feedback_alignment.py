@@ -165,40 +165,40 @@ def rates(ds):
 
 
 def analyse(data, config: FeedbackAlignmentConfig) -> Summary:
-    ds = data["train"]
-    top, big = max(config.regs), max(config.widths)
+    ds, rules, acts = data["train"], ("fa", "bp"), config.activations
+    lo, hi = min(config.regs), max(config.regs)
     align = seed_median(final(ds, "alignment"))
-    rate = seed_median(rates(ds.sel(reg=0.0))) if 0.0 in config.regs else None
-    values = {"alignment": {}, "rate": {}, "error_drop": {}, "small_step": {}}
-    for act in config.activations:
-        a = align.sel(activation=act)
-        values["alignment"][act] = {
-            rule: {f"reg_{r:g}": numbers(a.sel(rule=rule, reg=r)) for r in config.regs}
-            for rule in ("fa", "bp")
-        }
-        error = final(ds, "error").sel(activation=act) / ds.error.isel(time=0).sel(activation=act)
-        values["error_drop"][act] = {
-            rule: numbers(seed_median(error.sel(rule=rule, reg=min(config.regs))))
-            for rule in ("fa", "bp")
-        }
-        if rate is not None:
-            by_rule = rate.sel(activation=act)
-            values["rate"][act] = {r: numbers(by_rule.sel(rule=r)) for r in ("fa", "bp")}
+    drop = seed_median((final(ds, "error") / ds.error.isel(time=0)).sel(reg=lo))
+    rate = seed_median(rates(ds.sel(reg=lo)))
     to_flow, to_modified = gaps(data)
     log_lr = np.log(xr.DataArray(list(config.lrs), dims="lr", coords={"lr": list(config.lrs)}))
-    for act in config.activations:
-        slopes = [
-            number(seed_median(fit_line(log_lr, np.log(d.sel(activation=act)), "lr")[0]))
-            for d in (to_flow, to_modified)
-        ]
-        values["small_step"][act] = {"gd_flow_slope": slopes[0], "gd_modified_slope": slopes[1]}
-    values["failed"] = int(sum((~_common.ok(d)).sum() for d in data.values()))
-    fa = values["alignment"][config.activations[-1]]["fa"]
-    lo, hi = fa[f"reg_{min(config.regs):g}"][-1], fa[f"reg_{top:g}"][-1]
-    ss = values["small_step"][config.activations[-1]]
+
+    def slope(d, act):
+        return number(seed_median(fit_line(log_lr, np.log(d.sel(activation=act)), "lr")[0]))
+
+    def by_rule(values, act):  # one number per width
+        return {r: numbers(values.sel(activation=act, rule=r)) for r in rules}
+
+    def per_reg(values, act, rule):
+        return {
+            f"reg_{g:g}": numbers(values.sel(activation=act, rule=rule, reg=g)) for g in config.regs
+        }
+
+    values = {  # at the smallest λ: the error's drop by t1 and its rate
+        "alignment": {a: {r: per_reg(align, a, r) for r in rules} for a in acts},
+        "error_drop": {a: by_rule(drop, a) for a in acts},
+        "rate": {a: by_rule(rate, a) for a in acts},
+        "small_step": {
+            a: {"gd_flow_slope": slope(to_flow, a), "gd_modified_slope": slope(to_modified, a)}
+            for a in acts
+        },
+        "failed": int(sum((~_common.ok(d)).sum() for d in data.values())),
+    }
+    fa = {g: values["alignment"][acts[-1]]["fa"][f"reg_{g:g}"][-1] for g in (lo, hi)}
+    ss = values["small_step"][acts[-1]]
     headline = (
-        f"FA {config.activations[-1]}, p={big}: alignment {lo:.2f} at λ={min(config.regs):g}, "
-        f"{hi:.2f} at λ={top:g}; descent vs flow slope {ss['gd_flow_slope']:.2f}, "
+        f"FA {acts[-1]}, p={max(config.widths)}: alignment {fa[lo]:.2f} at λ={lo:g}, "
+        f"{fa[hi]:.2f} at λ={hi:g}; descent vs flow slope {ss['gd_flow_slope']:.2f}, "
         f"vs modified flow {ss['gd_modified_slope']:.2f}"
     )
     return Summary(headline, values)
