@@ -23,6 +23,12 @@ RULE_CALLS = [
     # Building a rule
     (lambda: rf.Rule(3.0), TypeError, "`field` must be callable"),
     (lambda: rf.Rule(jnp.negative, loss="mse"), TypeError, "`loss` must be callable"),
+    # A field given where a loss goes
+    (
+        lambda: rf.train(lambda p: jax.tree.map(jnp.negative, p), THETA, GD),
+        ValueError,
+        "train it as rnnflow.Rule(field)",
+    ),
     # A direction that is not like the parameters
     (
         lambda: rf.train(rf.Rule(lambda p: {"u": p["u"][:1], "v": p["v"]}), THETA, GD),

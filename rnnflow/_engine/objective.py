@@ -159,5 +159,6 @@ def check_params(loss_fn, params) -> None:
     if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
         raise ValueError(
             f"`loss_fn(params)` must return a real scalar; got {getattr(out, 'shape', out)} "
-            f"{getattr(out, 'dtype', '')}."
+            f"{getattr(out, 'dtype', '')}. (A function params -> direction is an update rule: "
+            "train it as rnnflow.Rule(field).)"
         )
