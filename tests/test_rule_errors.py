@@ -112,7 +112,7 @@ def no_compile(monkeypatch):
 
     tripwire.lower = tripwire
     monkeypatch.setattr(rnnflow._engine.train, "_run_jit", tripwire)
-    monkeypatch.setattr(rnnflow._engine.batch, "_block_jit", tripwire)
+    monkeypatch.setattr(rnnflow._engine.blocks, "_block_jit", tripwire)
     monkeypatch.setattr(rnnflow._lens.field_spectrum, "_eigenvalues", tripwire)
 
 

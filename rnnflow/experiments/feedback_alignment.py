@@ -34,7 +34,6 @@ from . import _common
 from ._common import final, fit_line, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import feedback_alignment as _plot
-from .plots.feedback_alignment import gaps
 from .summary import Summary
 
 
@@ -66,16 +65,14 @@ class FeedbackAlignmentConfig(ExperimentConfig):
     rtol: float = 1e-10
 
     def check(self):
-        if any(a not in ("linear", "tanh") for a in self.activations):
-            raise ValueError(f"`activations` must be linear or tanh; got {self.activations}.")
+        _common.check_among(self, "activations", ("linear", "tanh"))
         self.require_positive("widths", "num_examples", "in_dim", "out_dim", "step_width")
         self.require_positive("lr", "t1", "lrs", "step_t1", "rtol")
         if any(r < 0 for r in self.regs + (self.step_reg,)):
             raise ValueError("`regs` and `step_reg` must be non-negative.")
         if self.num_examples >= self.in_dim:
             raise ValueError("`num_examples` must be below `in_dim` (an interpolating fit).")
-        if self.num_saves < 2:
-            raise ValueError("`num_saves` must be at least 2.")
+        _common.check_steps(self)
         steps = [self.step_t1 / 4 / lr for lr in self.lrs] + [self.t1 / self.lr]
         if any(abs(s - round(s)) > 1e-9 * s for s in steps):
             raise ValueError("every save time must be a whole number of steps of each lr.")
@@ -164,6 +161,26 @@ def rates(ds):
     return -fit_line(ds.t.isel(time=slice(1, None)), log.isel(time=slice(1, None)), "time")[0]
 
 
+def gaps(data):
+    """The largest distance over the saves between descent's network outputs on the
+    training inputs and the flow's (`to_flow`) or the modified flow's at the same η
+    (`to_modified`), per activation, η and seed. Save times are matched by number: steps
+    × η and the flow's times differ by rounding."""
+
+    def outputs(name):
+        values = data[name].outputs
+        return values.assign_coords(time=np.arange(values.sizes["time"]))
+
+    steps = outputs("steps")
+    gd = steps.sel(algorithm="gd")
+
+    def gap(other):
+        diff = ((gd - other) ** 2).sum([d for d in gd.dims if d.startswith("outputs_")])
+        return np.sqrt(diff).max("time")
+
+    return gap(outputs("flow")), gap(steps.sel(algorithm="modified"))
+
+
 def analyse(data, config: FeedbackAlignmentConfig) -> Summary:
     ds, rules, acts = data["train"], ("fa", "bp"), config.activations
     lo, hi = min(config.regs), max(config.regs)
@@ -188,8 +205,13 @@ def analyse(data, config: FeedbackAlignmentConfig) -> Summary:
         "alignment": {a: {r: per_reg(align, a, r) for r in rules} for a in acts},
         "error_drop": {a: by_rule(drop, a) for a in acts},
         "rate": {a: by_rule(rate, a) for a in acts},
-        "small_step": {
-            a: {"gd_flow_slope": slope(to_flow, a), "gd_modified_slope": slope(to_modified, a)}
+        "small_step": {  # slopes, and the median distances by η that they fit
+            a: {
+                "gd_flow_slope": slope(to_flow, a),
+                "gd_modified_slope": slope(to_modified, a),
+                "to_flow": numbers(seed_median(to_flow.sel(activation=a))),
+                "to_modified": numbers(seed_median(to_modified.sel(activation=a))),
+            }
             for a in acts
         },
         "failed": int(sum((~_common.ok(d)).sum() for d in data.values())),

@@ -1,30 +1,11 @@
-"""The feedback_alignment figure: training error and alignment over time, final alignment
-against width and weight decay, and descent's distance to the flows against η."""
+"""The feedback_alignment figure: training error and alignment over time and final
+alignment against width and weight decay, from the store `train`; descent's distance to
+the flows against η, from the summary."""
 
 import numpy as np
 
 from .._common import final, seed_median
 from .base import figure, log_axes, nanmedian, save
-
-
-def _indexed(values):
-    """`values` with its save times numbered, not labelled: runs on one time axis whose
-    times differ by rounding (steps × η) then line up."""
-    return values.assign_coords(time=np.arange(values.sizes["time"]))
-
-
-def gaps(data):
-    """The largest distance over the saves between descent's network outputs on the
-    training inputs and the flow's (`to_flow`) or the modified flow's at the same η
-    (`to_modified`), per activation, η and seed."""
-    steps = _indexed(data["steps"].outputs)
-    gd = steps.sel(algorithm="gd")
-
-    def gap(other):
-        diff = ((gd - other) ** 2).sum([d for d in gd.dims if d.startswith("outputs_")])
-        return np.sqrt(diff).max("time")
-
-    return gap(_indexed(data["flow"].outputs)), gap(steps.sel(algorithm="modified"))
 
 
 def plot(data, summary, config, file) -> None:
@@ -72,16 +53,17 @@ def plot(data, summary, config, file) -> None:
     ax.legend(fontsize=7, ncol=2)
 
     ax = axes[1, 1]
-    to_flow, to_modified = gaps(data)
-    lrs = np.asarray(config.lrs)
+    lrs, small = np.asarray(config.lrs), summary["small_step"]
     for act, color in zip(config.activations, ("C0", "C3"), strict=False):
-        for d, style, what in ((to_flow, "o-", "flow"), (to_modified, "s--", "modified flow")):
-            med = nanmedian(d.sel(activation=act).transpose("lr", "seed").values, 1)
-            ax.plot(lrs, med, style, color=color, label=f"{act}: GD to {what}")
-    ref = nanmedian(to_flow.sel(activation=config.activations[0]).values, None)
-    ax.plot(lrs, ref * lrs / lrs.max(), "k:", lw=1, label="slope 1")
+        for key, style, what in (
+            ("to_flow", "o-", "the"),
+            ("to_modified", "s--", "the modified"),
+        ):
+            ax.plot(lrs, small[act][key], style, color=color, label=f"{act}: GD to {what} flow")
+    ref = small[config.activations[0]]["to_flow"][0]
+    ax.plot(lrs, 0.3 * ref * lrs / lrs.max(), "k:", lw=1, label="slope 1")
     ax.plot(lrs, ref * 0.1 * (lrs / lrs.max()) ** 2, "k-.", lw=1, label="slope 2")
-    log_axes(ax, [to_flow.values, to_modified.values])
+    log_axes(ax, [small[a][k] for a in config.activations for k in ("to_flow", "to_modified")])
     ax.set(xlabel="step η", ylabel="max over t of ‖ŷ_GD − ŷ‖ (median)")
     ax.set_title(f"FA descent against its flows (p={config.step_width}, λ={config.step_reg:g})")
     ax.legend(fontsize=7)
