@@ -51,7 +51,9 @@ class Sweep:
     - `seeds`: how many seeds at each point; seed `s` uses the same key at every point.
     - `setup`: `setup(point, key) -> (loss_fn, params, method)`, for one seed: `point`
       maps every axis name to its value at this point (traced for vmapped axes), `key`
-      is the seed's PRNG key. Everything it returns may depend on the point.
+      is the seed's PRNG key. Everything it returns may depend on the point, and each
+      seed's own (an update rule, [`rnnflow.Rule`][], in place of the loss, with a
+      feedback matrix drawn from the seed's key, say).
     - `key`: the root PRNG key; seed `s`'s key is `jax.random.split(key, seeds)[s]`.
     - `save`, `stop`: as for [`rnnflow.train`][], the same at every point.
     - `looped`: float axes to loop over rather than vmap (those a method needs as a
