@@ -80,7 +80,9 @@ def step_eigenvalues(
 ) -> Complex[Array, " k"]:
     """The `k` eigenvalues $1 + ηλ_i$ of largest modulus of the Jacobian $I + η\\,DF$ of one
     gradient-descent step on `rule` at step `lr` (η), at `params`: the step is linearly
-    stable where all have modulus below one. Arguments as [`rnnflow.field_eigenvalues`][].
+    stable where all have modulus below one, and unstable where one exceeds it (modulus
+    one: a neutral direction, $λ = 0$, such as a flat direction of an overparameterized
+    model). Arguments as [`rnnflow.field_eigenvalues`][].
 
     ```python
     mu = step_eigenvalues(rule, theta, 0.1, k=1)
@@ -175,7 +177,9 @@ def stability_metric(
 ) -> Metric:
     """A `Save` metric: the spectral radius $\\max_i |1 + ηλ_i(DF)|$ of one gradient-descent
     step's Jacobian at step `lr`, over the `k` eigenvalues of largest modulus
-    ([`rnnflow.step_eigenvalues`][]); below one, the step is linearly stable there.
+    ([`rnnflow.step_eigenvalues`][]); above one, a direction grows under the step: it is
+    linearly unstable there. (Where the field has flat directions, $λ = 0$, the radius is
+    at least one: those neither grow nor shrink.)
 
     ```python
     save = Save(num=11, metrics={"radius": stability_metric(rule, lr=0.1)})
