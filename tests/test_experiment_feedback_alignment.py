@@ -1,7 +1,7 @@
 """The feedback_alignment experiment: FA trains as BP does, aligns with B only under weight
 decay, and its descent follows its flow to O(η) and its modified flow to O(η²).
 
-Runs a tiny float64 config once for the module (width 16, two seeds, both activations);
+Runs a tiny float64 config once for the module (tanh, width 16, two seeds);
 the numbers quoted in the comments are from that run.
 """
 
@@ -13,8 +13,11 @@ import pytest
 import rnnflow as rf
 from rnnflow.experiments import feedback_alignment, load_results, run_experiment
 
+# tanh only (the linear network's training and alignment are checked in
+# test_builtin_rules.py): the sweeps compile one program per activation, rule and step.
 TINY = feedback_alignment.FeedbackAlignmentConfig(
     seeds=2,
+    activations=("tanh",),
     widths=(16,),
     regs=(0.0, 0.1),
     t1=60.0,
@@ -36,8 +39,8 @@ def test_error_falls_exponentially_under_feedback_alignment_and_backpropagation(
     s = res.summary
     assert s["failed"] == 0
     for act in TINY.activations:
-        # Without weight decay the error falls by 4-22 decades in t = 60 under both rules
-        # (FA tanh the slowest, at 7e-3 of its start, rate 0.08), at positive rates.
+        # Without weight decay the error falls to 4e-3 of its start under FA and 6e-8 under
+        # BP by t = 60, at fitted rates 0.089 and 0.24: exponential, FA the slower.
         for rule in ("fa", "bp"):
             assert s["error_drop"][act][rule][0] < 2e-2
             assert s["rate"][act][rule][0] > 0.05
@@ -48,10 +51,10 @@ def test_alignment_grows_with_weight_decay(results):
     align = res.summary["alignment"]
     for act in TINY.activations:
         fa, bp = align[act]["fa"], align[act]["bp"]
-        # FA: about 0.3 at λ = 0, 0.9 at λ = 0.1. BP's weights never see B: a cosine between
-        # unrelated directions in 16 dimensions, of order 1/4.
+        # FA: 0.51 at λ = 0, 0.92 at λ = 0.1. BP's weights never see B: a cosine between
+        # unrelated directions in 16 dimensions, of order 1/4 (-0.07 and -0.01 here).
         assert fa["reg_0.1"][0] > 0.8
-        assert fa["reg_0"][0] < 0.6
+        assert fa["reg_0.1"][0] - fa["reg_0"][0] > 0.3
         assert abs(bp["reg_0.1"][0]) < 0.5
 
 
@@ -88,7 +91,7 @@ def test_results_folder_round_trip(results):
     assert loaded.experiment == "feedback_alignment" and loaded.config == TINY.to_dict()
     ds = loaded["train"]
     assert ds.alignment.dims == ("activation", "width", "rule", "reg", "seed", "time")
-    assert loaded["steps"].outputs.shape == (2, 2, 2, 2, 5, TINY.num_examples, 1)
+    assert loaded["steps"].outputs.shape == (1, 2, 2, 2, 5, TINY.num_examples, 1)
     assert "alignment" in loaded.summary.headline and (out / "figure.png").exists()
 
 
