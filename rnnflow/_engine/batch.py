@@ -16,7 +16,8 @@ from .blocks import _default_lanes, _without_lapack_deadlock
 from .checkpoints import Checkpoints, array_hash, computation_hash
 from .checks import check_positive_int
 from .methods import AbstractMethod
-from .objective import check_finite, check_leaves, offered, split
+from .objective import check_finite, check_leaves, offered, split, split_real
+from .real_view import to_complex
 from .train import check_call, check_kinds, run, with_fixed
 from .trajectory import Save, Stop, Trajectory
 
@@ -139,14 +140,14 @@ def train_seeds(
     check_leaves(params)
     num_seeds = _num_seeds(loss_fn, params)
     check_finite("params", params)  # every seed's; `check_call` sees the first seed
-    trainable, fixed = split(params)
+    trainable, fixed = split_real(params)
     first_seed = jax.tree.map(lambda x: x[0], trainable)
     if method.needs_key(loss_fn) or keys is not None:
         keys = _key_data(keys, num_seeds)
     if not method.needs_key(loss_fn):
         keys = None
     first_key = None if keys is None else jax.random.wrap_key_data(keys[0])
-    check_call(loss_fn, eqx.combine(first_seed, fixed), method, save, stop, first_key)
+    check_call(loss_fn, eqx.combine(to_complex(first_seed), fixed), method, save, stop, first_key)
     devices = tuple(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("`devices` must name at least one device.")

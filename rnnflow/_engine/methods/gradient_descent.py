@@ -12,6 +12,7 @@ import optax
 
 from ..checks import check_choice, check_positive_int, check_real
 from ..objective import Objective, offered
+from ..real_view import has_parts
 from ..trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
 from .descent_steps import LOOPS, fused_steps, optimizer_steps, while_loop
@@ -203,6 +204,7 @@ class GradientDescent(AbstractMethod):
             and offered(objective.loss_fn, "descend") is not None
             and not self.needs_key(objective.loss_fn)
             and not isinstance(self.adjoint, diffrax.DirectAdjoint)
+            and not has_parts(params)  # `descend` takes the loss's own, complex, leaves
         )
         loop = while_loop(self.adjoint, max_count)
         if fused:
