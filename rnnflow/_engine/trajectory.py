@@ -167,8 +167,9 @@ class Trajectory(eqx.Module):
     **Fields:**
 
     - `ts`: the save times, shape `(saves,)`, in flow time: for gradient descent the sum
-      of the step sizes taken, $\\sum_{j<n} η_j$ ($nη$ at a constant rate), so that gradient
-      descent and the flows share one time axis.
+      of the step sizes taken, $\\sum_{j<n} η_j$ ($nη$ at a constant rate; over $1-β$
+      with momentum β), so that gradient descent and the flows share one time axis. For
+      an adaptive optimizer, the sum of its rates (see `time_axis`).
     - `metrics`: name → values at the save times, shape `(saves, ...)`. After a seed stops
       (converged or diverged), its values hold the state it stopped in.
     - `params`: the parameters at the save times (leading axis `saves`), if `Save(params=True)`.
@@ -177,6 +178,9 @@ class Trajectory(eqx.Module):
     - `result`: a [`rnnflow.Result`][] code, as an integer array.
     - `num_steps`: optimizer steps, or ODE solver steps (accepted + rejected).
     - `num_grad_evals`: gradient evaluations of the training loss.
+    - `time_axis`: what `ts` measures: `"flow time"` (the flows; plain and momentum
+      gradient descent, whose steps overlay the flow) or `"sum of rates"` (an adaptive
+      optimizer such as Adam: $\\sum_{j<n} η_j$, which is not flow time).
     """
 
     ts: Float[Array, " saves"]
@@ -187,6 +191,7 @@ class Trajectory(eqx.Module):
     result: Int[Array, ""]
     num_steps: Int[Array, ""]
     num_grad_evals: Int[Array, ""]
+    time_axis: str = eqx.field(static=True, default="flow time")
 
     @property
     def ok(self) -> Array:
