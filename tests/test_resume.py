@@ -236,7 +236,6 @@ def test_checkpoint_of_another_optax_optimizer_is_refused(tmp_path, count_blocks
         optax.adam(0.01, b1=0.8),
         optax.chain(optax.clip_by_global_norm(1e-3), optax.adam(0.01)),
         optax.sgd(0.01, momentum=0.9),
-        optax.adam,
     ):
         _refused(run, other, checkpoint=tmp_path)
         run(optax.adam(0.01))  # and back
