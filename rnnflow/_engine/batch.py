@@ -103,7 +103,8 @@ def train_seeds(
       calls LAPACK (e.g. `jnp.linalg.eigh`), which with jaxlib 0.10.2 can deadlock when
       several CPU devices run at once, the seeds run on the first device alone, with a
       warning.
-    - `progress`: print a line as each chunk finishes.
+    - `progress`: print a line as each chunk finishes, and show a gradient flow's progress
+      within a chunk (a `diffrax.TextProgressMeter`, if it has no meter).
     - `keys`: one PRNG key per seed (`jax.random.split(key, seeds)`), for runs that draw
       random numbers (minibatches, Brownian paths): seed `i` draws from `keys[i]` alone, so
       its run is the same whatever else runs beside it.
@@ -139,6 +140,8 @@ def train_seeds(
     check_kinds(loss_fn, method, save, stop)
     check_leaves(params)
     num_seeds = _num_seeds(loss_fn, params)
+    if progress:
+        method = method.with_progress()
     check_finite("params", params)  # every seed's; `check_call` sees the first seed
     trainable, fixed = split_real(params)
     first_seed = jax.tree.map(lambda x: x[0], trainable)
