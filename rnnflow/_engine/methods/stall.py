@@ -1,4 +1,4 @@
-"""A per-seed guard for adaptive solves: a seed whose step size collapsed stops early.
+r"""A per-seed guard for adaptive solves: a seed whose step size collapsed stops early.
 
 Under `vmap` an adaptive solve advances every seed until the slowest has finished. A seed
 whose step size has collapsed (a stiff flow solved by an explicit method, or gradients
