@@ -90,6 +90,17 @@ def _scalings(obj, seen, depth=0):
                 yield from _scalings(value, seen, depth + 1)
 
 
+def _at(state, k):
+    """An `inject_hyperparams` state at step count `k` (a schedule keeps its own count)."""
+    k = jnp.asarray(k, jnp.int32)
+    state = state._replace(count=k)
+    inner = getattr(state, "hyperparams_states", None)
+    if isinstance(inner, dict):
+        inner = {n: s._replace(count=k) if hasattr(s, "count") else s for n, s in inner.items()}
+        state = state._replace(hyperparams_states=inner)
+    return state
+
+
 def own_rates(opt: optax.GradientTransformation, counts) -> np.ndarray | None:
     """The rates `opt` steps at, at step `counts`, where they can be read: injected
     (`optax.inject_hyperparams`) or the one final scaling of an optax alias. `None` if
@@ -99,8 +110,7 @@ def own_rates(opt: optax.GradientTransformation, counts) -> np.ndarray | None:
     if isinstance(hyper, dict) and "learning_rate" in hyper:
         rates = []
         for k in counts:  # the injected schedule, evaluated at count k by one update
-            at = state._replace(count=jnp.asarray(k, jnp.int32))
-            rates.append(opt.update(jnp.zeros(()), at, jnp.zeros(()))[1].hyperparams)
+            rates.append(opt.update(jnp.zeros(()), _at(state, k), jnp.zeros(()))[1].hyperparams)
         return np.asarray([r["learning_rate"] for r in rates], np.float64)
     found = list(_scalings(opt, set()))
     if len(found) != 1:
