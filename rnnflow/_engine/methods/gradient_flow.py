@@ -1,7 +1,7 @@
 """[`rnnflow.GradientFlow`][]: the gradient flow solved by `diffrax.diffeqsolve`, saving at
 given times and stopping each seed on its own events."""
 
-import dataclasses
+import copy
 
 import diffrax
 import equinox as eqx
@@ -140,7 +140,8 @@ class GradientFlow(AbstractMethod):
         precision (`DEFAULT_TOLERANCES`)."""
         if not self.default_tolerances:
             return self.stepsize_controller
-        itemsize = jnp.result_type(*jax.tree.leaves(params)).itemsize
+        # A complex number's precision is its parts' (the methods train them).
+        itemsize = jnp.finfo(jnp.result_type(*jax.tree.leaves(params))).bits // 8
         return diffrax.PIDController(*DEFAULT_TOLERANCES[min(max(itemsize, 2), 8)])
 
     def _controller(self, params):
@@ -151,13 +152,20 @@ class GradientFlow(AbstractMethod):
         patience = max(100, self.max_steps // 100)
         return StallGuard(controller, self.max_steps, patience, self.stall)
 
+    def _with_meter(self, meter) -> "GradientFlow":
+        # A copy with another (static) meter: `dataclasses.replace` would call __init__,
+        # whose arguments are not the fields.
+        new = copy.copy(self)
+        object.__setattr__(new, "progress_meter", meter)
+        return new
+
     def quiet(self) -> "GradientFlow":
-        return dataclasses.replace(self, progress_meter=diffrax.NoProgressMeter())
+        return self._with_meter(diffrax.NoProgressMeter())
 
     def with_progress(self) -> "GradientFlow":
         if not isinstance(self.progress_meter, diffrax.NoProgressMeter):
             return self
-        return dataclasses.replace(self, progress_meter=diffrax.TextProgressMeter())
+        return self._with_meter(diffrax.TextProgressMeter())
 
     def save_times(self, save: Save) -> np.ndarray:
         if save.every is not None:
