@@ -175,7 +175,8 @@ def test_optax_adam_on_complex_leaves_is_not_adam_on_the_split():
     np.testing.assert_allclose(moved["B_im"] - split(PARAMS)["B_im"], parts["B_im"], rtol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["sgd", pytest.param("stochastic", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["sgd", "stochastic"])
+@pytest.mark.slow
 def test_minibatch_runs_with_complex_leaves_are_the_split_runs(kind):
     key = jax.random.key(3)
     if kind == "sgd":
@@ -225,6 +226,7 @@ def test_ntk_and_linearization_of_complex_parameters_are_the_split_ones():
     np.testing.assert_array_equal(a.final.theta0["B"], PARAMS["B"])  # held
 
 
+@pytest.mark.slow
 def test_train_seeds_checkpoints_resume_complex_runs(tmp_path):
     params = jax.vmap(init)(jax.random.split(jax.random.key(1), 4))
     method, save = rf.GradientDescent(0.05, 20, optax.adam), rf.Save(num=3, params=True)
@@ -258,6 +260,7 @@ def test_a_sweep_of_complex_parameters_stores_the_split_sweep(tmp_path):
     np.testing.assert_array_equal(a.result.values, b.result.values)
 
 
+@pytest.mark.slow
 def test_a_loss_with_its_own_complex_gradient_is_read_in_jax_convention():
     class Own(eqx.Module):
         def __call__(self, p):
