@@ -39,6 +39,7 @@ bound by flops only.
 """
 
 import argparse
+import functools
 import json
 import platform
 import re
@@ -57,12 +58,12 @@ LR = 0.01
 SCALE = 0.1
 
 
-# Heavy-ball momentum β = 0.9 at rate (1 - β)·LR: the same long-run step as plain SGD (at
-# LR itself, ten times that, most seeds diverge within 500 steps).
+# (rate, optax factory). Heavy-ball momentum β = 0.9 at rate (1 - β)·LR: the same long-run
+# step as plain SGD (at LR itself, ten times that, most seeds diverge within 500 steps).
 OPTAX = {
-    "sgd": optax.sgd(LR),
-    "momentum": optax.sgd(LR * (1 - 0.9), momentum=0.9),
-    "adam": optax.adam(LR),
+    "sgd": (LR, optax.sgd),
+    "momentum": (LR * (1 - 0.9), functools.partial(optax.sgd, momentum=0.9)),
+    "adam": (LR, optax.adam),
 }
 
 
@@ -122,9 +123,10 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def rnnflow_runner(model, loss, params, steps, kernel="auto", lanes=None, optimizer=None):
-    """A function that trains the seeds of `params`, returning (trajectory, seconds)."""
-    method = rf.GradientDescent(LR, steps, optimizer=optimizer, kernel=kernel)
+def rnnflow_runner(model, loss, params, steps, kernel="auto", lanes=None, optimizer=(LR, None)):
+    """A function that trains the seeds of `params` (by `optimizer`, a rate and an optax
+    factory), returning (trajectory, seconds)."""
+    method = rf.GradientDescent(optimizer[0], steps, optimizer=optimizer[1], kernel=kernel)
     save = rf.Save(num=2, metrics={"loss": lambda t, p: loss(model, p)})
     bound = loss.bind(model)
     devices = jax.devices()

@@ -81,6 +81,22 @@ CONSTRUCTORS = [
         "`optimizer`",
     ),
     (lambda: rf.GradientDescent(0.1, 10, kernel="triton"), ValueError, "`kernel`"),
+    # The rate given twice, and different: the optimizer's is not the time axis's.
+    (
+        lambda: rf.GradientDescent(0.1, 100, optimizer=optax.adam(0.001)),
+        ValueError,
+        "give the rate once, as `lr`",
+    ),
+    (
+        lambda: rf.GradientDescent(0.1, 100, optimizer=optax.sgd(0.001, momentum=0.9)),
+        ValueError,
+        "give the rate once",
+    ),
+    (
+        lambda: rf.GradientDescent(0.1, 10, optimizer=lambda lr: "adam"),
+        TypeError,
+        "`optimizer` must be an optax factory",
+    ),
     # GradientFlow
     (lambda: rf.GradientFlow(t1=0), ValueError, "`t1` must be positive"),
     (lambda: rf.GradientFlow(t1=-1), ValueError, "`t1` must be positive"),

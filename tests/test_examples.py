@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs" / "examples"))
 
+import lru  # noqa: E402
 import mlp  # noqa: E402
 import sweep  # noqa: E402
 import three_limits  # noqa: E402
@@ -32,6 +33,15 @@ def test_mlp_gradient_descent_follows_the_flow_to_first_order():
     assert gaps[0] / gaps[1] == pytest.approx(2.0, rel=0.15)
 
 
+def test_complex_lru_trains_as_its_real_split():
+    by_adam, by_flow, gap = lru.main(seeds=4, steps=300, t1=5.0)
+    assert by_adam.summary() == by_flow.summary() == {"finished": 4}
+    assert gap < 1e-12  # the same steps as on the (real, imaginary) split, to rounding
+    assert by_adam.time_axis == "sum of rates" and by_flow.time_axis == "flow time"
+    loss = np.asarray(by_adam.metrics["loss"])
+    assert np.all(loss[:, -1] < loss[:, 0])
+
+
 def test_sweep_example_writes_a_labelled_store(tmp_path):
     ds = sweep.main(str(tmp_path / "s.zarr"), 4, str(tmp_path / "s.png"))
     assert ds.extrapolation.dims == ("init_scale", "seed", "time")
@@ -47,3 +57,14 @@ def test_sgd_spread_is_2_over_2_minus_eta_times_that_of_its_sde():
     assert np.all(np.abs(sgd - 2 / (2 - lr)) < 0.08)
     assert np.all(np.abs(sde - 1.0) < 0.08)
     assert sgd[-1] - sde[-1] > 0.5  # at η = 0.8 the two limits differ by 2/3
+
+
+def test_the_getting_started_page_names_what_a_results_folder_holds():
+    # Before: it named metadata.json and results.npz, which no run writes.
+    from rnnflow.experiments import results
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "index.md").read_text()
+    sentence = page[page.index("Each run writes a results folder") :].split("load_results")[0]
+    for name in (results.RUN, results.SUMMARY, results.FIGURE, ".zarr"):
+        assert name in sentence
+    assert "metadata.json" not in page and "results.npz" not in page

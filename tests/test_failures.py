@@ -115,7 +115,7 @@ def _no_float32(fn, *args):
     [
         rf.GradientDescent(0.05, 20),
         rf.GradientDescent(optax.linear_schedule(0.05, 0.01, 20), 20),
-        rf.GradientDescent(0.05, 20, optax.adam(0.01)),
+        rf.GradientDescent(0.05, 20, optax.adam),
         rf.GradientDescent(0.05, 20, kernel="generic"),
         rf.GradientFlow(1.0),
         rf.GradientFlow(1.0, solver=rf.LeastSquaresRosenbrock()),

@@ -230,13 +230,12 @@ def test_checkpoint_of_another_optax_optimizer_is_refused(tmp_path, count_blocks
     count_blocks.clear()
     assert_identical(run(optax.adam(0.01)), first)  # a new, equal optimizer resumes
     assert not count_blocks
-    # Hyperparameters live in closures, which print the same; their updates differ.
+    # Hyperparameters live in closures, which print the same; their updates differ. (The
+    # rate is the method's: an optimizer at another rate is refused, see test_methods.)
     for other in (
-        optax.adam(0.02),
         optax.adam(0.01, b1=0.8),
         optax.chain(optax.clip_by_global_norm(1e-3), optax.adam(0.01)),
-        optax.sgd(0.05, momentum=0.9),
-        optax.adam(optax.linear_schedule(0.01, 0.0, 3)),
+        optax.sgd(0.01, momentum=0.9),
     ):
         _refused(run, other, checkpoint=tmp_path)
         run(optax.adam(0.01))  # and back

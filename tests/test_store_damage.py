@@ -117,7 +117,7 @@ def test_a_killed_sweep_resumes_with_other_lanes(whole, tmp_path, monkeypatch):
     another width differently (a few ulps of a reduction here; in float64 over 30 steps
     of a stable descent they stay far below rtol = 1e-12)."""
     # Units of 2 seeds (5 seeds: 2 + 2 + 1 per point, 9 units): calls then cut units apart.
-    monkeypatch.setattr(plan_module, "_UNIT_SEEDS", 2)
+    monkeypatch.setattr(plan_module, "_unit_seeds", lambda seeds: min(seeds, 2))
     uninterrupted = rf.run_sweep(_sweep(), tmp_path / "whole.zarr", lanes=24, progress=False)
     path = tmp_path / "killed.zarr"
     real, done = Store.mark_done, []

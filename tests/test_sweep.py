@@ -14,6 +14,7 @@ import textwrap
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -221,3 +222,31 @@ def test_a_bad_point_is_refused_before_compiling(tmp_path):
     with pytest.raises(ValueError, match="`lr` must be positive"):
         rf.run_sweep(_sweep(setup=bad), tmp_path / "s.zarr", progress=False)
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_refused_store_names_what_differs_with_both_values(tmp_path):
+    # Before: "holds the results of another sweep (other axes, seeds, computation,
+    # precision or lanes)", without saying which.
+    path = tmp_path / "s.zarr"
+    rf.run_sweep(_sweep(axes={**AXES, "model": ["diagonal"]}), path, progress=False)
+    other = _sweep(axes={**AXES, "model": ["diagonal"]}, seeds=4)
+    with pytest.raises(FileExistsError, match=r"seeds: 4 in this sweep, 5 in the store"):
+        rf.run_sweep(other, path, progress=False)
+    other = _sweep(axes={**AXES, "model": ["diagonal"], "lr": [0.02, 0.04]})
+    with pytest.raises(FileExistsError, match=r"axes: .*0\.04.* in this sweep, .*0\.05.* in"):
+        rf.run_sweep(other, path, progress=False)
+
+
+def test_the_default_unit_of_work_is_a_small_part_of_the_sweep(tmp_path):
+    # Before: one unit of up to 1024 lanes, so 256 seeds were one unit and a kill lost all.
+    def tiny(point, key):
+        return (
+            (lambda p: jnp.sum((p - 1.0) ** 2)),
+            jax.random.normal(key, (2,)),
+            rf.GradientDescent(point["lr"], 5),
+        )
+
+    sweep = rf.Sweep({"lr": [0.1]}, 256, tiny, jax.random.key(0), rf.Save(num=2))
+    rf.run_sweep(sweep, tmp_path / "s.zarr", progress=False)
+    units = list((tmp_path / "s.zarr" / ".rnnflow").glob("unit-*"))
+    assert len(units) == 4  # 64 lanes: a sixteenth of 256 seeds is less than the floor

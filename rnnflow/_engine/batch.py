@@ -16,7 +16,8 @@ from .blocks import _default_lanes, _without_lapack_deadlock
 from .checkpoints import Checkpoints, array_hash, computation_hash
 from .checks import check_positive_int
 from .methods import AbstractMethod
-from .objective import check_finite, check_leaves, offered, split
+from .objective import check_finite, check_leaves, offered, split, split_real
+from .real_view import to_complex
 from .train import check_call, check_kinds, run, with_fixed
 from .trajectory import Save, Stop, Trajectory
 
@@ -102,7 +103,8 @@ def train_seeds(
       calls LAPACK (e.g. `jnp.linalg.eigh`), which with jaxlib 0.10.2 can deadlock when
       several CPU devices run at once, the seeds run on the first device alone, with a
       warning.
-    - `progress`: print a line as each chunk finishes.
+    - `progress`: print a line as each chunk finishes, and show a gradient flow's progress
+      within a chunk (a `diffrax.TextProgressMeter`, if it has no meter).
     - `keys`: one PRNG key per seed (`jax.random.split(key, seeds)`), for runs that draw
       random numbers (minibatches, Brownian paths): seed `i` draws from `keys[i]` alone, so
       its run is the same whatever else runs beside it.
@@ -138,15 +140,17 @@ def train_seeds(
     check_kinds(loss_fn, method, save, stop)
     check_leaves(params)
     num_seeds = _num_seeds(loss_fn, params)
+    if progress:
+        method = method.with_progress()
     check_finite("params", params)  # every seed's; `check_call` sees the first seed
-    trainable, fixed = split(params)
+    trainable, fixed = split_real(params)
     first_seed = jax.tree.map(lambda x: x[0], trainable)
     if method.needs_key(loss_fn) or keys is not None:
         keys = _key_data(keys, num_seeds)
     if not method.needs_key(loss_fn):
         keys = None
     first_key = None if keys is None else jax.random.wrap_key_data(keys[0])
-    check_call(loss_fn, eqx.combine(first_seed, fixed), method, save, stop, first_key)
+    check_call(loss_fn, eqx.combine(to_complex(first_seed), fixed), method, save, stop, first_key)
     devices = tuple(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("`devices` must name at least one device.")

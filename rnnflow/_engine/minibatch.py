@@ -20,6 +20,7 @@ from jaxtyping import Array, PyTree
 
 from .checks import check_positive_int
 from .objective import check_finite, offered, split
+from .real_view import to_complex, to_real
 
 
 class Minibatch(eqx.Module):
@@ -96,16 +97,18 @@ class Minibatch(eqx.Module):
     def noise_factor(self, params) -> Array:
         """$G$, shape `(n, N)` over the trained leaves of `params` (floating-point arrays,
         flattened by `ravel_pytree`; fixed leaves, such as a Python float, are not
-        trained and carry no noise), with $GG^\\top = Σ(θ)/B$: the minibatch gradient's
+        trained and carry no noise; a complex array counts as its real and imaginary parts,
+        as the methods train it), with $GG^\\top = Σ(θ)/B$: the minibatch gradient's
         covariance, from the $N$ per-example gradients. The stochastic flow drives it with
         an $N$-dimensional Brownian motion."""
         trainable, fixed = split(params)
-        flat, unravel = ravel_pytree(trainable)
+        flat, unravel = ravel_pytree(to_real(trainable))
 
         def grad(example):
-            return jax.grad(lambda x: self.example_loss(eqx.combine(unravel(x), fixed), example))(
-                flat
-            )
+            def loss(x):
+                return self.example_loss(eqx.combine(to_complex(unravel(x)), fixed), example)
+
+            return jax.grad(loss)(flat)
 
         g = jax.vmap(grad)(self.data)  # (N, n)
         n = g.shape[0]

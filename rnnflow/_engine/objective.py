@@ -37,6 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PyTree
 
+from .real_view import grad_to_real, to_complex, to_real
+
 Metric = Callable[[Array, PyTree], Array]
 
 
@@ -51,18 +53,26 @@ def split(params):
     return eqx.partition(params, eqx.is_inexact_array)
 
 
+def split_real(params):
+    """`split(params)`, with complex trainable leaves as their real and imaginary parts
+    (see `real_view`): what the methods train."""
+    trainable, fixed = split(params)
+    return to_real(trainable), fixed
+
+
 class Objective(eqx.Module):
     """`loss_fn` as a function of the trainable leaves alone, in the forms the methods use.
 
     Methods carry only the floating-point arrays through their loops (`trainable`, with
-    `None` where `params` has a fixed leaf); `params(trainable)` puts the fixed leaves back.
+    `None` where `params` has a fixed leaf, and complex leaves as their real parts);
+    `params(trainable)` puts the fixed leaves back and the complex leaves together.
     """
 
     loss_fn: Callable
     fixed: PyTree
 
     def params(self, trainable):
-        return eqx.combine(trainable, self.fixed)
+        return eqx.combine(to_complex(trainable), self.fixed)
 
     def value(self, trainable) -> Array:
         return self.loss_fn(self.params(trainable))
@@ -75,13 +85,15 @@ class Objective(eqx.Module):
         rule = offered(self.loss_fn, "direction")
         if rule is not None:
             params = self.params(trainable)
-            direction = split(rule(params))[0]
+            # A complex leaf moves along F's real and imaginary parts (no conjugate: F is
+            # a velocity, not a gradient in JAX's convention).
+            direction = to_real(split(rule(params))[0])
             return self.loss_fn(params), jax.tree.map(jnp.negative, direction)
         own = offered(self.loss_fn, "value_and_grad") if fast else None
         if own is None:
             return jax.value_and_grad(self.value)(trainable)
         value, grad = own(self.params(trainable))
-        return value, split(grad)[0]
+        return value, grad_to_real(split(grad)[0])
 
     @property
     def residuals(self) -> Callable | None:
@@ -121,7 +133,7 @@ def check_finite(name: str, tree) -> None:
 
 def check_leaves(params) -> None:
     """Raise a `TypeError` naming the first leaf of `params` that cannot be trained (an
-    integer or complex array), for one seed's params or a seed axis of them."""
+    integer array), for one seed's params or a seed axis of them."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         if eqx.is_array(leaf) and not jnp.issubdtype(leaf.dtype, jnp.inexact):
             raise TypeError(
@@ -129,8 +141,6 @@ def check_leaves(params) -> None:
                 "must be floating point (integer updates would truncate). Keep fixed integers "
                 "out of `params` (e.g. in the loss) or convert them."
             )
-        if eqx.is_array(leaf) and jnp.iscomplexobj(leaf):
-            raise TypeError(f"`params{jax.tree_util.keystr(path)}` must be real; got {leaf.dtype}.")
 
 
 def check_params(loss_fn, params) -> None:

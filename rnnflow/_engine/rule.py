@@ -25,7 +25,7 @@ from .objective import offered, split
 
 def squared_norm(params) -> Array:
     """$\\|θ\\|^2$ over the floating-point leaves of `params`."""
-    return sum(jnp.sum(x**2) for x in jax.tree.leaves(split(params)[0]))
+    return sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree.leaves(split(params)[0]))
 
 
 class Rule(eqx.Module):

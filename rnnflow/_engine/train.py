@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from jaxtyping import PyTree
 
 from .methods import AbstractMethod
-from .objective import Objective, check_params, metric_fn, split
+from .objective import Objective, check_params, metric_fn, split_real
+from .real_view import to_complex
 from .rule import check_direction, judged
 from .trajectory import Save, Stop, Trajectory
 
@@ -68,12 +69,13 @@ def run(loss_fn, method, trainable, fixed, save, stop, key=None) -> Trajectory:
 
 
 def with_fixed(traj: Trajectory, fixed) -> Trajectory:
-    """`traj` with the fixed leaves put back into its parameter pytrees."""
-    params = None if traj.params is None else eqx.combine(traj.params, fixed)
+    """`traj` with the fixed leaves put back into its parameter pytrees (and complex leaves
+    made whole again)."""
+    params = None if traj.params is None else eqx.combine(to_complex(traj.params), fixed)
     return eqx.tree_at(
         lambda t: (t.params, t.final),
         traj,
-        (params, eqx.combine(traj.final, fixed)),
+        (params, eqx.combine(to_complex(traj.final), fixed)),
         is_leaf=lambda x: x is None,
     )
 
@@ -103,8 +105,10 @@ def train(
       anything that offers `direction(params)`): the methods then move along its field
       $F(θ)$ in place of $-\nabla L$ (see "Learning rules beyond the gradient").
     - `params`: the initial parameters, any pytree (dict, tuple, `eqx.Module`, ...). Its
-      floating-point arrays (JAX or NumPy) are trained; other leaves (Python numbers, an
-      MLP's activation function) stay as they are.
+      floating-point arrays (JAX or NumPy, real or complex) are trained; other leaves
+      (Python numbers, an MLP's activation function) stay as they are. A complex leaf is
+      trained as its real and imaginary parts: the run is that of the explicit split
+      (see the "Bring your own model" page).
     - `method`: [`rnnflow.GradientDescent`][], [`rnnflow.GradientFlow`][] or
       [`rnnflow.ModifiedFlow`][].
     - `save`: what to record and when ([`rnnflow.Save`][]).
@@ -133,6 +137,6 @@ def train(
     ```
     """
     check_call(loss_fn, params, method, save, stop, key)
-    trainable, fixed = split(params)
+    trainable, fixed = split_real(params)
     key = key if method.needs_key(loss_fn) else None
     return with_fixed(_run_jit(loss_fn, method, trainable, fixed, save, stop, key), fixed)

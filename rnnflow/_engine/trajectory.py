@@ -57,13 +57,19 @@ _MESSAGES = {
 }
 
 
+# Save times above t1 by less than this (relative) are t1: a float32 sum of rates.
+T1_RTOL = 1e-5
+
+
 class Save(eqx.Module):
     """What to record during a run, and when.
 
     **Arguments:**
 
-    - `ts`: the times to save at, increasing, in `[0, t1]`. If omitted, `num` times spaced by
-      `spacing` over `[0, t1]`, or (gradient descent only) every `every` steps.
+    - `ts`: the times to save at, increasing, in `[0, t1]`, `t1` the method's end time
+      (`method.t1`; times above it by less than 1e-5 relative, the rounding of a float32
+      sum, count as `t1`). If omitted, `num` times spaced by `spacing` over `[0, t1]`, or
+      (gradient descent only) every `every` steps.
     - `num`: how many times to save when `ts` is omitted (default 101).
     - `spacing`: `"linear"` or `"log"` (time 0, then `num - 1` log-spaced times from
       `t1 / 10**decades` to `t1`).
@@ -75,6 +81,13 @@ class Save(eqx.Module):
       ([`rnnflow.ImpulseLoss`][]`.bind(model)`) also the relative imbalance and the relative
       extrapolation error to 10 × `train_len`.
     - `params`: also keep the parameters at each save time (memory: seeds × saves × params).
+
+    **Gradient descent saves at steps.** Its states exist only after whole steps, at the
+    times $t_n$ of its time axis ($nη$, or the running sum of a schedule's rates; over
+    $1-β$ with momentum β). Each save time is placed on the step $n$ whose $t_n$ is
+    nearest (ties to the earlier step), and `Trajectory.ts` holds those $t_n$, not the
+    times asked for. With a constant rate and `num` times, the saves are spread evenly
+    over the steps. The flows save at the times asked for.
 
     Only saved quantities cost memory, so 10⁴ seeds × 10⁶ steps with 101 saves of 3 metrics
     keeps 3 × 10⁶ numbers.
@@ -130,11 +143,13 @@ class Save(eqx.Module):
         xp = jnp if isinstance(t1, jax.core.Tracer) else np
         if self.ts is not None:
             ts = np.asarray(self.ts)
-            if xp is np and (ts[0] < 0 or ts[-1] > t1 * (1 + 1e-12)):
+            if xp is np and (ts[0] < 0 or ts[-1] > t1 * (1 + T1_RTOL)):
                 raise ValueError(
-                    f"`Save.ts` must lie in [0, t1] = [0, {t1}]; got [{ts[0]}, {ts[-1]}]."
+                    f"`Save.ts` must lie in [0, t1] = [0, {t1}] (the method's `t1`; times "
+                    f"within {T1_RTOL:g} of it relative count as t1); got [{ts[0]}, {ts[-1]}]."
                 )
-            # Within rounding of t1 (a time computed as 0.4 * 30), exactly t1.
+            # Within rounding of t1 (a time computed as 0.4 * 30, or a schedule's rates
+            # summed in float32), exactly t1.
             return ts if xp is not np else np.minimum(ts, t1)
         if self.spacing == "linear":
             return xp.linspace(0.0, t1, self.num)
@@ -167,8 +182,9 @@ class Trajectory(eqx.Module):
     **Fields:**
 
     - `ts`: the save times, shape `(saves,)`, in flow time: for gradient descent the sum
-      of the step sizes taken, $\\sum_{j<n} η_j$ ($nη$ at a constant rate), so that gradient
-      descent and the flows share one time axis.
+      of the step sizes taken, $\\sum_{j<n} η_j$ ($nη$ at a constant rate; over $1-β$
+      with momentum β), so that gradient descent and the flows share one time axis. For
+      an adaptive optimizer, the sum of its rates (see `time_axis`).
     - `metrics`: name → values at the save times, shape `(saves, ...)`. After a seed stops
       (converged or diverged), its values hold the state it stopped in.
     - `params`: the parameters at the save times (leading axis `saves`), if `Save(params=True)`.
@@ -177,6 +193,9 @@ class Trajectory(eqx.Module):
     - `result`: a [`rnnflow.Result`][] code, as an integer array.
     - `num_steps`: optimizer steps, or ODE solver steps (accepted + rejected).
     - `num_grad_evals`: gradient evaluations of the training loss.
+    - `time_axis`: what `ts` measures: `"flow time"` (the flows; plain and momentum
+      gradient descent, whose steps overlay the flow) or `"sum of rates"` (an adaptive
+      optimizer such as Adam: $\\sum_{j<n} η_j$, which is not flow time).
     """
 
     ts: Float[Array, " saves"]
@@ -187,6 +206,7 @@ class Trajectory(eqx.Module):
     result: Int[Array, ""]
     num_steps: Int[Array, ""]
     num_grad_evals: Int[Array, ""]
+    time_axis: str = eqx.field(static=True, default="flow time")
 
     @property
     def ok(self) -> Array:

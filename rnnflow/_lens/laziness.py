@@ -27,9 +27,10 @@ from .taylor import _check_callable, _output_fn, _taylor
 
 
 def _norm(tree):
-    """The Euclidean norm of all the floating-point arrays of `tree` together."""
+    """The Euclidean norm of all the floating-point arrays of `tree` together (a complex
+    entry counts as its real and imaginary parts)."""
     leaves = jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))
-    return jnp.sqrt(sum(jnp.sum(x**2) for x in leaves))
+    return jnp.sqrt(sum(jnp.sum(jnp.real(x * jnp.conj(x))) for x in leaves))
 
 
 def _tiny(x):

@@ -9,7 +9,8 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from .._engine.methods import GradientDescent, GradientFlow, ModifiedFlow
-from .._engine.objective import split
+from .._engine.objective import split, split_real
+from .._engine.real_view import to_complex
 from .taylor import _check_callable, _output_fn
 
 
@@ -22,7 +23,8 @@ def ntk(f, params: PyTree) -> Float[Array, "m m"]:
       are then the outputs). Outputs of any shape or pytree count in the order of
       `jax.flatten_util.ravel_pytree`.
     - `params`: one seed's parameters; their floating-point arrays are differentiated (other
-      leaves are held fixed).
+      leaves are held fixed). A complex array counts as its real and imaginary parts, so
+      $J$ has a column for each (the Jacobian of the real split).
 
     **Returns:**
 
@@ -46,7 +48,7 @@ def ntk(f, params: PyTree) -> Float[Array, "m m"]:
     out = eqx.filter_eval_shape(lambda p: ravel_pytree(_output_fn(f)(p))[0], params)
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"`f` must return real floating-point arrays; got {out.dtype}.")
-    return _kernel(f, trainable, fixed)
+    return _kernel(f, *split_real(params))
 
 
 @eqx.filter_jit  # one compiled program when called eagerly (inlined under an outer jit)
@@ -55,7 +57,7 @@ def _kernel(f, trainable, fixed):
     flat, unravel = ravel_pytree(trainable)
 
     def out(x):
-        return ravel_pytree(fn(eqx.combine(unravel(x), fixed)))[0]
+        return ravel_pytree(fn(eqx.combine(to_complex(unravel(x)), fixed)))[0]
 
     m, n = jax.eval_shape(out, flat).shape[0], flat.size
     jac = (jax.jacrev if m <= n else jax.jacfwd)(out)(flat)

@@ -12,6 +12,10 @@ Hessian formed), with full reorthogonalization, from a fixed start vector (the s
 every seed, so the metric is deterministic). After $m$ iterations the largest eigenvalues
 of the $m \times m$ tridiagonal matrix approximate the Hessian's largest; with $m = n$
 (the number of parameters) they are the Hessian's, up to rounding.
+
+For complex parameters the Hessian is that of the loss as a function of their real and
+imaginary parts (the real split the methods train; $n$ counts both parts): the
+sharpness that decides the stability of gradient descent on them.
 """
 
 import equinox as eqx
@@ -21,20 +25,22 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PyTree
 
 from .._engine.checks import check_positive_int
-from .._engine.objective import Metric, split
+from .._engine.objective import Metric, split_real
+from .._engine.real_view import to_complex
 
 
 def hessian_eigenvalues(loss_fn, params: PyTree, *, k: int = 1, iters: int | None = None):
     """The `k` largest eigenvalues of $\\nabla^2 L$ at `params` (one seed; vmap for many),
     largest first, by `iters` Lanczos iterations (default min(n, max(40, 3k)), n the
-    number of parameters).
+    number of parameters; a complex parameter counts as its real and imaginary parts, and
+    the Hessian is the one in them).
 
     ```python
     top = hessian_eigenvalues(loss_fn, params, k=3)  # (3,)
     ```
     """
     check_positive_int("k", k)
-    trainable, fixed = split(params)
+    trainable, fixed = split_real(params)
     flat, unravel = ravel_pytree(trainable)
     n = flat.size
     if k > n:
@@ -49,7 +55,7 @@ def hessian_eigenvalues(loss_fn, params: PyTree, *, k: int = 1, iters: int | Non
 @eqx.filter_jit
 def _top(loss_fn, flat, unravel, fixed, k: int, m: int):
     def grad(x):
-        return jax.grad(lambda y: loss_fn(eqx.combine(unravel(y), fixed)))(x)
+        return jax.grad(lambda y: loss_fn(eqx.combine(to_complex(unravel(y)), fixed)))(x)
 
     def hvp(v):
         return jax.jvp(grad, (flat,), (v,))[1]

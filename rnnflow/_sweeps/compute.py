@@ -9,7 +9,7 @@ import numpy as np
 
 from .._engine import blocks as _blocks
 from .._engine.checkpoints import computation_hash
-from .._engine.objective import check_finite, split
+from .._engine.objective import check_finite, split_real
 from .._engine.train import check_call, run
 from .plan import _lane, _setup_fn, _values
 
@@ -37,7 +37,7 @@ def _prepare(sweep, plan, seed_keys):
             if start == 0:
                 first = _lane(problems, 0)
         loss_fn, params, method = first
-        trainable, fixed = split(params)
+        trainable, fixed = split_real(params)
 
         def one(p, loss_fn=loss_fn, method=method, fixed=fixed):
             return run(loss_fn, method.quiet(), p, fixed, sweep.save, sweep.stop)
@@ -72,7 +72,7 @@ def _compute(out, sweep, plan, seed_keys, setups, devices, progress):
             _, vmapped = _values(sweep, plan, c, [p for p, _ in call])
             keys = seed_keys[np.asarray([s for _, s in call])]
             loss_fn, params, method = setups[c](vmapped, keys)
-            trainable, fixed = split(params)
+            trainable, fixed = split_real(params)
             check_finite("params", params)
             traj = _blocks._block_jit(
                 loss_fn, method, trainable, fixed, sweep.save, sweep.stop, devices, per_lane=True

@@ -31,6 +31,36 @@ def identity(sweep, plan, hashes) -> dict:
     }
 
 
+# What each entry of a sweep's identity is, in the words of its arguments.
+_NAMES = {
+    "axes": "axes",
+    "vmapped": "vmapped axes",
+    "seeds": "seeds",
+    "block": "seeds per unit of work",
+    "units": "units of work",
+    "format": "store format",
+    "key": "root key",
+    "float64": "float64 precision",
+    "computations": "computation (hash of the traced training, one per looped combination)",
+}
+
+
+def differences(stored: dict, wanted: dict) -> str:
+    """What differs between the identity of a store and a sweep's, with both values."""
+
+    def show(v):
+        text = json.dumps(v)
+        return text if len(text) <= 120 else text[:117] + "..."
+
+    parts = [
+        f"{_NAMES.get(k, k)}: {show(wanted.get(k))} in this sweep, {show(stored.get(k))} "
+        "in the store"
+        for k in sorted(set(stored) | set(wanted))
+        if json.dumps(stored.get(k), sort_keys=True) != json.dumps(wanted.get(k), sort_keys=True)
+    ]
+    return "; ".join(parts)
+
+
 def jsonable(v):
     return v.item() if isinstance(v, np.generic) else v
 
@@ -52,8 +82,9 @@ def check(out, identity) -> None:
             )
         if json.dumps(existing, sort_keys=True) != json.dumps(identity, sort_keys=True):
             raise FileExistsError(
-                f"{out.path} holds the results of another sweep (other axes, seeds, "
-                "computation or precision); choose another store."
+                f"{out.path} holds the results of another sweep: "
+                f"{differences(existing, identity)}. Choose another store (or rerun with "
+                "what the store holds)."
             )
         return
     # Our progress folder without `created`: a creation that was killed, to start over.

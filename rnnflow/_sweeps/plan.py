@@ -9,10 +9,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-# Seeds per unit of work (one point × a block of seeds): the grain a killed sweep resumes
-# from and a damaged chunk costs. Fixed by the number of seeds alone, never by `lanes`, so
-# that a sweep resumes with any `lanes`.
-_UNIT_SEEDS = 1024
+
+def _unit_seeds(seeds: int) -> int:
+    """Seeds per unit of work (one point × a block of seeds): the grain a killed sweep
+    resumes from and a damaged chunk costs. About a sixteenth of the seeds, at least 64
+    and at most 1024 (so that 256 seeds are 4 units a point, not 1). Fixed by the number
+    of seeds alone, never by `lanes`, so that a sweep resumes with any `lanes`."""
+    return min(seeds, 1024, max(64, math.ceil(seeds / 16)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,15 +39,23 @@ class _Plan:
             yield u, c, p, range(b * self.block, min((b + 1) * self.block, seeds))
 
 
+def _default_lanes(runs: int) -> int:
+    """Lanes for `runs` seeds × points of a looped combination: about a sixteenth of them,
+    so that a kill loses about a sixteenth of the work (the call in progress, whose units
+    are written when it ends), but at least 64 (narrower batches waste the vector units)
+    and at most 1024 (on a CPU wider ones stop paying off)."""
+    return min(runs, 1024, max(64, math.ceil(runs / 16)))
+
+
 def _plan(sweep, lanes: int | None, num_devices: int) -> _Plan:
     vmapped = sweep.vmapped()
     looped = tuple(a for a in sweep.axes if a not in vmapped)
     combos = list(itertools.product(*(range(len(sweep.axes[a])) for a in looped)))
     points = list(itertools.product(*(range(len(sweep.axes[a])) for a in vmapped)))
-    lanes = lanes or min(len(points) * sweep.seeds, 1024)
+    lanes = lanes or _default_lanes(len(points) * sweep.seeds)
     # A call's lanes are sharded over the devices: a multiple of their number.
     width = math.ceil(lanes / num_devices) * num_devices
-    return _Plan(looped, vmapped, combos, points, min(sweep.seeds, _UNIT_SEEDS), width)
+    return _Plan(looped, vmapped, combos, points, _unit_seeds(sweep.seeds), width)
 
 
 def _values(sweep, plan, c, point_ids):

@@ -143,10 +143,14 @@ def run_sweep(
       nothing in them is changed. Every chunk of every finished unit is verified (it
       exists, its CRC-32C checksum matches): a damaged unit is computed again, with a
       one-line warning naming it, and the store ends as an undamaged run's would.
-    - `lanes`: seeds × points computed side by side per compiled call (default: all the
-      points and seeds of a combination of the looped axes, at most 1024); working memory
-      grows with it. Results are bitwise the same for a given `lanes`, whatever the number
-      of processes and however often the run was killed and resumed. It is not part of
+    - `lanes`: seeds × points computed side by side per compiled call (default: about a
+      sixteenth of the points and seeds of a combination of the looped axes, at least 64
+      and at most 1024); working memory grows with it. A call's units of work (one point
+      × a block of about a sixteenth of the seeds, 64 to 1024) are written as it ends, so
+      a kill loses the call in progress: for long runs choose `lanes` so that a call takes
+      seconds to a minute (the progress bar advances call by call). Results are bitwise
+      the same for a given `lanes`, whatever the number of processes and however often
+      the run was killed and resumed. It is not part of
       the store's identity: a run killed (or out of memory) resumes with other `lanes`,
       with a warning, since another batch width may round differently (XLA vectorises
       widths differently: the last bits of some values, as for
@@ -177,7 +181,10 @@ def run_sweep(
     identity = layout.identity(sweep, plan, hashes)
     if jax.process_index() != 0:
         if json.dumps(out.wait_created(), sort_keys=True) != json.dumps(identity, sort_keys=True):
-            raise FileExistsError(f"{out.path} holds another sweep than this process's.")
+            raise FileExistsError(
+                f"{out.path} holds another sweep than this process's: "
+                f"{layout.differences(out.wait_created(), identity)}."
+            )
         if not out.complete():
             _compute(out, sweep, plan, seed_keys, setups, devices, progress)
         out.wait_complete()

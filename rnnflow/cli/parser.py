@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument(
             "--lanes",
             type=int,
-            help="seeds × points computed side by side (default: up to 1024); working "
+            help="seeds × points computed side by side (default: about a sixteenth of a "
+            "sweep, 64 to 1024); working "
             "memory grows with it; a killed run resumes with any (the same: bit for bit)",
         )
 

@@ -39,6 +39,10 @@ class AbstractMethod(eqx.Module):
         """This method without what only displays progress: the same computation."""
         return self
 
+    def with_progress(self) -> "AbstractMethod":
+        """This method showing its progress where it can (the same computation)."""
+        return self
+
     @abc.abstractmethod
     def run(
         self,

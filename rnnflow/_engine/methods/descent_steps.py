@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from ..objective import Objective, offered
+from .optimizer_rate import build
 
 # How each adjoint runs the loop (`equinox.internal.while_loop`): reverse mode with
 # recursive checkpointing, forward mode, or both (a bounded loop).
@@ -37,13 +38,13 @@ def while_loop(adjoint, max_steps: int):
 
 
 def optimizer_steps(objective: Objective, params, *, lr, optimizer, running, loop, fast, key):
-    """Steps of `optimizer` (default plain SGD at `lr`), with the loss's own
-    `value_and_grad` where `fast` and offered. A loss that offers `sample` (a
+    """Steps of `optimizer` (default plain SGD; a factory is called with `lr`), with the
+    loss's own `value_and_grad` where `fast` and offered. A loss that offers `sample` (a
     [`rnnflow.Minibatch`][]) is stepped on a minibatch drawn from `key` at every step, and
     `running` judges the full loss, as the stochastic flow does and the Minibatch says (a
     minibatch's loss would stop a run on one lucky draw). State: (params, loss, steps
     taken, (optimizer state, gradient[, key]))."""
-    opt = optax.sgd(lr) if optimizer is None else optimizer
+    opt = build(optimizer, lr)
     sample = offered(objective.loss_fn, "sample")
 
     def value_and_grad(p, key):

@@ -12,9 +12,11 @@ import optax
 
 from ..checks import check_choice, check_positive_int, check_real
 from ..objective import Objective, offered
+from ..real_view import has_parts
 from ..trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
 from .descent_steps import LOOPS, fused_steps, optimizer_steps, while_loop
+from .optimizer_rate import check_optimizer, time_axis
 
 
 class GradientDescent(AbstractMethod):
@@ -26,13 +28,21 @@ class GradientDescent(AbstractMethod):
     **Arguments:**
 
     - `lr`: the step size η: a positive number, a traced array (to `jax.vmap` or
-      differentiate over it), or an optax schedule `step -> η_step`. It sets the time axis:
-      after $n$ steps the flow time is $\\sum_{j<n} η_j$ ($nη$ at a constant rate), so that
-      gradient descent is the explicit Euler discretisation of the gradient flow, with a
-      decaying rate too.
-    - `num_steps`: how many steps to take; the run ends at `t1`, the flow time of them all.
-    - `optimizer`: any `optax.GradientTransformation` (momentum, adam, ...). Default
-      `optax.sgd(lr)`, plain gradient descent. The time axis follows `lr` either way.
+      differentiate over it), or an optax schedule `step -> η_step`. It is the one rate of
+      the run, and it sets the time axis: after $n$ steps of plain gradient descent the
+      flow time is $\\sum_{j<n} η_j$ ($nη$ at a constant rate), so that gradient descent
+      is the explicit Euler discretisation of the gradient flow, with a decaying rate too.
+    - `num_steps`: how many steps to take; the run ends at `t1`, the time of them all.
+    - `optimizer`: an optax factory that takes the rate, called with `lr`
+      (`optax.adam`, `functools.partial(optax.sgd, momentum=0.9)`), or an
+      `optax.GradientTransformation` whose rate is `lr` (injected with
+      `optax.inject_hyperparams`, or an alias such as `optax.adam(lr)`; a rate that can
+      be read and differs from `lr` is refused). Default: plain gradient descent,
+      `optax.sgd(lr)`. SGD with heavy-ball (or Nesterov) momentum β steps along the
+      gradient flow at flow time $\\sum_{j<n} η_j/(1-β)$: its trajectory overlays the
+      flow's. Adaptive optimizers (Adam, RMSProp, ...) have no gradient-flow limit:
+      their time axis is $\\sum_{j<n} η_j$, labelled so (`time_axis`), and is not flow
+      time (see the methods page for what can be compared).
     - `kernel`: `"auto"` (default) uses the loss's own `value_and_grad` where it offers one
       (the impulse loss of a diagonal student does, in closed form); `"generic"` always
       differentiates the loss by autodiff; `"pallas"` runs plain gradient descent through
@@ -52,22 +62,29 @@ class GradientDescent(AbstractMethod):
 
     ```python
     method = GradientDescent(lr=0.01, num_steps=10_000)
-    method = GradientDescent(lr=0.01, num_steps=10_000, optimizer=optax.adam(0.01))
+    method = GradientDescent(lr=0.01, num_steps=10_000, optimizer=optax.adam)
     method = GradientDescent(optax.cosine_decay_schedule(0.1, 10_000), num_steps=10_000)
+    method.t1  # the time the run ends at: Σ η_j
     ```
+
+    **Attributes:** `t1`, the time after all `num_steps` steps (flow time or sum of rates);
+    `time_axis`, `"flow time"` or `"sum of rates"`; `time_scale`, the flow time per unit
+    of rate ($1/(1-β)$ with momentum β, else 1).
     """
 
     lr: float | jax.Array | Callable
     num_steps: int = eqx.field(static=True)
-    optimizer: optax.GradientTransformation | None = eqx.field(static=True)
+    optimizer: optax.GradientTransformation | Callable | None = eqx.field(static=True)
     kernel: str = eqx.field(static=True)
     adjoint: diffrax.AbstractAdjoint
+    time_axis: str = eqx.field(static=True)
+    time_scale: float = eqx.field(static=True)
 
     def __init__(
         self,
         lr,
         num_steps: int,
-        optimizer: optax.GradientTransformation | None = None,
+        optimizer: optax.GradientTransformation | Callable | None = None,
         *,
         kernel: str = "auto",
         adjoint: diffrax.AbstractAdjoint | None = None,
@@ -80,11 +97,7 @@ class GradientDescent(AbstractMethod):
             self.lr = lr if isinstance(lr, jax.core.Tracer) else float(lr)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.kernel = check_choice("kernel", kernel, ("auto", "pallas", "generic"))
-        if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
-            raise TypeError(
-                "`optimizer` must be an optax.GradientTransformation (e.g. optax.sgd(lr), "
-                f"optax.adam(lr)); got {type(optimizer).__name__}."
-            )
+        check_optimizer(optimizer)
         self.optimizer = optimizer
         adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
         if type(adjoint) not in LOOPS:
@@ -94,29 +107,62 @@ class GradientDescent(AbstractMethod):
                 f"is no continuous adjoint to solve); got {type(adjoint).__name__}."
             )
         self.adjoint = adjoint
-        if callable(lr):
-            self.flow_times()  # a schedule that fails or is not positive fails here
+        rates = self._rates()  # a schedule that fails or is not positive fails here
+        if self._traced() or isinstance(rates, jax.core.Tracer):
+            if isinstance(optimizer, optax.GradientTransformation):
+                raise TypeError(
+                    "a traced `lr` (under jax.vmap or jax.grad) cannot be checked against a "
+                    "ready-made optimizer: give the optimizer as a factory that takes the "
+                    "rate (e.g. optax.adam, functools.partial(optax.sgd, momentum=0.9))."
+                )
+            # The factory's kind and momentum, at unit rate: they do not depend on it.
+            self.time_axis, self.time_scale = time_axis(
+                optimizer, 1.0, lambda k: np.ones(len(k)), self.num_steps
+            )
+        else:
+            rate = self.lr if rates is None else self._rate
+
+            def rate_at(k):
+                return np.full(len(k), self.lr) if rates is None else rates[np.asarray(k)]
+
+            self.time_axis, self.time_scale = time_axis(optimizer, rate, rate_at, self.num_steps)
 
     def _traced(self) -> bool:
         return isinstance(self.lr, jax.core.Tracer)
 
-    def flow_times(self):
-        """For a schedule: the flow time after $n = 0, …,$ `num_steps` steps, $\\sum_{j<n} η_j$
-        (float64 where concrete). For a constant rate: `None` (it is $nη$)."""
+    def _rates(self):
+        """For a schedule: the rate at every step (float64 where concrete); else `None`."""
         if not callable(self.lr):
             return None
         # Evaluated now even inside a trace, unless the schedule depends on traced values.
         with jax.ensure_compile_time_eval():
             rates = jax.vmap(self._rate)(jnp.arange(self.num_steps))  # one step at a time
         if isinstance(rates, jax.core.Tracer):
-            rates = rates.astype(jnp.result_type(float))
-            return jnp.concatenate([jnp.zeros(1, rates.dtype), jnp.cumsum(rates)])
+            return rates.astype(jnp.result_type(float))
         rates = np.asarray(rates, np.float64)
         if rates.shape != (self.num_steps,) or not np.all(np.isfinite(rates) & (rates > 0)):
             raise ValueError(
                 "`lr` as a schedule must give a finite, positive rate at every step 0, …, "
                 f"num_steps - 1; got rates from {rates.min()} to {rates.max()}."
             )
+        return rates
+
+    @property
+    def _dt(self):
+        """The time one step at the constant rate `lr` takes: η/(1-β), or η."""
+        return self.lr if self.time_scale == 1 else self.lr * self.time_scale
+
+    def flow_times(self):
+        """For a schedule: the time after $n = 0, …,$ `num_steps` steps, $\\sum_{j<n} η_j$
+        (times `time_scale`; float64 where concrete). For a constant rate: `None` (it is
+        $nη$ times `time_scale`)."""
+        rates = self._rates()
+        if rates is None:
+            return None
+        if self.time_scale != 1:
+            rates = rates * self.time_scale
+        if isinstance(rates, jax.Array):
+            return jnp.concatenate([jnp.zeros(1, rates.dtype), jnp.cumsum(rates)])
         return np.concatenate([[0.0], np.cumsum(rates)])
 
     def _rate(self, step):
@@ -128,7 +174,7 @@ class GradientDescent(AbstractMethod):
     @property
     def t1(self):
         times = self.flow_times()
-        return self.lr * self.num_steps if times is None else times[-1]
+        return self._dt * self.num_steps if times is None else times[-1]
 
     def save_steps(self, save: Save):
         """The step indices saved at: every `every` steps, or the step whose flow time is
@@ -147,13 +193,13 @@ class GradientDescent(AbstractMethod):
             return np.rint(save.times(float(self.num_steps))).astype(np.int64)
         ts = np.asarray(save.times(self.t1))
         if self._traced():
-            return jnp.rint(ts / self.lr).astype(jnp.int32)
-        return np.rint(ts / self.lr).astype(np.int64)
+            return jnp.rint(ts / self._dt).astype(jnp.int32)
+        return np.rint(ts / self._dt).astype(np.int64)
 
     def save_times(self, save: Save):
         steps = self.save_steps(save)
         times = self.flow_times()
-        return steps * self.lr if times is None else times[steps]
+        return steps * self._dt if times is None else times[steps]
 
     def check(self, loss_fn, stop) -> None:
         if not callable(self.lr):
@@ -189,7 +235,7 @@ class GradientDescent(AbstractMethod):
         below = -np.inf if stop.loss_below is None else stop.loss_below
 
         def time(n):
-            return n * self.lr if flow_times is None else jnp.asarray(flow_times)[n]
+            return n * self._dt if flow_times is None else jnp.asarray(flow_times)[n]
 
         def running(value):
             return jnp.isfinite(value) & (value <= stop.loss_above) & ~(value < below)
@@ -206,6 +252,7 @@ class GradientDescent(AbstractMethod):
             and offered(objective.loss_fn, "descend") is not None
             and not self.needs_key(objective.loss_fn)
             and not isinstance(self.adjoint, diffrax.DirectAdjoint)
+            and not has_parts(params)  # `descend` takes the loss's own, complex, leaves
         )
         loop = while_loop(self.adjoint, max_count)
         if fused:
@@ -250,4 +297,5 @@ class GradientDescent(AbstractMethod):
             result=result,
             num_steps=n,
             num_grad_evals=n + 1,  # at the start and after every step
+            time_axis=self.time_axis,
         )

@@ -1,7 +1,7 @@
 """[`rnnflow.GradientFlow`][]: the gradient flow solved by `diffrax.diffeqsolve`, saving at
 given times and stopping each seed on its own events."""
 
-import dataclasses
+import copy
 
 import diffrax
 import equinox as eqx
@@ -25,6 +25,14 @@ from .solve_report import (
 )
 from .stall import StallGuard
 
+# The default PID tolerances (rtol, atol) by the parameters' bytes per number: float64,
+# float32, 16-bit floats. float64's are the library's accuracy; the others keep rtol about
+# 1000 and atol about 10 rounding errors above the precision's resolution (float32: eps =
+# 1.2e-7). At float32 with atol = 1e-7 ≈ eps, Kvaerno5's Newton iterations failed on half
+# the steps of a complex LRU's flow (6 600 steps to t1); with atol = 1e-6, 136 (float64 at
+# rtol = 1e-4, atol = 1e-7: 158).
+DEFAULT_TOLERANCES = {8: (1e-6, 1e-9), 4: (1e-4, 1e-6), 2: (1e-2, 1e-3)}
+
 
 class GradientFlow(AbstractMethod):
     """Gradient flow $\\dot θ = -\\nabla L(θ)$, solved by `diffrax.diffeqsolve`; for a
@@ -42,17 +50,26 @@ class GradientFlow(AbstractMethod):
       takes any loss and wins at tight tolerances on short, non-stiff horizons.
       [`rnnflow.UnrolledTsit5`][] takes Tsit5's steps without the copies of its stage
       buffer that `vmap` adds (up to 1.7× per step over many seeds with a cheap gradient).
-    - `stepsize_controller`: default `diffrax.PIDController(rtol=1e-6, atol=1e-9)`.
-      A `diffrax.ConstantStepSize()` needs `dt0`.
+    - `stepsize_controller`: default a `diffrax.PIDController` with tolerances that follow
+      the parameters' precision: `rtol=1e-6, atol=1e-9` in float64, `rtol=1e-4,
+      atol=1e-6` in float32 (float64's are within a few rounding errors of float32's
+      resolution, where a solver's error estimate is noise: an implicit solver's Newton
+      iterations then fail, steps are rejected, and the solve crawls), `rtol=1e-2,
+      atol=1e-3` in 16-bit floats. A `diffrax.ConstantStepSize()` needs `dt0`.
     - `dt0`: the initial step; `None` lets an adaptive controller choose it.
     - `max_steps`: the most solver steps per seed (default 100 000); a seed that needs more
       ends with `Result.max_steps_reached` and keeps what it had.
-    - `stall`: with an adaptive controller, a seed whose step size has collapsed stops as
-      `Result.stalled` instead of holding the batch until `max_steps`: after
-      max(100, `max_steps`/100) steps, when even `stall` × `max_steps` steps of its
-      current size would not reach `t1` (default 1000; `None`: never). A seed that is
-      merely slow runs on, and ends with `max_steps_reached` if it must.
-    - `progress_meter`: a diffrax progress meter, e.g. `diffrax.TextProgressMeter()`.
+    - `stall`: with an adaptive controller, a seed whose progress has collapsed stops as
+      `Result.stalled` (and leaves the batch to the others) instead of holding it until
+      `max_steps`: after max(100, `max_steps`/100) steps, when even `stall` × `max_steps`
+      steps at its recent mean advance per step (rejected steps advancing nothing, so
+      that an implicit solver's failing Newton iterations count) would not reach `t1`
+      (default 1000; `None`: never). A seed that is merely slow runs on, and ends with
+      `max_steps_reached` if it must.
+    - `progress_meter`: a diffrax progress meter, e.g. `diffrax.TqdmProgressMeter()` or
+      `diffrax.TextProgressMeter()`: for long flows (under `vmap`, it shows the slowest
+      seed). [`rnnflow.train_seeds`][]`(progress=True)` gives a flow without one a
+      `TextProgressMeter`.
     - `adjoint`: how the solve is differentiated, a diffrax adjoint:
       `diffrax.RecursiveCheckpointAdjoint()` (default: `jax.grad` through the solver's
       steps, with checkpointing), `diffrax.BacksolveAdjoint()` (solves the adjoint ODE
@@ -78,6 +95,7 @@ class GradientFlow(AbstractMethod):
     progress_meter: diffrax.AbstractProgressMeter = eqx.field(static=True)
     adjoint: diffrax.AbstractAdjoint
     stall: float | None = eqx.field(static=True)
+    default_tolerances: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -95,8 +113,9 @@ class GradientFlow(AbstractMethod):
         self.t1 = float(t1)
         solver = diffrax.Tsit5() if solver is None else solver
         check_solver(solver)
+        self.default_tolerances = stepsize_controller is None
         if stepsize_controller is None:
-            stepsize_controller = diffrax.PIDController(rtol=1e-6, atol=1e-9)
+            stepsize_controller = diffrax.PIDController(*DEFAULT_TOLERANCES[8])
         check_controller_type(stepsize_controller)
         if dt0 is not None:
             check_real("dt0", dt0, positive=True)
@@ -117,15 +136,37 @@ class GradientFlow(AbstractMethod):
         check_adjoint(adjoint)
         self.adjoint = adjoint
 
-    def _controller(self):
-        adaptive = isinstance(self.stepsize_controller, diffrax.AbstractAdaptiveStepSizeController)
-        if self.stall is None or not adaptive:
+    def controller(self, params):
+        """The step-size controller for `params`: the default's tolerances follow their
+        precision (`DEFAULT_TOLERANCES`)."""
+        if not self.default_tolerances:
             return self.stepsize_controller
+        # A complex number's precision is its parts' (the methods train them).
+        itemsize = jnp.finfo(jnp.result_type(*jax.tree.leaves(params))).bits // 8
+        return diffrax.PIDController(*DEFAULT_TOLERANCES[min(max(itemsize, 2), 8)])
+
+    def _controller(self, params):
+        controller = self.controller(params)
+        adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+        if self.stall is None or not adaptive:
+            return controller
         patience = max(100, self.max_steps // 100)
-        return StallGuard(self.stepsize_controller, self.max_steps, patience, self.stall)
+        return StallGuard(controller, self.max_steps, patience, self.stall)
+
+    def _with_meter(self, meter) -> "GradientFlow":
+        # A copy with another (static) meter: `dataclasses.replace` would call __init__,
+        # whose arguments are not the fields.
+        new = copy.copy(self)
+        object.__setattr__(new, "progress_meter", meter)
+        return new
 
     def quiet(self) -> "GradientFlow":
-        return dataclasses.replace(self, progress_meter=diffrax.NoProgressMeter())
+        return self._with_meter(diffrax.NoProgressMeter())
+
+    def with_progress(self) -> "GradientFlow":
+        if not isinstance(self.progress_meter, diffrax.NoProgressMeter):
+            return self
+        return self._with_meter(diffrax.TextProgressMeter())
 
     def save_times(self, save: Save) -> np.ndarray:
         if save.every is not None:
@@ -146,7 +187,7 @@ class GradientFlow(AbstractMethod):
 
     def run(self, objective: Objective, params, *, save, stop, metrics, key=None) -> Trajectory:
         ts = self.save_times(save)
-        warn_if_tolerance_below_precision(self.stepsize_controller, params)
+        warn_if_tolerance_below_precision(self.controller(params), params)
 
         # The objective travels as diffrax's `args`, not in a closure, so that every adjoint
         # (backsolve too) differentiates with respect to what it holds (a teacher, say).
@@ -171,7 +212,7 @@ class GradientFlow(AbstractMethod):
             dt0=self.dt0,
             y0=y0,
             args=objective,
-            stepsize_controller=self._controller(),
+            stepsize_controller=self._controller(params),
             max_steps=self.max_steps,
             throw=False,
             progress_meter=self.progress_meter,
