@@ -191,7 +191,7 @@ def _seed_slice(traj):
 
 def test_one_percent_diverging_seeds_leave_the_statistics_of_the_rest_unchanged():
     xr = pytest.importorskip("xarray")
-    from rnnflow.experiments._common import final, seed_median
+    from rnnflow.experiments._stats import final, seed_median
 
     params = _seeds(100, key=jax.random.key(2))
     bad = rf.train_seeds(LOSS.bind(MODEL), _with_bad_seed(params), GD, save=SAVE)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnnflow.experiments import Summary, lazy_rich, load_results, run_experiment
-from rnnflow.experiments._common import final
+from rnnflow.experiments._stats import final
 
 TINY = lazy_rich.LazyRichConfig(
     seeds=3,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from rnnflow.experiments import _common, load_results, run_experiment, small_step
+from rnnflow.experiments import _stats, load_results, run_experiment, small_step
 
 # Two step sizes are enough for a slope in float64, where the GD errors (1e-2 … 1e-4) are far
 # above rounding and the reference flows are solved to rtol 1e-8.
@@ -54,13 +54,13 @@ def test_stores_share_the_starts_and_load_back(results):
 def test_fit_line():
     lrs = xr.DataArray([0.04, 0.02, 0.01], dims="lr")
     errors = xr.concat([3 * lrs, 5 * lrs**2], "series")
-    slope, intercept, r2 = _common.fit_line(np.log(lrs), np.log(errors), "lr")
+    slope, intercept, r2 = _stats.fit_line(np.log(lrs), np.log(errors), "lr")
     np.testing.assert_allclose(slope, [1.0, 2.0])
     np.testing.assert_allclose(np.exp(intercept), [3.0, 5.0])
     np.testing.assert_allclose(r2, [1.0, 1.0])
     # Non-finite entries (failed runs) are left out; fewer than two points give NaN.
     errors[0, 0], errors[1, 1:] = np.nan, np.nan
-    slope, _, _ = _common.fit_line(np.log(lrs), np.log(errors), "lr")
+    slope, _, _ = _stats.fit_line(np.log(lrs), np.log(errors), "lr")
     assert slope[0] == pytest.approx(1.0) and np.isnan(slope[1])
 
 

@@ -1,19 +1,22 @@
 """Pieces the experiments share: named teachers, config checks, methods and init-scale
-sweeps from configs, per-point metrics, the one slope fitter, and robust statistics over
-the seeds of a labelled Dataset."""
+sweeps from configs, and per-point metrics (statistics over seeds are in `_stats`)."""
 
 import dataclasses
-import warnings
 from collections.abc import Callable
 
 import equinox as eqx
 import jax
-import numpy as np
 
-from .._engine.methods import GradientDescent, GradientFlow, LeastSquaresRosenbrock
-from .._engine.trajectory import Result, Save, Stop
-from .._rnn.teachers import Teacher, modes_teacher
-from .._sweeps.sweep import Sweep
+from rnnflow import (
+    GradientDescent,
+    GradientFlow,
+    LeastSquaresRosenbrock,
+    Save,
+    Stop,
+    Sweep,
+    Teacher,
+    modes_teacher,
+)
 
 # Named teachers (eigenvalues, weights): short memory, long memory (eigenvalue 1),
 # two modes of opposite sign (one oscillating), and three modes of distinct weights.
@@ -142,125 +145,3 @@ class Measured(eqx.Module):
     @property
     def descend(self):
         return getattr(self.loss_fn, "descend", None)
-
-
-# -- statistics over seeds -------------------------------------------------------------------
-
-
-def ok(ds):
-    """Seeds that finished or converged (neither diverged nor failed), per point."""
-    return ds.result <= int(Result.converged)
-
-
-def final(ds, name: str):
-    """Metric `name` at the last save (the end of the run, or where a seed stopped), NaN
-    for failed seeds: they are counted from `result`, not averaged."""
-    return ds[name].isel(time=-1).where(ok(ds))
-
-
-def seed_median(values, dim="seed"):
-    """The median of a DataArray over `dim` (default the seeds; `...` for all) ignoring NaN
-    (failed seeds), NaN where nothing is finite."""
-    with warnings.catch_warnings():  # all-NaN slices: every seed failed there
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return values.median(dim, skipna=True)
-
-
-def median(values) -> float:
-    """The median over all entries of an array, ignoring NaN (failed seeds); NaN if no entry
-    is finite."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(nanmedian(values, axis=None)) if np.any(np.isfinite(values)) else float("nan")
-
-
-def quartiles(values) -> dict:
-    """Median and quartiles over the finite entries of an array (NaN where none)."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values).any()
-    q25, q75 = np.nanpercentile(values, [25, 75]) if finite else (np.nan, np.nan)
-    return {"median": median(values), "q25": float(q25), "q75": float(q75)}
-
-
-def number(x) -> float:
-    """A 0-d DataArray or array as a Python float."""
-    return float(np.asarray(x))
-
-
-def numbers(x) -> list:
-    """A 1-d DataArray or array as a list of Python floats."""
-    return [float(v) for v in np.asarray(x, np.float64).ravel()]
-
-
-def fit_line(x, y, dim: str):
-    """Least-squares line `y ≈ intercept + slope · x` along `dim`, through the finite
-    points only, for every other index at once: the one slope fitter of the experiments
-    (convergence orders against log η, plateau lengths against log 1/σ).
-
-    **Arguments:**
-
-    - `x`, `y`: `xarray.DataArray`s that broadcast against each other (e.g. `x` the
-      coordinate of `dim`, `y` over `dim` and seeds). Transform them first for a log-log
-      slope: `fit_line(np.log(ds.lr), np.log(err), "lr")`.
-    - `dim`: the dimension fitted along.
-
-    **Returns:**
-
-    `(slope, intercept, r2)`, DataArrays over the other dimensions; NaN where fewer than
-    two finite points (or all at one `x`).
-
-    ```python
-    slope, _, _ = fit_line(np.log(ds.lr), np.log(distance), "lr")  # per seed and time
-    ```
-    """
-    import xarray as xr
-
-    x, y = xr.broadcast(x, y)
-    valid = np.isfinite(x) & np.isfinite(y)
-    w = valid.astype(float)
-    x, y = x.where(valid, 0.0), y.where(valid, 0.0)
-    n = w.sum(dim)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mx, my = (w * x).sum(dim) / n, (w * y).sum(dim) / n
-        sxx = (w * (x - mx) ** 2).sum(dim)
-        sxy = (w * (x - mx) * (y - my)).sum(dim)
-        syy = (w * (y - my) ** 2).sum(dim)
-        fits = (n >= 2) & (sxx > 0)
-        slope = (sxy / sxx).where(fits)
-        r2 = (sxy**2 / (sxx * syy)).where(fits & (syy > 0))
-    return slope, (my - slope * mx).where(fits), r2
-
-
-def log_axes(ax, values, *, x: bool = True, y: bool = True) -> None:
-    """Log scales on `ax`, or a note where `values` hold nothing positive and finite (every
-    seed failed): a log axis without data cannot be drawn."""
-    values = np.asarray(values, dtype=np.float64)
-    if np.any(np.isfinite(values) & (values > 0)):
-        if x:
-            ax.set_xscale("log")
-        if y:
-            ax.set_yscale("log")
-    else:
-        ax.text(
-            0.5,
-            0.5,
-            "no finite values:\nevery seed failed",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-        )
-
-
-def nanmedian(values, axis):
-    """`np.nanmedian` without the warning for all-NaN slices (failed seeds): NaN there."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(values, axis=axis)
-
-
-def nanquartiles(values, axis):
-    """The first and third quartiles along `axis`, ignoring NaN, without the warnings for
-    all-NaN slices (a scale where every seed failed) or infinite entries (an overflowed
-    error): NaN there."""
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanpercentile(values, [25, 75], axis=axis)

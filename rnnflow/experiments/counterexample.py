@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import rnnflow as rf
 
 from . import _common
-from ._common import final, number, seed_median
+from ._stats import final, number, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import counterexample as _plot
 from .summary import Summary

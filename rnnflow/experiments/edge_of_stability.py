@@ -22,8 +22,8 @@ from jax.flatten_util import ravel_pytree
 
 import rnnflow as rf
 
-from . import _common
-from ._common import median
+from . import _common, _stats
+from ._stats import median
 from .base import Experiment, ExperimentConfig, may_be_empty
 from .plots import edge_of_stability as _plot
 from .summary import Summary
@@ -180,7 +180,7 @@ def per_lr(data, case: Case, lr: float) -> dict:
         "gf": flow(data, case).sel(time=ts, method="nearest"),
         "mf": data[case.store("modified_lr", lr)].sel(lr=lr).transpose("seed", "time", ...),
     }
-    both = (_common.ok(gd) & _common.ok(flows["gf"]) & _common.ok(flows["mf"])).values
+    both = (_stats.ok(gd) & _stats.ok(flows["gf"]) & _stats.ok(flows["mf"])).values
     sharp, loss, theta = gd.sharpness.values, gd.loss.values, gd.theta.values
     ratio = sharp * lr / 2
     idx = crossing(ratio)
@@ -205,7 +205,7 @@ def per_lr(data, case: Case, lr: float) -> dict:
     # The mean over one period of the oscillation (two steps), median over the saves after the
     # crossing; the crossing's own value where it is the last save.
     periods = np.where(np.arange(len(ts) - 1) >= i, 0.5 * (ratio[:, 1:] + ratio[:, :-1]), np.nan)
-    settled = np.where(idx == len(ts) - 1, ratio[:, -1], _common.nanmedian(periods, 1))
+    settled = np.where(idx == len(ts) - 1, ratio[:, -1], _stats.nanmedian(periods, 1))
     shown = int(np.argmax(both)) if both.any() else -1
     return {
         "lr": lr,
@@ -214,7 +214,7 @@ def per_lr(data, case: Case, lr: float) -> dict:
         "gd_final_sharpness": med(sharp[:, -1], both),
         "reached": int(reached.sum()),
         "crossing_time": median(crossing_time),
-        "settled_ratio": _common.quartiles(np.where(reached, settled, np.nan)),
+        "settled_ratio": _stats.quartiles(np.where(reached, settled, np.nan)),
         "loss_rises": med(loss_rises(loss)),
         "steps": len(ts) - 1,
         "relative_distance": far,
@@ -222,7 +222,7 @@ def per_lr(data, case: Case, lr: float) -> dict:
         "gd_final_loss": med(loss[:, -1], both),
         "gf_final_loss": med(flows["gf"].loss.values[:, -1], both),
         "excluded": int((~both).sum()),
-        "failed": int((~_common.ok(gd)).sum()),
+        "failed": int((~_stats.ok(gd)).sum()),
         "diverged": int((gd.result == int(rf.Result.diverged)).sum()),
         "shown": {"seed": shown, "crossing_time": crossing_time[shown] if shown >= 0 else np.nan},
     }
@@ -234,14 +234,14 @@ def flow_final_sharpness(data, case: Case) -> np.ndarray:
     end = flow(data, case).isel(time=-1)
     theta = jnp.asarray(end.theta.values, jnp.result_type(float))
     top = jax.vmap(lambda th: rf.hessian_eigenvalues(case.loss_fn, unravel(th))[0])(theta)
-    return np.where(_common.ok(end).values, np.asarray(top, np.float64), np.nan)
+    return np.where(_stats.ok(end).values, np.asarray(top, np.float64), np.nan)
 
 
 def analyse(data, config: EdgeOfStabilityConfig) -> Summary:
     values, parts = {}, []
     for case in cases(config):
         rows = [per_lr(data, case, lr) for lr in case.lrs]
-        flow_failed = int((~_common.ok(data[case.store("flow")])).sum())
+        flow_failed = int((~_stats.ok(data[case.store("flow")])).sum())
         gf = median(flow_final_sharpness(data, case))
         values[case.name] = {
             "by_lr": {f"lr{r['lr']:g}": r for r in rows},

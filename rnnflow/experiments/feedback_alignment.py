@@ -30,8 +30,8 @@ import xarray as xr
 
 import rnnflow as rf
 
-from . import _common
-from ._common import final, fit_line, number, numbers, seed_median
+from . import _common, _stats
+from ._stats import final, fit_line, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import feedback_alignment as _plot
 from .summary import Summary
@@ -156,7 +156,7 @@ def sweeps(config: FeedbackAlignmentConfig) -> dict[str, rf.Sweep]:
 def rates(ds):
     """The exponential rate of the training error, −d log(error)/dt, fitted over the saves
     after the first where the error is above 1e-12 of its start (the fit's floor)."""
-    error = ds.error.where(_common.ok(ds))
+    error = ds.error.where(_stats.ok(ds))
     log = np.log(error.where(error > 1e-12 * error.isel(time=0)))
     return -fit_line(ds.t.isel(time=slice(1, None)), log.isel(time=slice(1, None)), "time")[0]
 
@@ -214,7 +214,7 @@ def analyse(data, config: FeedbackAlignmentConfig) -> Summary:
             }
             for a in acts
         },
-        "failed": int(sum((~_common.ok(d)).sum() for d in data.values())),
+        "failed": int(sum((~_stats.ok(d)).sum() for d in data.values())),
     }
     fa = {g: values["alignment"][acts[-1]]["fa"][f"reg_{g:g}"][-1] for g in (lo, hi)}
     ss = values["small_step"][acts[-1]]

@@ -26,8 +26,8 @@ import numpy as np
 
 import rnnflow as rf
 
-from . import _common
-from ._common import final, numbers, ok, seed_median
+from . import _common, _stats
+from ._stats import final, numbers, ok, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import finite_step as _plot
 from .summary import Summary
@@ -104,7 +104,7 @@ def analyse(data, config: FiniteStepConfig) -> Summary:
         "lrs": list(config.lrs),
         "extrapolation": numbers(seed_median(final(ds, "extrapolation"))),
         "sharpness": numbers(seed_median(final(ds, "sharpness"))),
-        "radius": numbers(_common.nanmedian(radius, 1)),
+        "radius": numbers(_stats.nanmedian(radius, 1)),
         "radius_by_seed": radius,
         "loss_max": numbers(final(ds, "loss").max("seed")),
         "diverged": int((ds.result == int(rf.Result.diverged)).sum()),

@@ -15,8 +15,8 @@ import numpy as np
 
 import rnnflow as rf
 
-from . import _common
-from ._common import final, number, numbers, seed_median
+from . import _common, _stats
+from ._stats import final, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import init_scale as _plot
 from .summary import Summary
@@ -123,7 +123,7 @@ def analyse(data, config: InitScaleConfig) -> Summary:
     entries make the recurrence unstable, and gradient descent diverges there: those
     scales are counted in `diverged_by_scale`, not compared)."""
     ds = data["sweep"]
-    trained = _common.ok(ds).mean("seed") >= 0.5
+    trained = _stats.ok(ds).mean("seed") >= 0.5
     diverged = (ds.result == int(rf.Result.diverged)).sum("seed")
     values, parts = {}, []
     for p in config.parameterizations:

@@ -21,8 +21,8 @@ import numpy as np
 
 import rnnflow as rf
 
-from . import _common
-from ._common import numbers, seed_median
+from . import _common, _stats
+from ._stats import numbers, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import lazy_rich as _plot
 from .summary import Summary
@@ -142,7 +142,7 @@ def crossing(change, scales, threshold: float) -> np.ndarray:
 
 def analyse(data, config: LazyRichConfig) -> Summary:
     ds = data["sweep"]
-    last = ds[list(FIELDS)].isel(time=-1).where(_common.ok(ds))  # `_common.final` of each
+    last = ds[list(FIELDS)].isel(time=-1).where(_stats.ok(ds))  # `_stats.final` of each
     med = seed_median(last)
     change = last.kernel_change.transpose("init_scale", ...).values  # (σ, student, seed)
     crossings = crossing(change, config.scales, config.threshold)
@@ -152,7 +152,7 @@ def analyse(data, config: LazyRichConfig) -> Summary:
         cell = {
             n: {"small_init": v[0], "large_init": v[-1], "by_scale": v} for n, v in rows.items()
         }
-        c = cell["crossing"] = _common.quartiles(at) | {"crossed": int(np.isfinite(at).sum())}
+        c = cell["crossing"] = _stats.quartiles(at) | {"crossed": int(np.isfinite(at).sum())}
         values[p], kc = cell, cell["kernel_change"]
         where = (  # the quartiles are over the seeds that cross
             f"below at σ = {c['median']:.2g} [{c['q25']:.2g}, {c['q75']:.2g}]"
@@ -164,7 +164,7 @@ def analyse(data, config: LazyRichConfig) -> Summary:
             f"({c['crossed']}/{config.seeds} seeds)"
         )
     values["diverged"] = int((ds.result == int(rf.Result.diverged)).sum())
-    values["failed"] = int((~_common.ok(ds)).sum())
+    values["failed"] = int((~_stats.ok(ds)).sum())
     headline = (
         f"median final kernel change from σ = {config.scales[0]:g} to {config.scales[-1]:g}, and "
         f"where it falls below {config.threshold:g} (median [quartiles]): " + "; ".join(parts)

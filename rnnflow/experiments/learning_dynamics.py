@@ -37,8 +37,8 @@ import numpy as np
 
 import rnnflow as rf
 
-from . import _common
-from ._common import number, numbers, seed_median
+from . import _common, _stats
+from ._stats import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import learning_dynamics as _plot
 from .summary import Summary
@@ -132,18 +132,18 @@ def times(ds, config: LearningDynamicsConfig):
     by `t1` or its run failed."""
     progress = ds.progress.rename(progress_0="mode").transpose(..., "time")
     t_learn = time_to_learn(ds.time.values, progress.values, config.threshold)
-    return progress.isel(time=-1, drop=True).copy(data=t_learn).where(_common.ok(ds))
+    return progress.isel(time=-1, drop=True).copy(data=t_learn).where(_stats.ok(ds))
 
 
 def analyse(data, config: LearningDynamicsConfig) -> Summary:
     """Whether each seed learns the modes, in which order, and per mode the fitted line
     `median time = intercept + slope · log10(1/σ)` and (for the figure) the times."""
     ds = data["sweep"]
-    ok, t_learn = _common.ok(ds), times(ds, config)
+    ok, t_learn = _stats.ok(ds), times(ds, config)
     # A seed that never learned a mode counts as +∞ in the median, so a median not reached
     # by `t1` is NaN rather than biased low.
     med = seed_median(t_learn.fillna(np.inf).where(ok)).where(np.isfinite)
-    slope, intercept, r2 = _common.fit_line(np.log10(1.0 / med.init_scale), med, "init_scale")
+    slope, intercept, r2 = _stats.fit_line(np.log10(1.0 / med.init_scale), med, "init_scale")
     order = np.argsort(-np.abs(np.asarray(config.weights)), kind="stable")
     learned = np.isfinite(t_learn).all("mode")  # every mode, by a seed that did not fail
     in_order = learned & (t_learn.isel(mode=order).diff("mode") > 0).all("mode")

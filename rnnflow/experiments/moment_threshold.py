@@ -19,8 +19,8 @@ import numpy as np
 
 import rnnflow as rf
 
-from . import _common
-from ._common import number, numbers, seed_median
+from . import _common, _stats
+from ._stats import number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import moment_threshold as _plot
 from .summary import Summary
@@ -174,7 +174,7 @@ def median_seed(values) -> int:
 
 def analyse(data, config: MomentThresholdConfig) -> Summary:
     ds = data["sweep"]
-    last = ds.isel(time=-1).where(_common.ok(ds))  # `_common.final` of every variable
+    last = ds.isel(time=-1).where(_stats.ok(ds))  # `_stats.final` of every variable
     lam, w = last.measure_eigenvalues, last.measure_weights  # (axes..., seed, j)
     last["spread"] = last.loss.copy(data=measure_spread(lam, w, config.eigenvalues))
 

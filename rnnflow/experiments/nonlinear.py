@@ -37,8 +37,8 @@ import jax.numpy as jnp
 
 import rnnflow as rf
 
-from . import _common
-from ._common import final, number, numbers, seed_median
+from . import _common, _stats
+from ._stats import final, number, numbers, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import nonlinear as _plot
 from .summary import Summary
@@ -134,7 +134,7 @@ def effective_dim(ds, config: NonlinearConfig):
     """Singular values of the hidden states above `dim_rtol` (× the largest) at the end;
     NaN for failed seeds."""
     sv = final(ds, "singular_values")
-    return (sv > config.dim_rtol).sum("singular_values_0").where(_common.ok(ds))
+    return (sv > config.dim_rtol).sum("singular_values_0").where(_stats.ok(ds))
 
 
 def analyse(data, config: NonlinearConfig) -> Summary:

@@ -33,7 +33,7 @@ from jax.flatten_util import ravel_pytree
 import rnnflow as rf
 
 from . import _common
-from ._common import fit_line, number, numbers, ok, seed_median
+from ._stats import fit_line, number, numbers, ok, seed_median
 from .base import Experiment, ExperimentConfig
 from .plots import small_step as _plot
 from .summary import Summary

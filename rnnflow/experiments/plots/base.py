@@ -8,9 +8,8 @@ file. A figure only reads the saved results, never computes them.
 
 import numpy as np
 
-from .._common import log_axes as log_axes
-from .._common import nanmedian as nanmedian
-from .._common import nanquartiles as nanquartiles
+from .._stats import nanmedian as nanmedian
+from .._stats import nanquartiles as nanquartiles
 
 
 def figure(nrows, ncols, **kwargs):
@@ -57,3 +56,23 @@ def band(ax, x, values, style="o-", label=None):
     line = ax.plot(x, nanmedian(values, -1), style, label=label)[0]
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
     return values
+
+
+def log_axes(ax, values, *, x: bool = True, y: bool = True) -> None:
+    """Log scales on `ax`, or a note where `values` hold nothing positive and finite (every
+    seed failed): a log axis without data cannot be drawn."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.any(np.isfinite(values) & (values > 0)):
+        if x:
+            ax.set_xscale("log")
+        if y:
+            ax.set_yscale("log")
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no finite values:\nevery seed failed",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+        )

@@ -4,7 +4,7 @@ training losses and extrapolation errors, from the stores `registers` and `gd`."
 import numpy as np
 
 from .. import _common
-from .._common import final
+from .._stats import final
 from .base import figure, save
 
 

@@ -4,7 +4,7 @@ the flows against η, from the summary."""
 
 import numpy as np
 
-from .._common import final, seed_median
+from .._stats import final, seed_median
 from .base import figure, log_axes, nanmedian, save
 
 

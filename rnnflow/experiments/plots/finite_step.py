@@ -5,7 +5,7 @@ import numpy as np
 
 import rnnflow as rf
 
-from .. import _common
+from .. import _stats
 from .base import figure, nanmedian, save
 
 
@@ -14,8 +14,8 @@ def plot(data, summary, config, file) -> None:
     fig, axes = figure(1, 3, figsize=(15, 5))
     converged = (ds.result == int(rf.Result.converged)).values
     panels = (
-        ("relative extrapolation error", _common.final(ds, "extrapolation").values),
-        ("sharpness (top Hessian eigenvalue) at the end", _common.final(ds, "sharpness").values),
+        ("relative extrapolation error", _stats.final(ds, "extrapolation").values),
+        ("sharpness (top Hessian eigenvalue) at the end", _stats.final(ds, "sharpness").values),
         ("spectral radius of A at the end", np.asarray(summary["radius_by_seed"], float)),
     )
     done = f"loss < {config.loss_below:g}"

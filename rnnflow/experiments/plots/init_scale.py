@@ -3,7 +3,7 @@ extrapolation error, effective state dimension and imbalance of each parameteriz
 
 import numpy as np
 
-from .._common import final
+from .._stats import final
 from .base import band, figure, save
 
 

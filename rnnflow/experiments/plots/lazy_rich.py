@@ -3,7 +3,7 @@ with the crossing the summary reports, both extrapolation errors and the state d
 
 import numpy as np
 
-from .._common import final
+from .._stats import final
 from .base import band, figure, log_axes, save
 
 

@@ -3,13 +3,13 @@ mode's learning times and fitted line from the summary, and the learned measure 
 
 import numpy as np
 
-from .. import _common
+from .. import _stats
 from .base import colors, figure, log_axes, nanmedian, save, seeds_over_time
 
 
 def plot(data, summary, config, file) -> None:
     ds = data["sweep"]
-    ok, ts, scales = _common.ok(ds), ds.time.values, np.asarray(config.scales)
+    ok, ts, scales = _stats.ok(ds), ds.time.values, np.asarray(config.scales)
     lam, p, styles = config.eigenvalues, config.weights, ["-", "--", ":"]
     fig, axes = figure(2, 2, figsize=(12, 9))
 
@@ -51,7 +51,7 @@ def plot(data, summary, config, file) -> None:
         ax.tick_params(labelsize=8)
 
     ax = axes[1, 1]
-    small = ds.sel(init_scale=min(config.scales)).isel(time=-1).where(_common.ok)
+    small = ds.sel(init_scale=min(config.scales)).isel(time=-1).where(_stats.ok)
     lam_s, w_s = (small[v].values.ravel() for v in ("measure_eigenvalues", "measure_weights"))
     ax.plot(lam_s, w_s, "o", color="C7", ms=4, alpha=0.6, label="students (all units)")
     ax.plot(lam, p, "x", color="k", ms=10, mew=2, label="teacher")

@@ -4,7 +4,7 @@ Lobatto counterexample and the median seeds, (d) the median loss and error over 
 
 import numpy as np
 
-from .. import _common
+from .. import _stats
 from .base import figure, save
 
 
@@ -16,7 +16,7 @@ def plot(data, summary, config, file) -> None:
     fig, axes = figure(2, 2, figsize=(11, 8.5))
     (a, b), (c, d) = axes
 
-    ext = _common.final(ds, "extrapolation")
+    ext = _stats.final(ds, "extrapolation")
     cells = [(dim, r) for dim in config.state_dims for r in config.init_radii]
     rng = np.random.default_rng(0)  # jitter, so that the seeds of a cell do not overlap
     for i, (dim, r) in enumerate(cells):
@@ -55,7 +55,7 @@ def plot(data, summary, config, file) -> None:
     c.set(yscale="log", xlabel="lag i", ylabel="|h_i|")
     c.set_title(f"(c) impulse responses, r={r} (grey: lags < {k_at})")
 
-    ts, medians = ds.time.values, _common.seed_median(cell.where(_common.ok(cell)))
+    ts, medians = ds.time.values, _stats.seed_median(cell.where(_stats.ok(cell)))
     for m, k in enumerate(config.train_lens):
         for name, ls in (("loss", "-"), ("extrapolation", ":")):
             median = medians[name].sel(train_len=k).values[1:]

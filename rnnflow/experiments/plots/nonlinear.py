@@ -4,8 +4,8 @@ summary)."""
 
 import numpy as np
 
-from .. import _common
-from .._common import final
+from .. import _stats
+from .._stats import final
 from .base import figure, log_axes, nanmedian, save, seeds_over_time
 
 
@@ -13,7 +13,7 @@ def plot(data, summary, config, file) -> None:
     import matplotlib.pyplot as plt
 
     ds = data["sweep"]
-    ok = _common.ok(ds)
+    ok = _stats.ok(ds)
     ts, scales = ds.time.values, np.asarray(config.scales)
     colors = plt.cm.plasma(np.linspace(0.0, 0.85, len(scales)))
     fig, axes = figure(2, 2, figsize=(12, 9))
