@@ -9,6 +9,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._engine.devices import cpu_cores
+
 # Seeds per unit of work (one point × a block of seeds): the grain a killed sweep resumes
 # from and a damaged chunk costs. Fixed by the number of seeds alone, never by `lanes`, so
 # that a sweep resumes with any `lanes`.
@@ -36,14 +38,18 @@ class _Plan:
             yield u, c, p, range(b * self.block, min((b + 1) * self.block, seeds))
 
 
-def _plan(sweep, lanes: int | None, num_devices: int) -> _Plan:
+def _plan(sweep, lanes: int | None, num_devices: int, cpu: bool = False) -> _Plan:
     vmapped = sweep.vmapped()
     looped = tuple(a for a in sweep.axes if a not in vmapped)
     combos = list(itertools.product(*(range(len(sweep.axes[a])) for a in looped)))
     points = list(itertools.product(*(range(len(sweep.axes[a])) for a in vmapped)))
-    lanes = lanes or min(len(points) * sweep.seeds, 1024)
-    # A call's lanes are sharded over the devices: a multiple of their number.
-    width = math.ceil(lanes / num_devices) * num_devices
+    # Lanes per device. By default on a CPU a core's share, whatever the number of devices
+    # (up to one per core): each device then runs the program one device would run on the
+    # same lanes, so the store is bitwise the same on one CPU device or one per core.
+    share = max(cpu_cores(), num_devices) if cpu and lanes is None else num_devices
+    per_device = math.ceil((lanes or min(len(points) * sweep.seeds, 1024)) / share)
+    # A call's lanes are sharded over the devices, `per_device` on each.
+    width = per_device * num_devices
     return _Plan(looped, vmapped, combos, points, min(sweep.seeds, _UNIT_SEEDS), width)
 
 
