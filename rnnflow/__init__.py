@@ -1,4 +1,5 @@
 from ._engine.batch import train_seeds as train_seeds
+from ._engine.devices import use_cpu_cores as use_cpu_cores
 from ._engine.methods import AbstractMethod as AbstractMethod
 from ._engine.methods import GradientDescent as GradientDescent
 from ._engine.methods import GradientFlow as GradientFlow

@@ -121,8 +121,8 @@ def test_results_do_not_depend_on_devices_and_barely_on_lanes():
     assert len(jax.devices()) == 4  # tests/conftest.py: four virtual CPU devices
     params = _seeds()
     one = jax.devices()[:1]
-    # Default: sharded over the 4 devices, 2 lanes per device (7 padded to 8).
-    sharded = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE)
+    # Sharded over the 4 devices (the default), 2 lanes per device (7 padded to 8).
+    sharded = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE, lanes=2)
     # The same 2 lanes on one device, in any chunks: bitwise the same, since only the
     # placement changed.
     for chunk_size in (None, 2, 5):

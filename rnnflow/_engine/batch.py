@@ -15,6 +15,7 @@ from . import blocks as _blocks
 from .blocks import _default_lanes, _without_lapack_deadlock
 from .checkpoints import Checkpoints, array_hash, computation_hash
 from .checks import check_positive_int
+from .devices import cpu_cores
 from .methods import AbstractMethod
 from .objective import check_finite, check_leaves, offered, split, split_real
 from .real_view import to_complex
@@ -87,18 +88,20 @@ def train_seeds(
 
     - `lanes`: seeds computed side by side (vmapped) on each device. Working memory grows
       with it, not with the number of seeds. Default: a device's share of the seeds, in
-      blocks of equal width of at most 65536 on an accelerator, and on a CPU of at most
-      1024, or as many as keep 256 KiB of per-seed matrices (a dense RNN: 64 seeds of
-      d = 32 in float32), which the CPU's cache then holds.
+      blocks of equal width of at most 65536 on an accelerator; on a CPU a core's share
+      (whatever the number of devices, up to one per core), in blocks of at most 1024, or
+      as many as keep 256 KiB of per-seed matrices (a dense RNN: 64 seeds of d = 32 in
+      float32), which the CPU's cache then holds.
     - `chunk_size`: seeds per chunk. Chunks are computed one after another; each finished
       chunk is moved to host memory (and written to `checkpoint`), so device memory holds
       one chunk's results. Rounded up to a multiple of `lanes` × the number of devices.
       Default: all seeds in one chunk.
-    - `devices`: the devices to shard the seed axis over (default: `jax.devices()` when it
-      holds more than one). Multi-host: call `jax.distributed.initialize()` first, then
-      pass `jax.devices()`. On a CPU, JAX makes one device of all its cores; with
-      `jax.config.update("jax_num_cpu_devices", n)` before any JAX operation it makes n,
-      and the seeds then run on all n at once: with one per core on two cores, gradient
+    - `devices`: the devices to shard the seed axis over (default: `jax.devices()`, all of
+      them). Multi-host: call `jax.distributed.initialize()` first, then pass
+      `jax.devices()`. On a CPU, JAX makes one device of all its cores unless told
+      otherwise before it starts: [`rnnflow.use_cpu_cores`][] (or `JAX_NUM_CPU_DEVICES`,
+      or the `rnnflow` command, which does it by default) makes one per core, and the
+      seeds then run on all of them at once: with one per core on two cores, gradient
       descent ran 2.0-2.3× and a Tsit5 flow 1.9× faster. If the step or a save metric
       calls LAPACK (e.g. `jnp.linalg.eigh`), which with jaxlib 0.10.2 can deadlock when
       several CPU devices run at once, the seeds run on the first device alone, with a
@@ -121,8 +124,9 @@ def train_seeds(
 
     **Reproducibility.** Seed `i` is always computed in lane `i mod lanes` of the same
     compiled program, so for a given `lanes` results are bitwise identical whatever the
-    `chunk_size` and whether or not the run was interrupted (and they were bitwise equal
-    across 1 and 4 CPU devices in the tests). A different `lanes` is a different batch
+    `chunk_size`, the number of devices and whether or not the run was interrupted; on a
+    CPU the default `lanes` are the same on one device as on one per core, so results are
+    too (tested bitwise, gradient descent and Tsit5). A different `lanes` is a different batch
     width, which XLA may vectorise with different rounding: gradient descent then agrees
     to about one ulp, while an adaptive gradient flow, whose step-size control amplifies
     rounding, agrees to about its tolerance (3e-8 at the default rtol = 1e-6, dense
@@ -161,8 +165,13 @@ def train_seeds(
     args = (loss_fn, method, trainable, fixed, save, stop, keys)
 
     def default_lanes(devices):
-        per_device = math.ceil(num_seeds / len(devices))
-        return _default_lanes(trainable, per_device, devices[0].platform)
+        # On a CPU a core's share of the seeds, whatever the number of devices (up to one
+        # per core): each device then runs the block one device would run, in the same
+        # lanes, so results are bitwise the same on one CPU device or one per core.
+        share = len(devices)
+        if devices[0].platform == "cpu":
+            share = max(share, cpu_cores())
+        return _default_lanes(trainable, math.ceil(num_seeds / share), devices[0].platform)
 
     if devices[0].platform == "cpu" and len(devices) > 1:
         devices = _without_lapack_deadlock(args, devices, lanes or default_lanes(devices))

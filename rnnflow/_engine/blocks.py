@@ -75,27 +75,39 @@ def _default_lanes(trainable, num_seeds: int, platform: str) -> int:
 
 def _without_lapack_deadlock(args, devices, lanes):
     """`devices`, or the first of them alone if the step or a save metric calls LAPACK,
-    for blocks of `lanes` seeds per device.
-
-    With several CPU devices running at once, jaxlib 0.10.2's batched LAPACK calls (e.g.
-    `jnp.linalg.eigh` under vmap) can deadlock: each device's thread waits inside the call
-    for batch tasks queued on the thread pool that those same threads make up. One device
-    leaves a thread free. The check lowers the first block as it will run, so the call
-    that follows reuses the trace.
-    """
+    for blocks of `lanes` seeds per device (see `_lapack_safe`). The check lowers the first
+    block as it will run, so the call that follows reuses the trace."""
     loss_fn, method, trainable, fixed, save, stop, keys = args
     block, keys = jax.tree.map(
         lambda x: jnp.zeros((lanes * len(devices),) + x.shape[1:], x.dtype), (trainable, keys)
     )
     keys = None if keys is None else jax.random.wrap_key_data(keys)
-    lowered = _block_jit.lower(loss_fn, method, block, fixed, save, stop, devices, keys=keys)
-    if "custom_call @lapack_" not in lowered.as_text():
+    return _lapack_safe(
+        devices,
+        lambda: _block_jit.lower(loss_fn, method, block, fixed, save, stop, devices, keys=keys),
+        "train_seeds",
+        stacklevel=4,
+    )
+
+
+def _lapack_safe(devices, lower, caller: str, stacklevel: int):
+    """`devices`, or the first of them alone if `lower()` (a block lowered for `devices`)
+    calls LAPACK on several CPU devices.
+
+    With several CPU devices running at once, jaxlib 0.10.2's batched LAPACK calls (e.g.
+    `jnp.linalg.eigh` under vmap) can deadlock: each device's thread waits inside the call
+    for batch tasks queued on the thread pool that those same threads make up. One device
+    leaves a thread free.
+    """
+    if len(devices) == 1 or devices[0].platform != "cpu":
+        return devices
+    if "custom_call @lapack_" not in lower().as_text():
         return devices
     warnings.warn(
-        f"train_seeds runs on one CPU device instead of {len(devices)}: the step or a save "
+        f"{caller} runs on one CPU device instead of {len(devices)}: the step or a save "
         "metric calls LAPACK (e.g. jnp.linalg.eigh), which can deadlock when several CPU "
         "devices run at once (jaxlib 0.10.2).",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
     return devices[:1]

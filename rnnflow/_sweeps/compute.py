@@ -53,6 +53,7 @@ def _compute(out, sweep, plan, seed_keys, setups, devices, progress):
     lane is computed, so host memory holds about one call's results."""
     processes, me = jax.process_count(), jax.process_index()
     bar = _Progress(len(plan.combos) * len(plan.points) * sweep.seeds, progress)
+    run_on = {}  # per combination of the looped axes: `devices`, or one if LAPACK is called
     for c in range(len(plan.combos)):
         todo = []
         for u, c_, p, seeds in plan.units(sweep.seeds):
@@ -74,9 +75,15 @@ def _compute(out, sweep, plan, seed_keys, setups, devices, progress):
             loss_fn, params, method = setups[c](vmapped, keys)
             trainable, fixed = split_real(params)
             check_finite("params", params)
-            traj = _blocks._block_jit(
-                loss_fn, method, trainable, fixed, sweep.save, sweep.stop, devices, per_lane=True
-            )
+            args = (loss_fn, method, trainable, fixed, sweep.save, sweep.stop)
+            if c not in run_on:
+                run_on[c] = _blocks._lapack_safe(
+                    devices,
+                    lambda: _blocks._block_jit.lower(*args, devices, per_lane=True),
+                    "run_sweep",
+                    stacklevel=4,
+                )
+            traj = _blocks._block_jit(*args, run_on[c], per_lane=True)
             traj = jax.tree.map(lambda x: np.asarray(x)[:n], jax.device_get(traj))
             buffer = traj if buffer is None else jax.tree.map(_concat, buffer, traj)
             while next_unit < len(todo) and ends[next_unit] <= start + n:

@@ -9,6 +9,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._engine.devices import cpu_cores
+
 
 def _unit_seeds(seeds: int) -> int:
     """Seeds per unit of work (one point × a block of seeds): the grain a killed sweep
@@ -47,14 +49,18 @@ def _default_lanes(runs: int) -> int:
     return min(runs, 1024, max(64, math.ceil(runs / 16)))
 
 
-def _plan(sweep, lanes: int | None, num_devices: int) -> _Plan:
+def _plan(sweep, lanes: int | None, num_devices: int, cpu: bool = False) -> _Plan:
     vmapped = sweep.vmapped()
     looped = tuple(a for a in sweep.axes if a not in vmapped)
     combos = list(itertools.product(*(range(len(sweep.axes[a])) for a in looped)))
     points = list(itertools.product(*(range(len(sweep.axes[a])) for a in vmapped)))
-    lanes = lanes or _default_lanes(len(points) * sweep.seeds)
-    # A call's lanes are sharded over the devices: a multiple of their number.
-    width = math.ceil(lanes / num_devices) * num_devices
+    # Lanes per device. By default on a CPU a core's share, whatever the number of devices
+    # (up to one per core): each device then runs the program one device would run on the
+    # same lanes, so the store is bitwise the same on one CPU device or one per core.
+    share = max(cpu_cores(), num_devices) if cpu and lanes is None else num_devices
+    per_device = math.ceil((lanes or _default_lanes(len(points) * sweep.seeds)) / share)
+    # A call's lanes are sharded over the devices, `per_device` on each.
+    width = per_device * num_devices
     return _Plan(looped, vmapped, combos, points, _unit_seeds(sweep.seeds), width)
 
 

@@ -143,20 +143,24 @@ def run_sweep(
       nothing in them is changed. Every chunk of every finished unit is verified (it
       exists, its CRC-32C checksum matches): a damaged unit is computed again, with a
       one-line warning naming it, and the store ends as an undamaged run's would.
-    - `lanes`: seeds × points computed side by side per compiled call (default: about a
-      sixteenth of the points and seeds of a combination of the looped axes, at least 64
-      and at most 1024); working memory grows with it. A call's units of work (one point
-      × a block of about a sixteenth of the seeds, 64 to 1024) are written as it ends, so
-      a kill loses the call in progress: for long runs choose `lanes` so that a call takes
+    - `lanes`: seeds × points computed side by side per compiled call, shared by the
+      devices (default: about a sixteenth of the points and seeds of a combination of the
+      looped axes, at least 64 and at most 1024; on a CPU, a core's share of those on each
+      device); working memory grows with it. A call's units of work (one point × a block
+      of about a sixteenth of the seeds, 64 to 1024) are written as it ends, so a kill
+      loses the call in progress: for long runs choose `lanes` so that a call takes
       seconds to a minute (the progress bar advances call by call). Results are bitwise
-      the same for a given `lanes`, whatever the number of processes and however often
-      the run was killed and resumed. It is not part of
+      the same for the same lanes per device, whatever the number of processes and
+      however often the run was killed and resumed; with the default on a CPU, whatever
+      the number of devices too. It is not part of
       the store's identity: a run killed (or out of memory) resumes with other `lanes`,
       with a warning, since another batch width may round differently (XLA vectorises
       widths differently: the last bits of some values, as for
       [`rnnflow.train_seeds`][]).
-    - `devices`: the devices of this process to shard each unit over (default: the first
-      local device).
+    - `devices`: the devices of this process to shard each call over (default: all its
+      local devices; on a CPU one per core after [`rnnflow.use_cpu_cores`][]). If the
+      step or a save metric calls LAPACK, the calls run on the first device alone, with a
+      warning, as in [`rnnflow.train_seeds`][].
     - `progress`: a progress bar over seeds × points (default: when the output is a
       terminal).
 
@@ -173,9 +177,9 @@ def run_sweep(
         raise TypeError(f"`sweep` must be an rnnflow.Sweep; got {type(sweep).__name__}.")
     if lanes is not None:
         lanes = check_positive_int("lanes", lanes)
-    devices = tuple(jax.local_devices()[:1] if devices is None else devices)
+    devices = tuple(jax.local_devices() if devices is None else devices)
     out = Store(store)
-    plan = _plan(sweep, lanes, len(devices))
+    plan = _plan(sweep, lanes, len(devices), cpu=devices[0].platform == "cpu")
     seed_keys = jax.random.split(sweep.key, sweep.seeds)
     shapes, hashes, times, setups = _prepare(sweep, plan, seed_keys)
     identity = layout.identity(sweep, plan, hashes)

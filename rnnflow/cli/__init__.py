@@ -7,8 +7,9 @@ rnnflow sweep CONFIG.toml [--out STORE] [--lanes N]
 rnnflow list [--keys]                             the experiments and what each shows
 rnnflow show DIR                                  the summary of a results folder
 
-`reproduce`, `run` and `sweep` also take --float64, --device and --quiet. Every user error
-is one line, `rnnflow: error: ...`, naming the path or option, with exit code 2.
+`reproduce`, `run` and `sweep` also take --float64, --device, --one-device and --quiet;
+by default they make one JAX CPU device per core and spread the seeds over them. Every
+user error is one line, `rnnflow: error: ...`, naming the path or option, with exit code 2.
 """
 
 from .main import main as main

@@ -3,6 +3,7 @@ error becomes one line, `rnnflow: error: ...`, with exit code 2."""
 
 import contextlib
 import errno
+import os
 import sys
 import time
 import tomllib
@@ -66,10 +67,35 @@ class _WriteFailed(Exception):
     """Writing the results failed (a full disk, a file-size limit): what finished is kept."""
 
 
+def _cpu_devices(args) -> None:
+    """One JAX CPU device per core, before JAX starts, so that the seeds of every sweep
+    spread over all cores (results are bitwise the same as on one device); one with
+    --one-device. A count the user's environment sets (JAX_NUM_CPU_DEVICES, or XLA_FLAGS'
+    device count) is theirs to keep."""
+    from .. import use_cpu_cores
+
+    if args.one_device:
+        try:
+            use_cpu_cores(1)
+        except RuntimeError as e:
+            raise ValueError(f"--one-device: {e}") from None
+        return
+    if "JAX_NUM_CPU_DEVICES" in os.environ:
+        return
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        use_cpu_cores()
+    except RuntimeError:
+        pass  # called in a process whose JAX has started (not from the shell): keep its devices
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     _one_line_warnings()
     try:
+        if args.command in ("reproduce", "run", "sweep"):
+            _cpu_devices(args)
         return _main(args)
     except _WriteFailed as e:
         print(f"rnnflow: error: {e}", file=sys.stderr)

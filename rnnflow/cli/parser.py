@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
             default=default_device,
             help=f"JAX platform to run on: cpu, gpu, tpu or 'default' (default: {default_device})",
         )
+        q.add_argument(
+            "--one-device",
+            action="store_true",
+            help="run on one JAX CPU device (default: one per core, seeds spread over them; "
+            "results are bitwise the same)",
+        )
         q.add_argument("--quiet", action="store_true", help="no progress bars, only the results")
 
     def lanes(q):
