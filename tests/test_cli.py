@@ -200,6 +200,72 @@ def test_sweep_from_a_toml_file(tmp_path, capsys):
     np.testing.assert_allclose(got.loss.values, traj.metrics["loss"], rtol=1e-10)
 
 
+RULES_PY = """
+import jax
+import rnnflow as rf
+
+
+def minus_gradient(loss_fn):
+    return rf.Rule(lambda p: jax.tree.map(lambda g: -g, jax.grad(loss_fn)(p)), loss=loss_fn)
+
+
+def slow_recurrence(loss_fn):
+    def field(params):
+        g = jax.grad(loss_fn)(params)
+        return rf.RNNParams(-0.5 * g.a, -g.b, -g.c)
+
+    return rf.Rule(field, loss=loss_fn)
+"""
+RULE_TOML = """
+seeds = 2
+[axes]
+"init.scale" = [0.3]
+[model]
+kind = "dense"
+state_dim = 3
+[method]
+kind = "KIND"
+lr = 0.05
+t1 = 2.0
+[save]
+num = 3
+metrics = ["loss", "relative_imbalance"]
+"""
+
+
+@pytest.mark.parametrize("kind", ["gd", "gf"])
+def test_a_sweep_file_trains_a_rule_from_a_factory(kind, tmp_path, monkeypatch, capsys):
+    """`[rule] factory = "module:function"`: -∇L as a rule gives the sweep of the loss
+    itself (to rounding: autodiff against the same autodiff through the rule's path), and
+    another field gives the run that field's own `train` gives."""
+    import jax
+
+    (tmp_path / "cli_rules.py").write_text(RULES_PY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = RULE_TOML.replace("KIND", kind)
+    stores = {}
+    for name, extra in [
+        ("loss", ""),
+        ("minus", '[rule]\nfactory = "cli_rules:minus_gradient"\n'),
+        ("slow", '[rule]\nfactory = "cli_rules:slow_recurrence"\n'),
+    ]:
+        (tmp_path / f"{name}.toml").write_text(text + extra)
+        assert main(["sweep", str(tmp_path / f"{name}.toml"), "--quiet", "--one-device"]) == 0
+        stores[name] = rf.open_results(tmp_path / f"{name}.zarr")
+    np.testing.assert_allclose(stores["minus"].loss, stores["loss"].loss, rtol=1e-10)
+    # Ground truth for the other field: seed 1 trained alone with the same key.
+    import cli_rules
+
+    model = rf.DenseRNN(3)
+    loss_fn = rf.ImpulseLoss(rf.modes_teacher([0.9], [1.0]), 5).bind(model)
+    params = model.init(key=jax.random.split(jax.random.key(0), 2)[1], scale=0.3)
+    method = rf.GradientDescent(0.05, 40) if kind == "gd" else rf.GradientFlow(2.0)
+    traj = rf.train(cli_rules.slow_recurrence(loss_fn), params, method, save=rf.Save(num=3))
+    got = stores["slow"].sel(init_scale=0.3, seed=1).loss.values
+    np.testing.assert_allclose(got, traj.metrics["loss"], rtol=1e-6)
+    assert not np.allclose(got, stores["loss"].sel(init_scale=0.3, seed=1).loss.values)
+
+
 GOOD = '[axes]\n"init.scale" = [0.1]\n[method]\nt1 = 1.0\n'
 
 
@@ -217,6 +283,8 @@ GOOD = '[axes]\n"init.scale" = [0.1]\n[method]\nt1 = 1.0\n'
         (GOOD, "`seeds` (seeds per point) is missing"),
         ("seeds = 2\n" + GOOD.replace("[0.1]", "0.1"), "`init.scale` must be a non-empty list"),
         ("seeds = 2\n" + GOOD + '[save]\nmetrics = ["los"]\n', "`los` in save.metrics"),
+        ("seeds = 2\n" + GOOD + '[rule]\nfactory = "no_such_module:f"\n', "`rule.factory` = "),
+        ("seeds = 2\n" + GOOD + '[rule]\nfactory = "json"\n', "`rule.factory` must be"),
     ],
 )  # fmt: skip
 def test_bad_sweep_file_is_one_line_before_any_work(text, message, tmp_path, capsys):

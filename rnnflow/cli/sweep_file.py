@@ -20,6 +20,7 @@ from .. import (
     GradientFlow,
     ImpulseLoss,
     ModifiedFlow,
+    Rule,
     Save,
     SequenceLoss,
     Stop,
@@ -31,7 +32,7 @@ from .. import (
     modes_teacher,
 )
 from ..experiments import _common
-from .sweep_schema import _LOOPED, read
+from .sweep_schema import _LOOPED, read, rule_factory
 
 
 def _point(config: dict, point: dict) -> dict:
@@ -59,6 +60,15 @@ def _metrics(loss_fn, spec) -> dict:
     return {name: made[name]() for name in names}
 
 
+def _direction(rule):
+    if not callable(getattr(rule, "direction", None)):
+        raise TypeError(
+            "`rule.factory` must return a rule, an object that offers direction(params) "
+            f"(e.g. rnnflow.Rule(field, loss=loss_fn)); got {type(rule).__name__}."
+        )
+    return rule.direction
+
+
 def to_sweep(config: dict) -> Sweep:
     """The [`rnnflow.Sweep`][] a checked sweep file (see `read`) describes."""
     import jax
@@ -67,6 +77,8 @@ def to_sweep(config: dict) -> Sweep:
         _metrics, (tuple(config["save"]["metrics"]), config["save"]["horizon"])
     )
     data_key = jax.random.fold_in(jax.random.key(config["seed"]), 1)
+    factory = config["rule"]["factory"]
+    factory = None if factory is None else rule_factory("the sweep file", factory)
 
     def setup(values, key):
         c = _point(config, values)
@@ -94,7 +106,11 @@ def to_sweep(config: dict) -> Sweep:
             method = (
                 GradientFlow(t1, **flow) if m["kind"] == "gf" else ModifiedFlow(m["lr"], t1, **flow)
             )
-        return _common.Measured(loss_fn.bind(model), metrics), params, method
+        measured = _common.Measured(loss_fn.bind(model), metrics)
+        if factory is None:
+            return measured, params, method
+        # The rule moves the parameters; the file's metrics and stopping judge it by the loss.
+        return Rule(_direction(factory(loss_fn.bind(model))), loss=measured), params, method
 
     axes = {key.replace(".", "_"): values for key, values in config["axes"].items()}
     looped = [k.replace(".", "_") for k in config["axes"] if k in _LOOPED]

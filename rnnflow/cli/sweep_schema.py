@@ -41,6 +41,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "horizon": (_I, None),
     },
     "stop": {"loss_below": (_F, None), "loss_above": (_F, 1e10)},
+    # An update rule in place of the loss's gradient: "module:function", a function of the
+    # bound loss returning a rule (see `rule_factory`).
+    "rule": {"factory": (_S, None)},
 }
 TOP = {"seeds": _I, "seed": _I, "axes": dict, **{s: dict for s in SCHEMA}}
 # Fields an axis may sweep; float ones are vmapped (one program) unless named here.
@@ -152,8 +155,30 @@ def read(path: str | os.PathLike) -> dict:
     return out
 
 
+def rule_factory(path, name: str):
+    """The function `name` ("module:function") names: `factory(loss_fn) -> rule`, called
+    with each point's loss bound to its student, returning a rule (an object that offers
+    `direction(params)`, such as `rnnflow.Rule(field, loss=loss_fn)`)."""
+    import importlib
+
+    module, _, attr = name.partition(":")
+    if not module or not attr:
+        raise SweepFileError(f'{path}: `rule.factory` must be "module:function"; got {name!r}.')
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise SweepFileError(
+            f"{path}: `rule.factory` = {name!r} cannot be imported: {e}."
+        ) from None
+    if not callable(factory):
+        raise SweepFileError(f"{path}: `rule.factory` = {name!r} is not callable.")
+    return factory
+
+
 def _check(path, c) -> None:
     """Checks across fields, on every point's values."""
+    if c["rule"]["factory"] is not None:
+        rule_factory(path, c["rule"]["factory"])
     for name in c["save"]["metrics"]:
         if name not in METRICS:
             raise _unknown(path, "save.metrics", name, METRICS)
