@@ -233,7 +233,7 @@ metrics = ["loss", "relative_imbalance"]
 """
 
 
-@pytest.mark.parametrize("kind", ["gd", "gf"])
+@pytest.mark.parametrize("kind", ["gd", pytest.param("gf", marks=pytest.mark.slow)])
 def test_a_sweep_file_trains_a_rule_from_a_factory(kind, tmp_path, monkeypatch, capsys):
     """`[rule] factory = "module:function"`: -∇L as a rule gives the sweep of the loss
     itself (to rounding: autodiff against the same autodiff through the rule's path), and
