@@ -250,7 +250,7 @@ def test_a_sweep_file_trains_a_rule_from_a_factory(kind, tmp_path, monkeypatch, 
         ("slow", '[rule]\nfactory = "cli_rules:slow_recurrence"\n'),
     ]:
         (tmp_path / f"{name}.toml").write_text(text + extra)
-        assert main(["sweep", str(tmp_path / f"{name}.toml"), "--quiet", "--one-device"]) == 0
+        assert main(["sweep", str(tmp_path / f"{name}.toml"), "--quiet"]) == 0
         stores[name] = rf.open_results(tmp_path / f"{name}.zarr")
     np.testing.assert_allclose(stores["minus"].loss, stores["loss"].loss, rtol=1e-10)
     # Ground truth for the other field: seed 1 trained alone with the same key.

@@ -143,6 +143,19 @@ def check_leaves(params) -> None:
             )
 
 
+def eval_shape(fn, params, what: str):
+    """The shapes and dtypes `fn(params)` returns (abstract evaluation: nothing compiles),
+    or a `TypeError` saying what `fn`, the user's function `what`, was given and why it
+    failed."""
+    try:
+        return eqx.filter_eval_shape(fn, params)
+    except Exception as e:  # the user's function: say what it was given
+        structure = jax.tree.structure(params)
+        raise TypeError(
+            f"{what} failed for params of structure {structure}: {type(e).__name__}: {e}"
+        ) from e
+
+
 def check_params(loss_fn, params) -> None:
     """Raise a `TypeError`/`ValueError` naming the leaf if `params` cannot be trained by
     `loss_fn` (no floating leaves, integer arrays, the loss's own check); then check, by
@@ -159,13 +172,7 @@ def check_params(loss_fn, params) -> None:
     own = offered(loss_fn, "check")
     if own is not None:
         own(params)
-    try:
-        out = eqx.filter_eval_shape(loss_fn, params)
-    except Exception as e:  # the user's function: say what it was given
-        structure = jax.tree.structure(params)
-        raise TypeError(
-            f"`loss_fn(params)` failed for params of structure {structure}: {type(e).__name__}: {e}"
-        ) from e
+    out = eval_shape(loss_fn, params, "`loss_fn(params)`")
     if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
         raise ValueError(
             f"`loss_fn(params)` must return a real scalar; got {getattr(out, 'shape', out)} "

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
-from .objective import offered, split
+from .objective import eval_shape, offered, split
 
 
 def squared_norm(params) -> Array:
@@ -113,14 +113,7 @@ def check_direction(rule, params) -> None:
     own = offered(rule, "direction")
     if own is None:
         return
-    try:
-        out = eqx.filter_eval_shape(own, params)
-    except Exception as e:  # the user's function: say what it was given
-        structure = jax.tree.structure(params)
-        raise TypeError(
-            f"the rule's `direction(params)` failed for params of structure {structure}: "
-            f"{type(e).__name__}: {e}"
-        ) from e
+    out = eval_shape(own, params, "the rule's `direction(params)`")
     want = split(params)[0]
     got = eqx.filter(out, _is_inexact, replace=None)
     if jax.tree.structure(got) != jax.tree.structure(want):
