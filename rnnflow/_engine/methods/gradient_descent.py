@@ -13,13 +13,13 @@ import optax
 from ..checks import check_choice, check_positive_int, check_real
 from ..objective import Objective, offered
 from ..real_view import has_parts
-from ..trajectory import Result, Save, Trajectory
-from .base import AbstractMethod
+from ..trajectory import Result, Trajectory
 from .descent_steps import LOOPS, fused_steps, optimizer_steps, while_loop
+from .descent_time import DescentTimeAxis
 from .optimizer_rate import check_optimizer, time_axis
 
 
-class GradientDescent(AbstractMethod):
+class GradientDescent(DescentTimeAxis):
     """Discrete gradient descent (or any optax optimizer): a loop of steps between saves.
     For a rule ([`rnnflow.Rule`][]) each step is $θ \\leftarrow θ + η F(θ)$: an optimizer
     is given $-F$ as the gradient (optax minimises), so any optax transformation of the
@@ -126,80 +126,6 @@ class GradientDescent(AbstractMethod):
                 return np.full(len(k), self.lr) if rates is None else rates[np.asarray(k)]
 
             self.time_axis, self.time_scale = time_axis(optimizer, rate, rate_at, self.num_steps)
-
-    def _traced(self) -> bool:
-        return isinstance(self.lr, jax.core.Tracer)
-
-    def _rates(self):
-        """For a schedule: the rate at every step (float64 where concrete); else `None`."""
-        if not callable(self.lr):
-            return None
-        # Evaluated now even inside a trace, unless the schedule depends on traced values.
-        with jax.ensure_compile_time_eval():
-            rates = jax.vmap(self._rate)(jnp.arange(self.num_steps))  # one step at a time
-        if isinstance(rates, jax.core.Tracer):
-            return rates.astype(jnp.result_type(float))
-        rates = np.asarray(rates, np.float64)
-        if rates.shape != (self.num_steps,) or not np.all(np.isfinite(rates) & (rates > 0)):
-            raise ValueError(
-                "`lr` as a schedule must give a finite, positive rate at every step 0, …, "
-                f"num_steps - 1; got rates from {rates.min()} to {rates.max()}."
-            )
-        return rates
-
-    @property
-    def _dt(self):
-        """The time one step at the constant rate `lr` takes: η/(1-β), or η."""
-        return self.lr if self.time_scale == 1 else self.lr * self.time_scale
-
-    def flow_times(self):
-        """For a schedule: the time after $n = 0, …,$ `num_steps` steps, $\\sum_{j<n} η_j$
-        (times `time_scale`; float64 where concrete). For a constant rate: `None` (it is
-        $nη$ times `time_scale`)."""
-        rates = self._rates()
-        if rates is None:
-            return None
-        if self.time_scale != 1:
-            rates = rates * self.time_scale
-        if isinstance(rates, jax.Array):
-            return jnp.concatenate([jnp.zeros(1, rates.dtype), jnp.cumsum(rates)])
-        return np.concatenate([[0.0], np.cumsum(rates)])
-
-    def _rate(self, step):
-        """The schedule at step counts given as JAX's default float, so that float64 runs
-        compute their rates in float64 (optax's own int32 counts give float32 rates); the
-        optimizer steps at these rates and the time axis adds them up."""
-        return self.lr(jnp.asarray(step).astype(jnp.result_type(float)))
-
-    @property
-    def t1(self):
-        times = self.flow_times()
-        return self._dt * self.num_steps if times is None else times[-1]
-
-    def save_steps(self, save: Save):
-        """The step indices saved at: every `every` steps, or the step whose flow time is
-        nearest each save time (`num` times spaced over the run are spaced in steps, at a
-        constant rate)."""
-        if save.every is not None:
-            steps = np.arange(0, self.num_steps + 1, save.every)
-            return steps if steps[-1] == self.num_steps else np.append(steps, self.num_steps)
-        times = self.flow_times()
-        if times is not None:
-            xp = jnp if isinstance(times, jax.Array) else np
-            want = save.times(times[-1])
-            hi = xp.clip(xp.searchsorted(times, want), 1, self.num_steps)
-            return xp.where(want - times[hi - 1] <= times[hi] - want, hi - 1, hi)
-        if save.ts is None:  # independent of the rate: the same steps for every rate
-            return np.rint(save.times(float(self.num_steps))).astype(np.int64)
-        ts = np.asarray(save.times(self.t1))
-        if self._traced():
-            return jnp.rint(ts / self._dt).astype(jnp.int32)
-        return np.rint(ts / self._dt).astype(np.int64)
-
-    def save_times(self, save: Save):
-        steps = self.save_steps(save)
-        times = self.flow_times()
-        return steps * self._dt if times is None else times[steps]
 
     def check(self, loss_fn, stop) -> None:
         if not callable(self.lr):
