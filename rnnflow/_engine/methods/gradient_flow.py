@@ -14,7 +14,15 @@ from ..checks import check_positive_int, check_real
 from ..objective import Objective
 from ..trajectory import Result, Save, Trajectory
 from .base import AbstractMethod
-from .flow_options import check_adjoint, check_controller_type, check_solver, check_together
+from .flow_options import (
+    DEFAULT_TOLERANCES,
+    check_adjoint,
+    check_controller_type,
+    check_solver,
+    check_together,
+    default_controller,
+    stall_guarded,
+)
 from .rosenbrock import LeastSquaresRosenbrock, LeastSquaresTerm, residual_jacobian
 from .solve_report import (
     check_controller,
@@ -23,15 +31,6 @@ from .solve_report import (
     result_code,
     warn_if_tolerance_below_precision,
 )
-from .stall import StallGuard
-
-# The default PID tolerances (rtol, atol) by the parameters' bytes per number: float64,
-# float32, 16-bit floats. float64's are the library's accuracy; the others keep rtol about
-# 1000 and atol about 10 rounding errors above the precision's resolution (float32: eps =
-# 1.2e-7). At float32 with atol = 1e-7 ≈ eps, Kvaerno5's Newton iterations failed on half
-# the steps of a complex LRU's flow (6 600 steps to t1); with atol = 1e-6, 136 (float64 at
-# rtol = 1e-4, atol = 1e-7: 158).
-DEFAULT_TOLERANCES = {8: (1e-6, 1e-9), 4: (1e-4, 1e-6), 2: (1e-2, 1e-3)}
 
 
 class GradientFlow(AbstractMethod):
@@ -139,19 +138,10 @@ class GradientFlow(AbstractMethod):
     def controller(self, params):
         """The step-size controller for `params`: the default's tolerances follow their
         precision (`DEFAULT_TOLERANCES`)."""
-        if not self.default_tolerances:
-            return self.stepsize_controller
-        # A complex number's precision is its parts' (the methods train them).
-        itemsize = jnp.finfo(jnp.result_type(*jax.tree.leaves(params))).bits // 8
-        return diffrax.PIDController(*DEFAULT_TOLERANCES[min(max(itemsize, 2), 8)])
+        return default_controller(params) if self.default_tolerances else self.stepsize_controller
 
     def _controller(self, params):
-        controller = self.controller(params)
-        adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
-        if self.stall is None or not adaptive:
-            return controller
-        patience = max(100, self.max_steps // 100)
-        return StallGuard(controller, self.max_steps, patience, self.stall)
+        return stall_guarded(self.controller(params), self.stall, self.max_steps)
 
     def _with_meter(self, meter) -> "GradientFlow":
         # A copy with another (static) meter: `dataclasses.replace` would call __init__,
