@@ -207,6 +207,7 @@ def test_two_processes_write_the_store_one_process_writes(tmp_path):
         (dict(key=0), TypeError, "`key` must be one PRNG key"),
         (dict(looped=("width",)), ValueError, "`looped` names axes the sweep does not have"),
         (dict(save=3), TypeError, "`save` and `stop`"),
+        (dict(save=rf.Save(params=True)), ValueError, "a sweep stores metrics, not parameters"),
     ],
 )
 def test_bad_sweeps_are_refused(kwargs, error, text):

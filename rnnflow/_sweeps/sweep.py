@@ -107,6 +107,12 @@ class Sweep:
             raise TypeError("`key` must be one PRNG key, e.g. jax.random.key(0).")
         if not isinstance(self.save, Save) or not isinstance(self.stop, Stop):
             raise TypeError("`save` and `stop` must be an rnnflow.Save and an rnnflow.Stop.")
+        if self.save.params:
+            raise ValueError(
+                "`save`: a sweep stores metrics, not parameters (`Save(params=True)`); save "
+                "what you need of them as a metric, e.g. metrics={'theta': lambda t, p: "
+                "jax.flatten_util.ravel_pytree(p)[0]}."
+            )
         unknown = [a for a in self.looped if a not in axes]
         if unknown:
             raise ValueError(f"`looped` names axes the sweep does not have: {unknown}.")
