@@ -127,11 +127,11 @@ def train_seeds(
     `chunk_size`, the number of devices and whether or not the run was interrupted; on a
     CPU the default `lanes` are the same on one device as on one per core, so results are
     too (tested bitwise for the RNNs, gradient descent and Tsit5; an adaptive optimizer on
-    another model has been seen to round differently across device counts). A different `lanes` is a different batch
-    width, which XLA may vectorise with different rounding: gradient descent then agrees
-    to about one ulp, while an adaptive gradient flow, whose step-size control amplifies
-    rounding, agrees to about its tolerance (3e-8 at the default rtol = 1e-6, dense
-    d = 8, float64).
+    another model has been seen to round differently across device counts). A different
+    `lanes` is a different batch width, which XLA may vectorise with different rounding:
+    gradient descent then agrees to about one ulp, while an adaptive gradient flow, whose
+    step-size control amplifies rounding, agrees to about its tolerance (3e-8 at the
+    default rtol = 1e-6, dense d = 8, float64).
 
     ```python
     keys = jax.random.split(jax.random.key(0), 1000)
