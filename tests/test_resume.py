@@ -223,7 +223,7 @@ def test_checkpoint_of_a_flow_with_other_settings_is_refused(tmp_path, count_blo
 @pytest.mark.slow
 def test_checkpoint_of_another_optax_optimizer_is_refused(tmp_path, count_blocks):
     def run(optimizer, checkpoint=tmp_path):
-        method = rf.GradientDescent(0.05, 50, optimizer)
+        method = rf.GradientDescent(0.01, 50, optimizer)  # the optimizers' own rate
         return rf.train_seeds(LOSS.bind(MODEL), params(4), method, save=SAVE, checkpoint=checkpoint)
 
     first = run(optax.adam(0.01))

@@ -109,3 +109,15 @@ def test_save_times_at_a_float32_sum_of_the_schedule_are_accepted():
     assert float(traj.ts[-1]) == method.t1 and int(traj.num_steps) == 2000
     with pytest.raises(ValueError, match="method's `t1`"):
         rf.Save(ts=[0.0, method.t1 * 1.001]).times(method.t1)
+
+
+def test_plain_sgd_whose_rate_rounds_down_in_float32_is_plain_sgd():
+    """float32(0.01) = 0.0099999998: the normalised updates of plain SGD are then a hair
+    below 1, which reads as a momentum β of -2e-8; it is plain SGD (β = 0), not refused."""
+    from rnnflow._engine.methods.optimizer_rate import _momentum
+
+    rate32 = float(np.float32(0.01))
+    c = np.full(8, rate32 / 0.01)
+    assert c[0] < 1
+    assert _momentum(c, rtol=1.2e-4) == 0.0
+    assert _momentum(np.full(8, 0.9), rtol=1.2e-4) is None  # a tenth too slow: not SGD

@@ -134,6 +134,8 @@ def _momentum(c: np.ndarray, rtol: float) -> float | None:
     """β if the normalised updates `c` (for a unit gradient) are heavy ball's,
     $c_k = \\sum_{j \\le k} β^j$, or Nesterov's, $c_k = \\sum_{j \\le k+1} β^j$."""
     beta = (c[1] - 1) / c[0]
+    if -rtol < beta < 0:  # plain SGD whose rate rounds down in float32 (0.01 → 0.0099999998)
+        beta = 0.0
     if not 0 <= beta < 1:
         return None
     powers = beta ** np.arange(len(c) + 1)
