@@ -43,9 +43,6 @@ def _block(loss_fn, method, trainable, fixed, save, stop, devices, per_lane=Fals
 
 
 _block_jit = eqx.filter_jit(_block)
-# Lowering for the LAPACK check (below) is not a run: it reads the program, kept apart from
-# `_block_jit` so that wrapping the runs (to count them, say) leaves the check as it is.
-_lower_block = _block_jit.lower
 
 # Default for `lanes`: wide enough to amortise each step's overhead. On a CPU wider
 # batches stop paying off at about a thousand seeds; an accelerator wants far more.
@@ -87,7 +84,7 @@ def _without_lapack_deadlock(args, devices, lanes):
     keys = None if keys is None else jax.random.wrap_key_data(keys)
     return _lapack_safe(
         devices,
-        lambda: _lower_block(loss_fn, method, block, fixed, save, stop, devices, keys=keys),
+        lambda: _block_jit.lower(loss_fn, method, block, fixed, save, stop, devices, keys=keys),
         "train_seeds",
         stacklevel=4,
     )

@@ -79,7 +79,7 @@ def _compute(out, sweep, plan, seed_keys, setups, devices, progress):
             if c not in run_on:
                 run_on[c] = _blocks._lapack_safe(
                     devices,
-                    lambda: _blocks._lower_block(*args, devices, per_lane=True),
+                    lambda: _blocks._block_jit.lower(*args, devices, per_lane=True),
                     "run_sweep",
                     stacklevel=4,
                 )
