@@ -71,3 +71,9 @@ from ._sweeps.sweep import run_sweep as run_sweep
 from ._sweeps.verify import open_results as open_results
 
 __version__ = "0.1.0"
+
+# One JAX CPU device per core, before JAX starts, unless the user chose otherwise (see
+# `use_cpu_cores`): train_seeds and run_sweep then run on every core by default.
+from ._engine.devices import default_cpu_devices as _default_cpu_devices  # noqa: E402
+
+_default_cpu_devices()

@@ -1,6 +1,7 @@
-"""One JAX CPU device per core: `use_cpu_cores`, which must run before JAX starts its
-backends, so that `train_seeds` and `run_sweep` (which shard seeds over every local device)
-use every core."""
+"""One JAX CPU device per core, so that `train_seeds` and `run_sweep` (which spread seeds
+over every local device) use every core: the default `import rnnflow` sets
+(`default_cpu_devices`) when JAX has not started, and `use_cpu_cores`, which sets any count
+and must run before JAX starts its backends."""
 
 import os
 
@@ -28,9 +29,12 @@ def use_cpu_cores(n: int | None = None) -> int:
     its own, and an optimizer's arithmetic has been seen to round differently there (Adam
     on an LRU-style model: 3e-5 relative in the loss after 300 steps).
 
-    Call it before any JAX computation (right after the imports): JAX fixes its devices when
-    its backends start. The environment variable `JAX_NUM_CPU_DEVICES=n` does the same
-    without code; the `rnnflow` command does it by default (`--one-device` turns it off).
+    `import rnnflow` already makes one device per core when JAX has not started and no
+    count was chosen; call this for another count (`use_cpu_cores(1)`: JAX's single CPU
+    device), or when JAX was started by something imported before rnnflow is too late
+    (below). Call it before any JAX computation (right after the imports): JAX fixes its
+    devices when its backends start. The environment variable `JAX_NUM_CPU_DEVICES=n` does
+    the same without code; the `rnnflow` command's `--one-device` keeps one.
 
     **Arguments:**
 
@@ -73,3 +77,23 @@ def use_cpu_cores(n: int | None = None) -> int:
                 f"JAX_NUM_CPU_DEVICES={n} before Python starts."
             ) from None
     return n
+
+
+def default_cpu_devices() -> None:
+    """One JAX CPU device per core, unless the user has chosen a count or JAX has started.
+
+    Called by `import rnnflow`. A count set in the environment (`JAX_NUM_CPU_DEVICES`, or
+    XLA's `--xla_force_host_platform_device_count`) or by `jax.config` is the user's to
+    keep; so are the devices of a JAX that has already started (then nothing changes).
+    `JAX_NUM_CPU_DEVICES=1` keeps JAX's one CPU device.
+    """
+    if "JAX_NUM_CPU_DEVICES" in os.environ:
+        return
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    if jax.config.jax_num_cpu_devices != -1:  # set in code before the import
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", cpu_cores())
+    except RuntimeError:  # JAX's backends have started: its devices stay as they are
+        pass

@@ -1,0 +1,46 @@
+"""`import rnnflow` makes one JAX CPU device per core when JAX has not started and no count
+was chosen; a count the user chose, or a JAX that has started, is left as it is. Each case
+runs in a fresh process, since JAX fixes its devices when it starts."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rnnflow._engine.devices import cpu_cores
+
+
+def _devices(code: str, **env) -> int:
+    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nprint(len(jax.devices('cpu')))"],
+        env={**clean, "JAX_PLATFORMS": "cpu", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.split()[-1])
+
+
+IMPORT = "import jax\nimport rnnflow\n"
+
+
+def test_import_makes_one_device_per_core():
+    assert _devices(IMPORT) == cpu_cores()
+
+
+@pytest.mark.parametrize(
+    "code, env, expected",
+    [
+        (IMPORT, {"JAX_NUM_CPU_DEVICES": "1"}, 1),
+        (IMPORT, {"JAX_NUM_CPU_DEVICES": "3"}, 3),
+        (IMPORT, {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}, 3),
+        ("import jax\njax.config.update('jax_num_cpu_devices', 3)\nimport rnnflow\n", {}, 3),
+        ("import jax\njax.numpy.ones(1)\nimport rnnflow\n", {}, 1),  # JAX had started
+        (IMPORT + "rnnflow.use_cpu_cores(1)\n", {}, 1),
+    ],
+    ids=["env-one", "env-three", "xla-flags", "config", "started", "use_cpu_cores"],
+)
+def test_a_chosen_count_is_kept(code, env, expected):
+    assert _devices(code, **env) == expected
