@@ -18,7 +18,8 @@ STEPS = ["device_peaks", "gd_throughput", "scan", "gradient_flow", "memory"]
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu")
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_NUM_CPU_DEVICES"] = "1"  # one CPU device
     env.update(OUT=str(out), PYTHON=sys.executable, RNNFLOW_GPU_TINY="1")
     proc = subprocess.run(
         ["bash", os.path.join(ROOT, "benchmarks", "gpu.sh")],

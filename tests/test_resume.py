@@ -278,7 +278,7 @@ SCRIPT = textwrap.dedent(
 def test_sigkill_then_rerun_gives_identical_results(tmp_path):
     # Float32, like a real sweep; this process runs float64, so the reference runs in a
     # subprocess too.
-    env = {**os.environ, "JAX_ENABLE_X64": "0", "XLA_FLAGS": ""}
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "XLA_FLAGS": "", "JAX_NUM_CPU_DEVICES": "1"}
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(killed)], stdout=subprocess.PIPE, text=True, env=env
@@ -334,7 +334,7 @@ def test_kill_9_at_random_moments_then_the_same_call_gives_the_same_result(tmp_p
     # dies while compiling, computing or writing a chunk.
     script, out = tmp_path / "run.py", tmp_path / "out.npz"
     script.write_text(_KILL_SCRIPT)
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
     env.pop("XLA_FLAGS", None)
     reference = _run_script(script, tmp_path / "uninterrupted", out, env)  # 16 chunks
     folder, rng = tmp_path / "ck", random.Random(0)

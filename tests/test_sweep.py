@@ -179,7 +179,7 @@ def _free_port():
 def test_two_processes_write_the_store_one_process_writes(tmp_path):
     script = tmp_path / "sweep.py"
     script.write_text(_SCRIPT)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "JAX_NUM_CPU_DEVICES": "1"}
     one = tmp_path / "one.zarr"
     subprocess.run([sys.executable, str(script), str(one)], env=env, check=True, timeout=600)
     two, port = tmp_path / "two.zarr", str(_free_port())
