@@ -150,11 +150,10 @@ def test_gradient_descent_is_euler_on_the_flow(name):
     gf, gf_grads = _train_counted(model, euler, params, save=save)
 
     np.testing.assert_array_equal(gd.ts, gf.ts)
-    # One gradient per step for both, and the counters say so. GD also evaluates the
-    # gradient at the state its last step lands in: the check (finite, below the bound) of
-    # every state comes with the gradient the next step would take.
+    # One gradient per step for both, and the counters say so: a seed that never stops
+    # takes no gradient beyond its steps (the loss at the last state is a forward pass).
     assert int(gd.num_steps) == int(gf.num_steps) == n
-    assert int(gd.num_grad_evals) == gd_grads == n + 1
+    assert int(gd.num_grad_evals) == gd_grads == n
     assert int(gf.num_grad_evals) == gf_grads == n
     # Both compute θ - η∇L(θ) with the same operations. What differs is rounding only:
     # diffrax takes dt = t_{k+1} - t_k from accumulated times (η perturbed by ~1e-17 per
@@ -488,8 +487,8 @@ def test_save_variants_gradient_descent():
     traj, grads = _train_counted(
         DIAG, method, params, save=rf.Save(num=7, metrics=NAMED, params=True)
     )
-    # n steps, n + 1 gradients (the last at the final state, checked like every other).
-    assert int(traj.num_steps) == n and int(traj.num_grad_evals) == grads == n + 1
+    # n steps, n gradients (the final state's loss is a forward pass).
+    assert int(traj.num_steps) == n and int(traj.num_grad_evals) == grads == n
     # The time axis is step × lr, at the steps nearest the asked-for times.
     np.testing.assert_array_equal(traj.ts, np.rint(np.linspace(0, 10, 7) / eta) * eta)
     # Custom metrics: fn(t, params) at each save, any shape, t the saved time.

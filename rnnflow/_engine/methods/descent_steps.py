@@ -43,7 +43,9 @@ def optimizer_steps(objective: Objective, params, *, lr, optimizer, running, loo
     [`rnnflow.Minibatch`][]) is stepped on a minibatch drawn from `key` at every step, and
     `running` judges the full loss, as the stochastic flow does and the Minibatch says (a
     minibatch's loss would stop a run on one lucky draw). State: (params, loss, steps
-    taken, (optimizer state, gradient[, key]))."""
+    taken, (optimizer state, running[, key])), where the loss is the last one the loop
+    evaluated: at the parameters if the seed stopped, else (the count reached) at those
+    one step before; `final_value` gives the loss at the parameters."""
     opt = build(optimizer, lr)
     sample = offered(objective.loss_fn, "sample")
 
@@ -54,37 +56,52 @@ def optimizer_steps(objective: Objective, params, *, lr, optimizer, running, loo
         grad = jax.grad(lambda q: objective.loss_fn.batch_loss(objective.params(q), batch))(p)
         return objective.value(p), grad
 
-    def draw(state):  # the key for the next gradient, and the state carrying the rest
+    def draw(keys):  # the key for this step's gradient, and the keys carried on
         if sample is None:
-            return None, state
-        key, sub = jax.random.split(state[-1])
-        return sub, state[:-1] + (key,)
+            return None, keys
+        key, sub = jax.random.split(keys[0])
+        return sub, (key,)
 
-    # The loop carries the loss and gradient at the current parameters, so its condition
-    # checks each state before a step is taken from it: a seed that diverged or converged
-    # takes no step (under vmap, the batched loop keeps its carry), and the step itself
-    # needs no masking.
+    # Each iteration evaluates the loss and gradient at the current parameters, then steps
+    # only if the loss says the seed is running: a seed that diverged or converged takes
+    # no step, and the loop ends once it has looked (under vmap, once every seed has). The
+    # gradient is not carried from one iteration to the next, so the program holds one
+    # copy of its code, as a hand-written loop would. A seed that stopped stays stopped
+    # (its parameters no longer change) and is not looked at again.
     def step(carry):
-        i, (params, _, n, inner) = carry
-        sub, inner = draw(inner)
-        updates, opt_state = opt.update(inner[1], inner[0], params)
-        params = optax.apply_updates(params, updates)
+        i, (params, _, n, (opt_state, _, *keys)) = carry
+        sub, moved_keys = draw(tuple(keys))
         value, grad = value_and_grad(params, sub)
-        return i + 1, (params, value, n + 1, (opt_state, grad) + inner[2:])
+        go = running(value)
+        updates, moved_state = opt.update(grad, opt_state, params)
+        moved = (optax.apply_updates(params, updates), (moved_state,) + moved_keys)
+        params, (opt_state, *keys) = jax.tree.map(
+            lambda new, old: jnp.where(go, new, old), moved, (params, (opt_state, *keys))
+        )
+        return i + 1, (params, value, n + go, (opt_state, go, *keys))
 
     def advance(state, count):
-        # A while loop: a seed that has stopped takes no more steps, and under vmap the
-        # batch leaves the loop as soon as every seed has stopped.
         def cond(carry):
-            i, (_, value, _, _) = carry
-            return (i < count) & running(value)
+            i, (_, _, _, (_, live, *_)) = carry
+            return (i < count) & live
 
         return loop(cond, step, (0, state))[1]
 
     keys = () if sample is None else (key,)
-    sub, keys = draw(keys)
-    value, grad = value_and_grad(params, sub)
-    return advance, (params, value, jnp.asarray(0), (opt.init(params), grad) + keys)
+    value = jax.eval_shape(objective.value, params)
+    value = jnp.zeros(value.shape, value.dtype)  # not yet looked at
+    return advance, (params, value, jnp.asarray(0), (opt.init(params), jnp.asarray(True)) + keys)
+
+
+def stopped(state):
+    """Whether the seed of an `optimizer_steps` state has stopped: its loss was looked at
+    and said so, and it will take no more steps."""
+    return ~state[3][1]
+
+
+def final_value(objective: Objective, state):
+    """The loss at the parameters of an `optimizer_steps` state."""
+    return objective.value(state[0])
 
 
 def fused_steps(objective: Objective, params, *, lr, running, loop, kernel, differentiate):
@@ -114,8 +131,8 @@ def fused_steps(objective: Objective, params, *, lr, running, loop, kernel, diff
                 fast=False,
                 key=None,
             )
-            p, value, n, _ = advance(init, count)
-            return p, value, n
+            state = advance(init, count)
+            return state[0], final_value(Objective(loss_fn, fixed), state), state[2]
 
         descend = _backward_by(descend, recompute)
 

@@ -14,7 +14,7 @@ from ..checks import check_choice, check_positive_int, check_real
 from ..objective import Objective, offered
 from ..real_view import has_parts
 from ..trajectory import Result, Trajectory
-from .descent_steps import LOOPS, fused_steps, optimizer_steps, while_loop
+from .descent_steps import LOOPS, final_value, fused_steps, optimizer_steps, stopped, while_loop
 from .descent_time import DescentTimeAxis
 from .optimizer_rate import check_optimizer, time_axis
 
@@ -209,7 +209,14 @@ class GradientDescent(DescentTimeAxis):
             out = metrics(time(n), objective.params(params))
             return state, (out, params if save.params else None)
 
-        (final, value, n, _), saved = jax.lax.scan(segment, init, counts)
+        state, saved = jax.lax.scan(segment, init, counts)
+        final, value, n, _ = state
+        # One gradient per step, and, for a seed that stopped, one at the state it
+        # stopped in; the fused loop also evaluates one at the state its last step lands in.
+        num_grad_evals = n + 1
+        if not fused:  # the loss the loop last looked at may be one step behind
+            value = final_value(objective, state)
+            num_grad_evals = n + stopped(state)
         diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
         result = jnp.where(value < below, Result.converged, Result.finished)
         result = jnp.where(diverged, Result.diverged, result)
@@ -222,6 +229,6 @@ class GradientDescent(DescentTimeAxis):
             t_stop=time(n),
             result=result,
             num_steps=n,
-            num_grad_evals=n + 1,  # at the start and after every step
+            num_grad_evals=num_grad_evals,
             time_axis=self.time_axis,
         )
