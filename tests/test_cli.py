@@ -68,6 +68,7 @@ def test_list(capsys):
     [
         (["run", "nope"], "unknown experiment 'nope'"),
         (["reproduce", "--only", "nope"], "unknown experiment 'nope'"),
+        (["reproduce", "--jobs", "0"], "--jobs must be a positive integer"),
         (["run", "init_scale", "--seeds", "0"], "`seeds` must be a positive integer"),
         (["run", "init_scale", "--seeds", "x"], "argument --seeds: invalid int value"),
         (["run", "init_scale", "--config", "missing.toml"], "--config missing.toml does not"),
@@ -321,3 +322,27 @@ def test_out_of_memory_is_one_line_naming_lanes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(rnnflow.experiments, "run_experiment", other)
     with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
         main(args)
+
+
+@pytest.mark.slow
+def test_reproduce_at_once_gives_the_results_of_one_at_a_time(tmp_path):
+    # Two experiments in two processes of one CPU device each, against both in one process
+    # with one device per core: every stored array and the summaries are the same, bitwise.
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env["JAX_ENABLE_X64"] = "0"
+    names = ["counterexample", "learning_dynamics"]
+    for jobs in ("1", "2"):
+        cmd = [sys.executable, "-m", "rnnflow", "reproduce", "--quiet", "--jobs", jobs]
+        cmd += ["--out", str(tmp_path / jobs), "--only", *names]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        assert "2 experiments in" in out.stdout
+    for name in names:
+        one, two = (load_results(tmp_path / jobs / name) for jobs in ("1", "2"))
+        assert one.summary.headline == two.summary.headline
+        assert one.data.keys() == two.data.keys()
+        for key in one.data:
+            for var in one.data[key].variables:
+                np.testing.assert_array_equal(
+                    one.data[key][var].values, two.data[key][var].values, err_msg=f"{key}/{var}"
+                )

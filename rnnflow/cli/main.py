@@ -192,20 +192,94 @@ def _main(args) -> int:
 
     # reproduce: every folder is checked before anything runs.
     experiments = [get_experiment(n) for n in args.only or list(EXPERIMENTS)]
-    _setup(args)
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer; got {args.jobs}.")
     for e in experiments:
         check_folder(e, e.small, args.out / e.name)
-    rows = []
-    for e in experiments:
-        if not args.quiet:
-            print(f"== {e.name}: {e.claim}", flush=True)
-        start = time.perf_counter()
-        with _writing(args.out / e.name):
-            res = run_experiment(e, e.small, out=args.out / e.name, progress=progress)
-        rows.append((e.name, time.perf_counter() - start, res.summary.headline))
+    start = time.perf_counter()
+    jobs = min(len(experiments), args.jobs or _default_jobs(args))
+    if jobs > 1:
+        rows = _reproduce_at_once([e.name for e in experiments], args, jobs)
+    else:
+        _setup(args)
+        rows = []
+        for e in experiments:
+            if not args.quiet:
+                print(f"== {e.name}: {e.claim}", flush=True)
+            rows.append(_reproduce_one(args, e.name, progress))
     print(_table(rows))
-    print(f"\nresults, figures and summaries in {args.out}/<experiment>/")
+    print(f"\n{len(rows)} experiments in {time.perf_counter() - start:.0f} s; results, figures and")
+    print(f"summaries in {args.out}/<experiment>/")
     return 0
+
+
+def _default_jobs(args) -> int:
+    """One experiment per core on a CPU: compiling, most of a small run's time, keeps one
+    core busy; an accelerator is the device of one process at a time."""
+    if args.device != "cpu":
+        return 1
+    from .._engine.devices import cpu_cores
+
+    return cpu_cores()
+
+
+def _reproduce_one(args, name: str, progress=False):
+    """Run `name`'s small config into `args.out / name`: (name, seconds, headline)."""
+    from ..experiments import get_experiment, run_experiment
+
+    e = get_experiment(name)
+    start = time.perf_counter()
+    with _writing(args.out / name):
+        res = run_experiment(e, e.small, out=args.out / name, progress=progress)
+    return name, time.perf_counter() - start, res.summary.headline
+
+
+def _worker(args, name: str):
+    """`_reproduce_one` in a process of its own, set up as the command sets up its own."""
+    _one_line_warnings()
+    _setup(args)
+    return _reproduce_one(args, name)
+
+
+def _reproduce_at_once(names, args, jobs: int):
+    """Run the experiments `jobs` at a time, each in a fresh process with its share of the
+    CPU cores as JAX devices (one device per process on two cores): the results are those
+    of any other device count, bitwise. Rows in the order of `names`."""
+    import concurrent.futures
+    import multiprocessing
+
+    from .._engine.devices import cpu_cores
+
+    env = {}
+    chosen = "JAX_NUM_CPU_DEVICES" in os.environ or (
+        "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    )
+    if not chosen:  # the user's own count is kept in each process
+        env["JAX_NUM_CPU_DEVICES"] = str(1 if args.one_device else max(1, cpu_cores() // jobs))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the processes start with it (spawned, they inherit it)
+    rows = {}
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            futures = {pool.submit(_worker, args, name): name for name in names}
+            try:
+                for done in concurrent.futures.as_completed(futures):
+                    name, secs, headline = done.result()
+                    rows[name] = (name, secs, headline)
+                    if not args.quiet:
+                        print(f"== {name} ({secs:.0f} s): {headline}", flush=True)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return [rows[name] for name in names]
 
 
 def _sweep(args, progress) -> int:

@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--only", nargs="+", metavar="NAME", help="run only these experiments (default: all)"
     )
+    r.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="experiments run at once, each in a process of its own with its share of the "
+        "cores (default: one per core on a CPU, else 1); results are bitwise the same",
+    )
     common(r, "cpu")
 
     run = sub.add_parser(
