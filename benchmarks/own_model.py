@@ -8,7 +8,10 @@ Models (any pytree; nothing of rnnflow's RNN client is used):
 - `mlp`: an `eqx.nn.MLP` (1 → 16 → 16 → 1, tanh) fitting sin(2x) on 32 points.
 
 Methods: gradient descent (`GradientDescent(lr, steps)`) and the gradient flow by Tsit5
-(`GradientFlow(t1)`, PID rtol 1e-6, atol 1e-9), both saving the loss at `--saves` times.
+(`GradientFlow(t1)`, PID rtol 1e-6, atol 1e-9), both saving the loss at `--saves` times;
+and `hyper`: the hypergradient of the seeds' mean final loss with respect to the rate,
+through 100 descent steps (`jax.jit(jax.grad(...))` of `jax.vmap(rf.train)`, against the
+same of a `lax.scan`).
 Baselines, from the same initial parameters:
 
 - `vmap`: `jax.jit(jax.vmap(...))` of a `lax.scan` over the steps (outer scan over the save
@@ -23,7 +26,7 @@ The final losses are checked to agree (GD to 1e-4 relative, the flow to 1e-3) be
 time is printed.
 
     python benchmarks/own_model.py [--seeds 256 1024] [--models lru mlp]
-        [--methods gd flow] [--cpu-devices N] [--repeats 3]
+        [--methods gd flow hyper] [--cpu-devices N] [--repeats 3]
 """
 
 import argparse
@@ -154,10 +157,47 @@ def _timed(fn):
     return time.perf_counter() - start, out
 
 
+HYPER_STEPS = 100
+
+
+def hyper_runs(loss_fn, params):
+    """The hypergradient d(mean final loss)/d(rate) through `HYPER_STEPS` descent steps of
+    every seed: `jax.grad` of `jax.vmap` of `rf.train`, against the same of a `lax.scan`."""
+
+    def ours(lr):
+        def one(p):
+            method = rf.GradientDescent(lr, HYPER_STEPS)
+            return rf.train(loss_fn, p, method, save=rf.Save(num=2)).metrics["loss"][-1]
+
+        return jnp.mean(eqx.filter_vmap(one)(params))
+
+    def hand(lr):
+        def one(p):
+            q, static = eqx.partition(p, eqx.is_array)
+
+            def loss(q):
+                return loss_fn(eqx.combine(q, static))
+
+            def step(q, _):
+                return jax.tree.map(lambda x, g: x - lr * g, q, jax.grad(loss)(q)), None
+
+            return loss(lax.scan(step, q, None, length=HYPER_STEPS)[0])
+
+        return jnp.mean(eqx.filter_vmap(one)(params))
+
+    rate = jnp.asarray(LR)
+    return {
+        "rnnflow": lambda g=jax.jit(jax.grad(ours)): g(rate),
+        "vmap": lambda g=jax.jit(jax.grad(hand)): g(rate),
+    }
+
+
 def bench(model, method, seeds, repeats, saves):
     init, loss_fn = MODELS[model]
     params = eqx.filter_vmap(init)(jax.random.split(jax.random.key(0), seeds))
     save = rf.Save(num=saves)
+    if method == "hyper":
+        return _time(hyper_runs(loss_fn, params), repeats, tol=1e-4, final=lambda x: x)
     if method == "gd":
         rf_method = rf.GradientDescent(LR, STEPS)
         baseline = gd_baseline(loss_fn, saves)
@@ -175,6 +215,10 @@ def bench(model, method, seeds, repeats, saves):
             lambda x: jax.device_put(x, sharding) if eqx.is_array(x) else x, params
         )
         runs["vmap-sharded"] = lambda b=eqx.filter_jit(baseline): b(sharded)
+    return _time(runs, repeats, tol=1e-4 if method == "gd" else 1e-3, final=lambda x: x[:, -1])
+
+
+def _time(runs, repeats, tol, final):
     times = {name: [] for name in runs}
     results = {}
     for _ in range(repeats + 1):  # taking turns: the first round includes compilation
@@ -182,9 +226,8 @@ def bench(model, method, seeds, repeats, saves):
             dt, out = _timed(fn)
             times[name].append(dt)
             results[name] = np.asarray(out)
-    tol = 1e-4 if method == "gd" else 1e-3
     for name, out in results.items():
-        np.testing.assert_allclose(out[:, -1], results["rnnflow"][:, -1], rtol=tol, atol=1e-7)
+        np.testing.assert_allclose(final(out), final(results["rnnflow"]), rtol=tol, atol=1e-7)
     rows = {}
     for name, ts in times.items():
         run = float(np.median(ts[1:]))
@@ -196,7 +239,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[256, 1024])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--methods", nargs="+", default=["gd", "flow"], choices=["gd", "flow"])
+    p.add_argument(
+        "--methods", nargs="+", default=["gd", "flow", "hyper"], choices=["gd", "flow", "hyper"]
+    )
     p.add_argument("--cpu-devices", type=int, default=None, help="default: one per core")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--saves", type=int, default=11)
