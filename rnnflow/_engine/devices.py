@@ -1,10 +1,13 @@
 """One JAX CPU device per core: `use_cpu_cores`, which must run before JAX starts its
-backends, so that `train_seeds` and `run_sweep` (which shard seeds over every local device)
-use every core."""
+backends, so that `train_seeds` and `run_sweep` (which spread seeds over every local
+device) use every core; and a program compiled for one device loaded onto another."""
 
+import dataclasses
 import os
+import weakref
 
 import jax
+from jax.sharding import SingleDeviceSharding
 
 
 def cpu_cores() -> int:
@@ -73,3 +76,71 @@ def use_cpu_cores(n: int | None = None) -> int:
                 f"JAX_NUM_CPU_DEVICES={n} before Python starts."
             ) from None
     return n
+
+
+# The first device's executable -> {device: the same executable loaded there, or None}.
+_LOADED = weakref.WeakKeyDictionary()
+
+
+def loaded_on(compiled, device):
+    """`compiled`, a filter_jit program compiled for one device, loaded onto `device`: the
+    same machine code, without compiling again. None where this JAX cannot (then the caller
+    compiles it for `device`, which costs time but gives the same results)."""
+    try:
+        loaded = _LOADED.setdefault(compiled.compiled._executable, {})
+    except (AttributeError, TypeError):
+        return None
+    if device not in loaded:
+        try:
+            loaded[device] = _load(compiled, device)
+        except Exception:  # an internal of another JAX version: compile instead
+            loaded[device] = None
+    return loaded[device]
+
+
+def _load(compiled, device):
+    # The executable is XLA's machine code with the devices it runs on; JAX keeps it with
+    # the shardings of its arguments and results. All of them name the compiling device,
+    # and are renamed here; host callbacks (Equinox's runtime errors) go along as they are.
+    from jax._src import compiler
+    from jax._src.lib import xla_client
+
+    jitted = compiled.compiled
+    unloaded = jitted._executable._unloaded_executable
+    (source,) = unloaded.device_list
+    client = device.client
+    executable = unloaded.xla_executable
+    if isinstance(executable, xla_client.LoadedExecutable):
+        data = client.serialize_executable(executable)
+    else:
+        data = executable.serialize()
+    executable = client.deserialize_executable(
+        data,
+        xla_client.DeviceList((device,)),
+        compiler.get_compile_options(1, 1, [device], backend=client),
+        host_callbacks=unloaded.host_callbacks,
+    )
+
+    def moved(sharding):
+        if not isinstance(sharding, SingleDeviceSharding) or sharding.device_set != {source}:
+            raise ValueError(f"not a one-device sharding on {source}: {sharding}")
+        return SingleDeviceSharding(device, memory_kind=sharding.memory_kind)
+
+    unloaded = dataclasses.replace(
+        unloaded,
+        xla_executable=executable,
+        device_list=xla_client.DeviceList((device,)),
+        input_shardings=[moved(s) for s in unloaded.input_shardings],
+        output_shardings=[moved(s) for s in unloaded.output_shardings],
+    )
+    params = jitted._params
+    jitted = jax.stages.Compiled(
+        unloaded.load(),
+        jax.device_put(list(params.const_args), device),
+        jitted.args_info,
+        jitted.out_tree,
+        no_kwargs=params.no_kwargs,
+        in_types=params.in_types,
+        out_types=params.out_types,
+    )
+    return dataclasses.replace(compiled, compiled=jitted)
