@@ -25,11 +25,10 @@ def use_cpu_cores(n: int | None = None) -> int:
     On a CPU, JAX makes one device of all its cores by default, and each step of a block of
     seeds is then split across the cores op by op; with one device per core, each core runs
     its own share of the seeds through the whole step (1.8-2.3× the throughput on two
-    cores, see `benchmarks/README.md`). Each device runs the program one device would run
-    on the same lanes: results are bitwise the same as on one device for the RNNs under
-    gradient descent and Tsit5 flows (tested); XLA compiles a program for several devices on
-    its own, and an optimizer's arithmetic has been seen to round differently there (Adam
-    on an LRU-style model: 3e-5 relative in the loss after 300 steps).
+    cores, see `benchmarks/README.md`). Each device runs the program one device runs, on
+    the same lanes, compiled once: results are bitwise the same as on one device whatever
+    the model and method (tested: the RNNs under gradient descent and a Tsit5 flow, Adam
+    on an LRU-style model of one's own, a sweep).
 
     Call it before any JAX computation (right after the imports): JAX fixes its devices when
     its backends start. The environment variable `JAX_NUM_CPU_DEVICES=n` does the same
