@@ -1,7 +1,8 @@
 """One JAX CPU device per core: `use_cpu_cores` before JAX starts (too late is a clear
 error), the `rnnflow` command's default and `--one-device`, and results bitwise the same
-on 1, 2 and 4 CPU devices as on one, for `train_seeds` (gradient descent and a Tsit5 flow,
-default lanes) and `run_sweep` (default devices).
+on 2 and 4 CPU devices as on one, for `train_seeds` (default lanes: gradient descent and a
+Tsit5 flow on the RNNs, Adam on a user's own LRU-style model) and `run_sweep` (default
+devices), with each block program compiled once whatever the number of devices.
 
 The device count is fixed when JAX starts, so each count runs in a fresh process; this
 process has four (tests/conftest.py)."""
@@ -19,11 +20,14 @@ import pytest
 import rnnflow as rf
 
 # Saves every array of a train_seeds run (diagonal and dense students, GD and a flow, seed
-# counts that give odd shares per device) and of a small sweep, with the devices it had.
+# counts that give odd shares per device; Adam on a user's own model) and of a small sweep,
+# with the devices it had.
 _RUN = """
 import sys
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import rnnflow as rf
 
 n = rf.use_cpu_cores(int(sys.argv[1])) if sys.argv[1] != "env" else None
@@ -42,6 +46,35 @@ for name, model in models[1:] if quick else models:
             for i, x in enumerate(jax.tree.leaves(traj)):
                 out[f"{name}/{seeds}/{m}/{i}"] = np.asarray(x)
             out[f"{name}/{seeds}/{m}/loss"] = np.asarray(traj.metrics["loss"])
+
+# A user's own model: an LRU-style diagonal recurrence in real-split form, under Adam, whose
+# bias correction one program partitioned over two devices rounds differently.
+LAGS = np.arange(12.0)
+LRU_TEACHER = (0.8**LAGS * np.cos(0.7 * LAGS)).astype(np.float32)
+
+def lru_init(key, d=8):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    r = jax.random.uniform(k1, (d,), minval=0.5, maxval=0.95)
+    b, c = (jax.random.normal(k, (2, d)) / d**0.5 for k in (k3, k4))
+    return {"nu": jnp.log(-jnp.log(r)), "theta": jax.random.uniform(k2, (d,), maxval=jnp.pi),
+            "b": b, "c": c}
+
+def lru_loss(p):
+    r = jnp.exp(-jnp.exp(p["nu"]))
+    re, im = r * jnp.cos(p["theta"]), r * jnp.sin(p["theta"])
+    def step(h, _):
+        y = jnp.sum(p["c"][0] * h[0] - p["c"][1] * h[1])
+        return (re * h[0] - im * h[1], re * h[1] + im * h[0]), y
+    _, ys = jax.lax.scan(step, (p["b"][0], p["b"][1]), None, length=len(LAGS))
+    return jnp.sum((ys - LRU_TEACHER) ** 2)
+
+params = jax.vmap(lru_init)(jax.random.split(jax.random.key(3), 6))
+adam = rf.GradientDescent(0.02, 50, optimizer=optax.adam)
+save = rf.Save(num=3, metrics={"loss": lambda t, p: lru_loss(p)})
+traj = rf.train_seeds(lru_loss, params, adam, save=save)
+for i, x in enumerate(jax.tree.leaves(traj)):
+    out[f"adam/{i}"] = np.asarray(x)
+out["adam/loss"] = np.asarray(traj.metrics["loss"])
 
 def setup(point, key):
     model = rf.DiagonalRNN(4, scan="sequential")
@@ -65,16 +98,17 @@ def _env(**extra):
 
 
 def _run(tmp_path, n: str, expect: int, quick: bool = False, **env):
+    """The run's arrays, and how many times it compiled a block program."""
     path = tmp_path / f"run-{n}-{expect}"
     out = subprocess.run(
         [sys.executable, "-c", _RUN, n, str(expect), str(path), "quick" if quick else "all"],
-        env=_env(**env),
+        env=_env(JAX_LOG_COMPILES="1", **env),
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert out.returncode == 0, out.stderr
-    return np.load(f"{path}.npz")
+    return np.load(f"{path}.npz"), out.stderr.count("Finished XLA compilation of jit(_block)")
 
 
 def _assert_bitwise(a, b):
@@ -91,21 +125,28 @@ CORES = len(os.sched_getaffinity(0))
     "quick", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["dense", "all"]
 )
 def test_two_cpu_devices_give_bitwise_the_results_of_one(tmp_path, quick):
-    """The default run checks the dense student at 13 seeds (odd shares on two devices) and
-    the sweep; the slow one adds the diagonal student and 7 seeds."""
-    one = _run(tmp_path, "1", 1, quick)
-    two = _run(tmp_path, "env", 2, quick, JAX_NUM_CPU_DEVICES="2")  # the environment variable
+    """The default run checks the dense student at 13 seeds (odd shares on two devices),
+    Adam on an LRU-style model and the sweep; the slow one adds the diagonal student and 7
+    seeds."""
+    one, compiled_one = _run(tmp_path, "1", 1, quick)
+    # The environment variable:
+    two, compiled_two = _run(tmp_path, "env", 2, quick, JAX_NUM_CPU_DEVICES="2")
     _assert_bitwise(one, two)
+    assert compiled_two == compiled_one  # one compilation per block program, not per device
     # The seeds differ (a mix-up would be seen), and the flow is not gradient descent.
     for name in ("dense/13",) if quick else ("diag/7", "dense/13"):
         assert np.all(np.ptp(one[f"{name}/gd/loss"][:, -1]) > 1e-4)
         assert not np.allclose(one[f"{name}/gd/loss"], one[f"{name}/gf/loss"])
+    assert np.all(one["adam/loss"][:, -1] < one["adam/loss"][:, 0])
+    assert np.ptp(one["adam/loss"][:, -1]) > 1e-3
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(CORES < 4, reason="one device per core needs four cores")
 def test_four_cpu_devices_give_bitwise_the_results_of_one(tmp_path):
-    _assert_bitwise(_run(tmp_path, "1", 1), _run(tmp_path, "4", 4))
+    (one, compiled_one), (four, compiled_four) = _run(tmp_path, "1", 1), _run(tmp_path, "4", 4)
+    _assert_bitwise(one, four)
+    assert compiled_four == compiled_one
 
 
 def test_use_cpu_cores_too_late_is_a_clear_error():
@@ -177,3 +218,23 @@ def test_a_sweep_calling_lapack_runs_on_one_cpu_device_with_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         rf.run_sweep(sweep, tmp_path / "plain.zarr", progress=False)
+
+
+def test_a_program_that_cannot_be_loaded_elsewhere_is_compiled_for_each_device(monkeypatch):
+    """Each device runs the first device's executable, loaded without compiling again; where
+    that fails (another JAX's internals), each device compiles the same program itself."""
+    from rnnflow._engine import devices
+
+    def refuse(compiled, device):
+        raise AttributeError("no such internal")
+
+    model = rf.DiagonalRNN(3, scan="sequential")
+    loss = rf.ImpulseLoss(rf.modes_teacher([0.8, -0.5], [1.0, 0.5]), 4).bind(model)
+    params = rf.init_seeds(model, jax.random.split(jax.random.key(4), 7), scale=0.3)
+    method = rf.GradientDescent(0.05, 13)
+    one = rf.train_seeds(loss, params, method, lanes=2, devices=jax.devices()[:1])
+    monkeypatch.setattr(devices, "_load", refuse)
+    four = rf.train_seeds(loss, params, method, lanes=2)  # 8 lanes: 2 on each of 4 devices
+    assert len(four.final.a.sharding.device_set) == 4
+    for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(four), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -96,16 +96,16 @@ def train_seeds(
       chunk is moved to host memory (and written to `checkpoint`), so device memory holds
       one chunk's results. Rounded up to a multiple of `lanes` × the number of devices.
       Default: all seeds in one chunk.
-    - `devices`: the devices to shard the seed axis over (default: `jax.devices()`, all of
-      them). Multi-host: call `jax.distributed.initialize()` first, then pass
-      `jax.devices()`. On a CPU, JAX makes one device of all its cores unless told
-      otherwise before it starts: [`rnnflow.use_cpu_cores`][] (or `JAX_NUM_CPU_DEVICES`,
-      or the `rnnflow` command, which does it by default) makes one per core, and the
-      seeds then run on all of them at once: with one per core on two cores, gradient
-      descent ran 2.0-2.3× and a Tsit5 flow 1.9× faster. If the step or a save metric
-      calls LAPACK (e.g. `jnp.linalg.eigh`), which with jaxlib 0.10.2 can deadlock when
-      several CPU devices run at once, the seeds run on the first device alone, with a
-      warning.
+    - `devices`: the devices to spread the seed axis over (default: `jax.devices()`, all
+      of them); each runs the one-device program on its share of a block's lanes.
+      Multi-host: call `jax.distributed.initialize()` first, then pass `jax.devices()`.
+      On a CPU, JAX makes one device of all its cores unless told otherwise before it
+      starts: [`rnnflow.use_cpu_cores`][] (or `JAX_NUM_CPU_DEVICES`, or the `rnnflow`
+      command, which does it by default) makes one per core, and the seeds then run on
+      all of them at once: with one per core on two cores, gradient descent ran 2.0-2.3×
+      and a Tsit5 flow 1.9× faster. If the step or a save metric calls LAPACK (e.g.
+      `jnp.linalg.eigh`), which with jaxlib 0.10.2 can deadlock when several CPU devices
+      run at once, the seeds run on the first device alone, with a warning.
     - `progress`: print a line as each chunk finishes, and show a gradient flow's progress
       within a chunk (a `diffrax.TextProgressMeter`, if it has no meter).
     - `keys`: one PRNG key per seed (`jax.random.split(key, seeds)`), for runs that draw
@@ -123,15 +123,15 @@ def train_seeds(
     values untouched.
 
     **Reproducibility.** Seed `i` is always computed in lane `i mod lanes` of the same
-    compiled program, so for a given `lanes` results are bitwise identical whatever the
-    `chunk_size`, the number of devices and whether or not the run was interrupted; on a
-    CPU the default `lanes` are the same on one device as on one per core, so results are
-    too (tested bitwise for the RNNs, gradient descent and Tsit5; an adaptive optimizer on
-    another model has been seen to round differently across device counts). A different
-    `lanes` is a different batch width, which XLA may vectorise with different rounding:
-    gradient descent then agrees to about one ulp, while an adaptive gradient flow, whose
-    step-size control amplifies rounding, agrees to about its tolerance (3e-8 at the
-    default rtol = 1e-6, dense d = 8, float64).
+    compiled program (one device's, whatever the number of devices), so for a given `lanes`
+    results are bitwise identical whatever the `chunk_size`, the number of devices and
+    whether or not the run was interrupted, for any model and method; on a CPU the default
+    `lanes` are the same on one device as on one per core, so results are too (tested
+    bitwise: the RNNs under gradient descent and Tsit5, Adam on an LRU-style model of
+    one's own). A different `lanes` is a different batch width, which XLA may vectorise
+    with different rounding: gradient descent then agrees to about one ulp, while an
+    adaptive gradient flow, whose step-size control amplifies rounding, agrees to about
+    its tolerance (3e-8 at the default rtol = 1e-6, dense d = 8, float64).
 
     ```python
     keys = jax.random.split(jax.random.key(0), 1000)

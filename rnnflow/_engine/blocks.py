@@ -1,7 +1,8 @@
 """One block of seeds, the unit that `train_seeds` and `run_sweep` compile: `run` vmapped
-over lanes and sharded over devices; how many lanes by default, and on which CPU devices it
-may run without deadlocking."""
+over lanes, each device running the one-device program on its share of the lanes; how many
+lanes by default, and on which CPU devices it may run without deadlocking."""
 
+import functools
 import math
 import warnings
 
@@ -9,13 +10,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .devices import loaded_on
 from .train import run
 
 
-def _block(loss_fn, method, trainable, fixed, save, stop, devices, per_lane=False, keys=None):
-    """Train one block of seeds: vmapped, and sharded over `devices` when there are several.
+def _block(loss_fn, method, trainable, fixed, save, stop, per_lane=False, keys=None):
+    """Train lanes side by side: `run` vmapped.
 
     The arrays of the loss (a teacher, data) and of the method (a traced rate) go in as an
     argument: shared by every lane, or with `per_lane` one per lane, like the parameters
@@ -28,21 +30,92 @@ def _block(loss_fn, method, trainable, fixed, save, stop, devices, per_lane=Fals
         loss_fn, method = eqx.combine(arrays, rest)
         return run(loss_fn, method, p, fixed, save, stop, key)
 
-    lane = PartitionSpec("seeds")
     one = jax.vmap(one, in_axes=(0 if per_lane else None, 0, None if keys is None else 0))
-    if len(devices) == 1:
-        return one(arrays, trainable, keys)
-    sharded = jax.shard_map(
-        one,
-        mesh=Mesh(np.asarray(devices), ("seeds",)),
-        in_specs=(lane if per_lane else PartitionSpec(), lane, None if keys is None else lane),
-        out_specs=lane,
-        check_vma=False,
-    )
-    return sharded(arrays, trainable, keys)
+    return one(arrays, trainable, keys)
 
 
-_block_jit = eqx.filter_jit(_block)
+_one_device = eqx.filter_jit(_block)
+
+
+class _BlockOnDevices:
+    """Train one block of seeds on `devices`, each its share of the lanes, in order.
+
+    Every device runs the program one device runs, on its share, so results are bitwise
+    the same whatever the number of devices. (One program partitioned over several devices
+    is not that program: XLA's partitioner runs passes of its own first, after which Adam's
+    bias correction was seen to round differently.) The program is compiled once, for the
+    first device, and loaded onto the others; the devices run at once, since each call
+    only dispatches. The result's arrays are sharded over `devices` along the seed axis.
+    """
+
+    def __call__(
+        self, loss_fn, method, trainable, fixed, save, stop, devices, per_lane=False, keys=None
+    ):
+        args = (loss_fn, method, trainable, fixed, save, stop, keys)
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trainable)):
+            # Abstract evaluation (the shapes of a block's results): no device runs it.
+            return _one_device(*args[:-1], per_lane=per_lane, keys=keys)
+        here = [(i, d) for i, d in enumerate(devices) if d.process_index == jax.process_index()]
+        if not here:
+            raise ValueError("none of `devices` belongs to this process.")
+        shares = [_placed(_share(args, per_lane, i, len(devices)), d) for i, d in here]
+        first = _one_device.lower(*shares[0][:-1], per_lane=per_lane, keys=shares[0][-1])
+        first = first.compile()
+        outs = []
+        for (_, device), share in zip(here, shares, strict=True):
+            program = first if device == here[0][1] else loaded_on(first, device)
+            program = _one_device if program is None else program  # compiled for `device`
+            outs.append(program(*share[:-1], per_lane=per_lane, keys=share[-1]))
+        if len(devices) == 1:
+            return outs[0]
+        seeds = NamedSharding(Mesh(np.asarray(devices), ("seeds",)), PartitionSpec("seeds"))
+        return jax.tree.map(functools.partial(_gather, seeds, len(devices)), *outs)
+
+    def lower(
+        self, loss_fn, method, trainable, fixed, save, stop, devices, per_lane=False, keys=None
+    ):
+        """The program each device runs, lowered for the first device's share."""
+        args = _share(
+            (loss_fn, method, trainable, fixed, save, stop, keys), per_lane, 0, len(devices)
+        )
+        return _one_device.lower(*args[:-1], per_lane=per_lane, keys=args[-1])
+
+
+_block_jit = _BlockOnDevices()
+
+
+def _share(args, per_lane, i, n):
+    """Device `i` of `n`'s share of a block's arguments: its rows of the lanes' arrays."""
+    loss_fn, method, trainable, fixed, save, stop, keys = args
+    if n == 1:
+        return args
+    rows = jax.tree.leaves(trainable)[0].shape[0]
+    if rows % n:
+        raise ValueError(f"a block of {rows} lanes does not split over {n} devices.")
+    k = rows // n
+
+    def cut(tree):
+        return jax.tree.map(lambda x: x[i * k : (i + 1) * k], tree)
+
+    if per_lane:
+        arrays, rest = eqx.partition((loss_fn, method), eqx.is_array)
+        loss_fn, method = eqx.combine(cut(arrays), rest)
+    return loss_fn, method, cut(trainable), fixed, save, stop, cut(keys)
+
+
+def _placed(args, device):
+    """`args` with every array on `device`."""
+    arrays, rest = eqx.partition(args, eqx.is_array)
+    return eqx.combine(jax.device_put(arrays, device), rest)
+
+
+def _gather(sharding, n, *xs):
+    """One array of the devices' rows, in order, left where they are."""
+    if not isinstance(xs[0], jax.Array):
+        return xs[0]
+    shape = (n * xs[0].shape[0],) + xs[0].shape[1:]
+    return jax.make_array_from_single_device_arrays(shape, sharding, list(xs))
+
 
 # Default for `lanes`: wide enough to amortise each step's overhead. On a CPU wider
 # batches stop paying off at about a thousand seeds; an accelerator wants far more.
@@ -94,10 +167,10 @@ def _lapack_safe(devices, lower, caller: str, stacklevel: int):
     """`devices`, or the first of them alone if `lower()` (a block lowered for `devices`)
     calls LAPACK on several CPU devices.
 
-    With several CPU devices running at once, jaxlib 0.10.2's batched LAPACK calls (e.g.
-    `jnp.linalg.eigh` under vmap) can deadlock: each device's thread waits inside the call
-    for batch tasks queued on the thread pool that those same threads make up. One device
-    leaves a thread free.
+    With several CPU devices running at once (each its own program, in this process),
+    jaxlib 0.10.2's batched LAPACK calls (e.g. `jnp.linalg.eigh` under vmap) can deadlock:
+    each device's thread waits inside the call for batch tasks queued on the thread pool
+    that those same threads make up. One device leaves a thread free.
     """
     if len(devices) == 1 or devices[0].platform != "cpu":
         return devices

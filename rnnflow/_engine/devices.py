@@ -1,11 +1,14 @@
 """One JAX CPU device per core, so that `train_seeds` and `run_sweep` (which spread seeds
-over every local device) use every core: the default `import rnnflow` sets
-(`default_cpu_devices`) when JAX has not started, and `use_cpu_cores`, which sets any count
-and must run before JAX starts its backends."""
+over every local device) use every core: `import rnnflow` asks for them when JAX has not
+started (`default_cpu_devices`), `use_cpu_cores` for any count (before JAX starts its
+backends); and a program compiled for one device loaded onto another (`loaded_on`)."""
 
+import dataclasses
 import os
+import weakref
 
 import jax
+from jax.sharding import SingleDeviceSharding
 
 
 def cpu_cores() -> int:
@@ -23,11 +26,10 @@ def use_cpu_cores(n: int | None = None) -> int:
     On a CPU, JAX makes one device of all its cores by default, and each step of a block of
     seeds is then split across the cores op by op; with one device per core, each core runs
     its own share of the seeds through the whole step (1.8-2.3× the throughput on two
-    cores, see `benchmarks/README.md`). Each device runs the program one device would run
-    on the same lanes: results are bitwise the same as on one device for the RNNs under
-    gradient descent and Tsit5 flows (tested); XLA compiles a program for several devices on
-    its own, and an optimizer's arithmetic has been seen to round differently there (Adam
-    on an LRU-style model: 3e-5 relative in the loss after 300 steps).
+    cores, see `benchmarks/README.md`). Each device runs the program one device runs, on
+    the same lanes, compiled once: results are bitwise the same as on one device whatever
+    the model and method (tested: the RNNs under gradient descent and a Tsit5 flow, Adam
+    on an LRU-style model of one's own, a sweep).
 
     `import rnnflow` already makes one device per core when JAX has not started and no
     count was chosen; call this for another count (`use_cpu_cores(1)`: JAX's single CPU
@@ -97,3 +99,71 @@ def default_cpu_devices() -> None:
         jax.config.update("jax_num_cpu_devices", cpu_cores())
     except RuntimeError:  # JAX's backends have started: its devices stay as they are
         pass
+
+
+# The first device's executable -> {device: the same executable loaded there, or None}.
+_LOADED = weakref.WeakKeyDictionary()
+
+
+def loaded_on(compiled, device):
+    """`compiled`, a filter_jit program compiled for one device, loaded onto `device`: the
+    same machine code, without compiling again. None where this JAX cannot (then the caller
+    compiles it for `device`, which costs time but gives the same results)."""
+    try:
+        loaded = _LOADED.setdefault(compiled.compiled._executable, {})
+    except (AttributeError, TypeError):
+        return None
+    if device not in loaded:
+        try:
+            loaded[device] = _load(compiled, device)
+        except Exception:  # an internal of another JAX version: compile instead
+            loaded[device] = None
+    return loaded[device]
+
+
+def _load(compiled, device):
+    # The executable is XLA's machine code with the devices it runs on; JAX keeps it with
+    # the shardings of its arguments and results. All of them name the compiling device,
+    # and are renamed here; host callbacks (Equinox's runtime errors) go along as they are.
+    from jax._src import compiler
+    from jax._src.lib import xla_client
+
+    jitted = compiled.compiled
+    unloaded = jitted._executable._unloaded_executable
+    (source,) = unloaded.device_list
+    client = device.client
+    executable = unloaded.xla_executable
+    if isinstance(executable, xla_client.LoadedExecutable):
+        data = client.serialize_executable(executable)
+    else:
+        data = executable.serialize()
+    executable = client.deserialize_executable(
+        data,
+        xla_client.DeviceList((device,)),
+        compiler.get_compile_options(1, 1, [device], backend=client),
+        host_callbacks=unloaded.host_callbacks,
+    )
+
+    def moved(sharding):
+        if not isinstance(sharding, SingleDeviceSharding) or sharding.device_set != {source}:
+            raise ValueError(f"not a one-device sharding on {source}: {sharding}")
+        return SingleDeviceSharding(device, memory_kind=sharding.memory_kind)
+
+    unloaded = dataclasses.replace(
+        unloaded,
+        xla_executable=executable,
+        device_list=xla_client.DeviceList((device,)),
+        input_shardings=[moved(s) for s in unloaded.input_shardings],
+        output_shardings=[moved(s) for s in unloaded.output_shardings],
+    )
+    params = jitted._params
+    jitted = jax.stages.Compiled(
+        unloaded.load(),
+        jax.device_put(list(params.const_args), device),
+        jitted.args_info,
+        jitted.out_tree,
+        no_kwargs=params.no_kwargs,
+        in_types=params.in_types,
+        out_types=params.out_types,
+    )
+    return dataclasses.replace(compiled, compiled=jitted)
