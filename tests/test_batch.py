@@ -347,3 +347,31 @@ def test_lapack_with_several_cpu_devices_finishes():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "{'finished': 40}"
+
+
+@pytest.mark.parametrize("transform", ["jit", "grad", "vmap"])
+def test_train_seeds_under_a_transformation_says_to_vmap_train(transform):
+    params = rf.init_seeds(MODEL, jax.random.split(jax.random.key(0), 3), scale=0.3)
+    loss_fn = LOSS.bind(MODEL)
+
+    def final(lr, p=params):
+        traj = rf.train_seeds(loss_fn, p, rf.GradientDescent(lr, 5), save=rf.Save(num=2))
+        return traj.metrics["loss"][:, -1].mean()
+
+    call = {
+        "jit": lambda: jax.jit(final)(0.05),
+        "grad": lambda: jax.grad(final)(0.05),
+        "vmap": lambda: jax.vmap(lambda p: final(0.05, p), in_axes=1)(
+            jax.tree.map(lambda x: jnp.stack([x, x], 1), params)
+        ),
+    }[transform]
+    with pytest.raises(TypeError, match=r"under a transformation use jax.vmap\(rnnflow.train\)"):
+        call()
+    # What it says works, and is what train_seeds computes.
+    direct = rf.train_seeds(loss_fn, params, rf.GradientDescent(0.05, 5), save=rf.Save(num=2))
+    by_vmap = jax.jit(
+        lambda lr: jax.vmap(
+            lambda p: rf.train(loss_fn, p, rf.GradientDescent(lr, 5), save=rf.Save(num=2))
+        )(params)
+    )(0.05)
+    np.testing.assert_allclose(by_vmap.metrics["loss"], direct.metrics["loss"], rtol=1e-12)

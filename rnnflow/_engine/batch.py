@@ -12,7 +12,7 @@ import numpy as np
 from jaxtyping import PyTree
 
 from . import blocks as _blocks
-from .blocks import _default_lanes, _without_lapack_deadlock
+from .blocks import _default_lanes, _without_lapack_deadlock, take_rows
 from .checkpoints import Checkpoints, array_hash, computation_hash
 from .checks import check_positive_int
 from .devices import cpu_cores
@@ -143,13 +143,21 @@ def train_seeds(
     # The arguments' kinds and the leaves' dtypes first: `method` is used below, and a
     # seed axis is looked for on floating-point leaves only.
     check_kinds(loss_fn, method, save, stop)
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((loss_fn, params, method))):
+        raise TypeError(
+            "train_seeds runs from the host (it moves finished chunks to host memory, and "
+            "can write them to disk), so jax.jit, jax.grad and jax.vmap cannot trace it: "
+            "under a transformation use jax.vmap(rnnflow.train) over the seeds, e.g. "
+            "jax.grad(lambda lr: jax.vmap(lambda p: rnnflow.train(loss_fn, p, "
+            "GradientDescent(lr, n)).metrics['loss'][-1])(params).mean())."
+        )
     check_leaves(params)
     num_seeds = _num_seeds(loss_fn, params)
     if progress:
         method = method.with_progress()
     check_finite("params", params)  # every seed's; `check_call` sees the first seed
     trainable, fixed = split_real(params)
-    first_seed = jax.tree.map(lambda x: x[0], trainable)
+    first_seed = jax.tree.map(lambda x: take_rows(x, 0, 1)[0], trainable)
     if method.needs_key(loss_fn) or keys is not None:
         keys = _key_data(keys, num_seeds)
     if not method.needs_key(loss_fn):
@@ -183,11 +191,12 @@ def train_seeds(
 
     def seeds(first, last):  # blocks first, ..., last - 1: (parameters, key data)
         lo, hi = first * block, min(last * block, num_seeds)
-        p = jax.tree.map(lambda x: x[lo:hi], (trainable, keys))
+        p = jax.tree.map(lambda x: take_rows(x, lo, hi), (trainable, keys))
         if pad := last * block - hi:
             # Padding seeds repeat the last seed; they are computed and dropped. Only the
             # last block is padded, so the seeds are never copied as a whole.
-            p = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), p)
+            xp = np if isinstance(jax.tree.leaves(p)[0], np.ndarray) else jnp
+            p = jax.tree.map(lambda x: xp.concatenate([x, xp.repeat(x[-1:], pad, 0)]), p)
         return p
 
     def compute(p):  # dispatched asynchronously

@@ -95,12 +95,22 @@ def _share(args, per_lane, i, n):
     k = rows // n
 
     def cut(tree):
-        return jax.tree.map(lambda x: x[i * k : (i + 1) * k], tree)
+        return jax.tree.map(lambda x: take_rows(x, i * k, (i + 1) * k), tree)
 
     if per_lane:
         arrays, rest = eqx.partition((loss_fn, method), eqx.is_array)
         loss_fn, method = eqx.combine(cut(arrays), rest)
     return loss_fn, method, cut(trainable), fixed, save, stop, cut(keys)
+
+
+def take_rows(x, lo: int, hi: int):
+    """Rows `lo:hi` of `x`; of an array in a CPU's memory, as a NumPy view: slicing a JAX
+    array compiles a program for each shape, which a block's many leaves and shares (each
+    device's, each chunk's) would pay for in compile time."""
+    if isinstance(x, jax.Array) and not jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        if all(d.platform == "cpu" for d in x.devices()):
+            return np.asarray(x)[lo:hi]
+    return x[lo:hi]
 
 
 def _placed(args, device):
@@ -151,8 +161,8 @@ def _without_lapack_deadlock(args, devices, lanes):
     for blocks of `lanes` seeds per device (see `_lapack_safe`). The check lowers the first
     block as it will run, so the call that follows reuses the trace."""
     loss_fn, method, trainable, fixed, save, stop, keys = args
-    block, keys = jax.tree.map(
-        lambda x: jnp.zeros((lanes * len(devices),) + x.shape[1:], x.dtype), (trainable, keys)
+    block, keys = jax.tree.map(  # NumPy zeros: no program to compile for them
+        lambda x: np.zeros((lanes * len(devices),) + x.shape[1:], x.dtype), (trainable, keys)
     )
     keys = None if keys is None else jax.random.wrap_key_data(keys)
     return _lapack_safe(
