@@ -2,6 +2,7 @@
 over lanes, each device running the one-device program on its share of the lanes; how many
 lanes by default, and on which CPU devices it may run without deadlocking."""
 
+import concurrent.futures
 import functools
 import math
 import warnings
@@ -61,11 +62,20 @@ class _BlockOnDevices:
         shares = [_placed(_share(args, per_lane, i, len(devices)), d) for i, d in here]
         first = _one_device.lower(*shares[0][:-1], per_lane=per_lane, keys=shares[0][-1])
         first = first.compile()
-        outs = []
-        for (_, device), share in zip(here, shares, strict=True):
-            program = first if device == here[0][1] else loaded_on(first, device)
-            program = _one_device if program is None else program  # compiled for `device`
-            outs.append(program(*share[:-1], per_lane=per_lane, keys=share[-1]))
+        programs = [first] + [loaded_on(first, d) for _, d in here[1:]]
+        # Where loading is refused, `_one_device` compiles the program for that device.
+        programs = [_one_device if p is None else p for p in programs]
+
+        def dispatch(program, share):
+            return program(*share[:-1], per_lane=per_lane, keys=share[-1])
+
+        if len(here) == 1:
+            outs = [dispatch(programs[0], shares[0])]
+        else:
+            # One thread per device: a program with host callbacks (equinox's checks in a
+            # flow) runs to its end in the thread that calls it, so calls from one thread
+            # would run one device after the other.
+            outs = list(_threads(len(here)).map(dispatch, programs, shares))
         if len(devices) == 1:
             return outs[0]
         seeds = NamedSharding(Mesh(np.asarray(devices), ("seeds",)), PartitionSpec("seeds"))
@@ -82,6 +92,11 @@ class _BlockOnDevices:
 
 
 _block_jit = _BlockOnDevices()
+
+
+@functools.cache
+def _threads(n: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="rnnflow-device")
 
 
 def _share(args, per_lane, i, n):
