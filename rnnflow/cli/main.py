@@ -249,6 +249,7 @@ def _reproduce_at_once(names, args, jobs: int):
     import multiprocessing
 
     from .._engine.devices import cpu_cores
+    from ..experiments import get_experiment
 
     env = {}
     chosen = "JAX_NUM_CPU_DEVICES" in os.environ or (
@@ -263,7 +264,9 @@ def _reproduce_at_once(names, args, jobs: int):
         with concurrent.futures.ProcessPoolExecutor(
             jobs, mp_context=multiprocessing.get_context("spawn")
         ) as pool:
-            futures = {pool.submit(_worker, args, name): name for name in names}
+            # The longest first, so that the last to finish are short ones.
+            by_cost = sorted(names, key=lambda n: -get_experiment(n).small_seconds)
+            futures = {pool.submit(_worker, args, name): name for name in by_cost}
             try:
                 for done in concurrent.futures.as_completed(futures):
                     name, secs, headline = done.result()

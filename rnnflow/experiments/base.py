@@ -162,6 +162,8 @@ class Experiment:
     - `analyse(data, config) -> Summary`: the findings, from `data` = {name: the
       `xarray.Dataset` of that sweep}.
     - `plot(data, summary, config, file)`: draws the PNG figure into a path or binary file.
+    - `small_seconds`: about how long the small config takes on one CPU core (mostly
+      compiling): `rnnflow reproduce` starts the longest first when it runs several at once.
     """
 
     name: str
@@ -171,3 +173,4 @@ class Experiment:
     sweeps: Callable[[ExperimentConfig], dict]
     analyse: Callable[[dict, ExperimentConfig], Any]
     plot: Callable[[dict, Any, ExperimentConfig, Any], None]
+    small_seconds: float = 10.0

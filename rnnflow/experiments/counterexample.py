@@ -157,4 +157,5 @@ EXPERIMENT = Experiment(
     sweeps=sweeps,
     analyse=analyse,
     plot=_plot.plot,
+    small_seconds=8,
 )

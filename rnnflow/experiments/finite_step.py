@@ -128,4 +128,5 @@ EXPERIMENT = Experiment(
     sweeps=sweeps,
     analyse=analyse,
     plot=_plot.plot,
+    small_seconds=10,
 )

@@ -168,4 +168,5 @@ EXPERIMENT = Experiment(
     sweeps=sweeps,
     analyse=analyse,
     plot=_plot.plot,
+    small_seconds=12,
 )

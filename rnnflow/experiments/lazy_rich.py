@@ -185,4 +185,5 @@ EXPERIMENT = Experiment(
     sweeps=sweeps,
     analyse=analyse,
     plot=_plot.plot,
+    small_seconds=12,
 )

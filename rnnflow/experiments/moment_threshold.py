@@ -224,4 +224,5 @@ EXPERIMENT = Experiment(
     sweeps=sweeps,
     analyse=analyse,
     plot=_plot.plot,
+    small_seconds=11,
 )
