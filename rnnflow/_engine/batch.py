@@ -1,4 +1,5 @@
-"""`train_seeds`: [`rnnflow.train`][] over a leading seed axis, in blocks, chunks and shards."""
+"""`train_seeds`: [`rnnflow.train`][] over a leading seed axis, in blocks and chunks, over
+every device."""
 
 import contextlib
 import functools
@@ -80,7 +81,7 @@ def train_seeds(
     checkpoint: str | os.PathLike | None = None,
     keys=None,
 ) -> Trajectory:
-    """[`rnnflow.train`][] over a leading seed axis of `params`, chunked and sharded.
+    """[`rnnflow.train`][] over a leading seed axis of `params`, chunked and spread over devices.
 
     **Arguments:** those of [`rnnflow.train`][], with every floating-point array of
     `params` carrying a leading seed axis (see [`rnnflow.init_seeds`][], or

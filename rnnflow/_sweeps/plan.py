@@ -59,7 +59,7 @@ def _plan(sweep, lanes: int | None, num_devices: int, cpu: bool = False) -> _Pla
     # same lanes, so the store is bitwise the same on one CPU device or one per core.
     share = max(cpu_cores(), num_devices) if cpu and lanes is None else num_devices
     per_device = math.ceil((lanes or _default_lanes(len(points) * sweep.seeds)) / share)
-    # A call's lanes are sharded over the devices, `per_device` on each.
+    # A call's lanes are split over the devices, `per_device` on each.
     width = per_device * num_devices
     return _Plan(looped, vmapped, combos, points, _unit_seeds(sweep.seeds), width)
 

@@ -163,7 +163,7 @@ def run_sweep(
       with a warning, since another batch width may round differently (XLA vectorises
       widths differently: the last bits of some values, as for
       [`rnnflow.train_seeds`][]).
-    - `devices`: the devices of this process to shard each call over (default: all its
+    - `devices`: the devices of this process to split each call over (default: all its
       local devices; on a CPU one per core after [`rnnflow.use_cpu_cores`][]). If the
       step or a save metric calls LAPACK, the calls run on the first device alone, with a
       warning, as in [`rnnflow.train_seeds`][].
