@@ -311,18 +311,34 @@ def test_default_lanes_fit_transition_matrices_in_a_cpu_cache():
 EIGH_SAVE = rf.Save(num=3, metrics={"eig": lambda t, p: jnp.linalg.eigh(jnp.diag(p.a))[0]})
 
 
-def test_lapack_in_a_metric_runs_on_one_cpu_device_with_a_warning():
+def _recording_devices(monkeypatch):
+    """The devices each block's shares are placed on, as `train_seeds` runs."""
+    from rnnflow._engine import blocks
+
+    used, placed = set(), blocks._placed
+
+    def record(args, device):
+        used.add(device)
+        return placed(args, device)
+
+    monkeypatch.setattr(blocks, "_placed", record)
+    return used
+
+
+def test_lapack_in_a_metric_runs_on_one_cpu_device_with_a_warning(monkeypatch):
     params = _seeds(8)
     one = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=EIGH_SAVE, devices=jax.devices()[:1])
+    used = _recording_devices(monkeypatch)
     with pytest.warns(RuntimeWarning, match="one CPU device instead of 4"):
         traj = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=EIGH_SAVE)
-    assert len(traj.final.a.sharding.device_set) == 1
+    assert used == {jax.devices()[0]}
     _assert_same(traj, one, exact=True)
-    # Without LAPACK the seeds stay sharded over the four devices, and nothing is said.
+    # Without LAPACK the seeds are spread over the four devices, and nothing is said.
+    used.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        traj = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE)
-    assert len(traj.final.a.sharding.device_set) == 4
+        rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE)
+    assert used == set(jax.devices())
 
 
 # Ten seeds per device, with a LAPACK metric on 20 x 20 matrices: with four CPU devices
@@ -375,3 +391,16 @@ def test_train_seeds_under_a_transformation_says_to_vmap_train(transform):
         )(params)
     )(0.05)
     np.testing.assert_allclose(by_vmap.metrics["loss"], direct.metrics["loss"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("num_seeds", [7, 8])  # padded, and a whole block
+def test_results_come_back_on_one_device_like_fresh_arrays(num_seeds):
+    # Spread over this process's 4 CPU devices, the results are gathered: the user's next
+    # computations run on one device and mix with arrays placed on the first.
+    assert len(jax.devices()) == 4
+    params = rf.init_seeds(MODEL, jax.random.split(jax.random.key(0), num_seeds), scale=0.3)
+    traj = rf.train_seeds(LOSS.bind(MODEL), params, rf.GradientDescent(0.05, 5))
+    for x in jax.tree.leaves(traj):
+        assert len(x.devices()) == 1 and not x.committed
+    on_first = jax.device_put(jnp.ones_like(traj.final.a), jax.devices()[0])
+    assert (traj.final.a + on_first).shape == (num_seeds, 4)

@@ -119,7 +119,8 @@ def train_seeds(
 
     **Returns:**
 
-    A [`rnnflow.Trajectory`][] whose fields have a leading seed axis. Each seed is computed
+    A [`rnnflow.Trajectory`][] whose fields have a leading seed axis, as fresh arrays on
+    the default device on a CPU (whatever devices computed them). Each seed is computed
     independently: a diverging seed is marked in `result` and leaves every other seed's
     values untouched.
 
@@ -207,6 +208,14 @@ def train_seeds(
 
     if num_blocks == 1 and checkpoint is None:
         traj = compute(seeds(0, 1))
+        if len(devices) > 1 and devices[0].platform == "cpu":
+            # The devices' rows, gathered in (the CPU's own) memory and handed back as
+            # fresh arrays, like those of the chunked path: arrays left on several devices
+            # would make the user's next computations run on all of them, or refuse arrays
+            # on one device.
+            return with_fixed(
+                jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[:num_seeds]), traj), fixed
+            )
         traj = jax.tree.map(lambda x: x[:num_seeds], traj) if block > num_seeds else traj
         return with_fixed(traj, fixed)
 

@@ -74,7 +74,8 @@ def use_cpu_cores(n: int | None = None) -> int:
         if started != n:
             raise RuntimeError(
                 f"use_cpu_cores({n}) came too late: JAX's backends have already started, "
-                f"with {started} CPU devices. Call it before any JAX computation, right "
+                f"with {started} CPU device{'s' if started != 1 else ''}. Call it before any "
+                "JAX computation (a PRNG key and jax.devices() count too), right "
                 "after the imports, or set the environment variable "
                 f"JAX_NUM_CPU_DEVICES={n} before Python starts."
             ) from None
