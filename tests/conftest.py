@@ -28,3 +28,23 @@ def _free_compiled_programs():
     segmentation fault inside the compiler."""
     yield
     jax.clear_caches()
+
+
+class Tripwire(Exception):
+    """Raised by the stand-ins of `no_compile`."""
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    """Replace the compiled training programs (and the field's eigenvalue program): reaching
+    them means the checks let a call through. Returns the exception they raise."""
+    import rnnflow
+
+    def tripwire(*args, **kwargs):
+        raise Tripwire("the compiled training program was reached")
+
+    tripwire.lower = tripwire  # lowering it (to look for LAPACK calls) counts as reaching it
+    monkeypatch.setattr(rnnflow._engine.train, "_run_jit", tripwire)
+    monkeypatch.setattr(rnnflow._engine.blocks, "_block_jit", tripwire)
+    monkeypatch.setattr(rnnflow._lens.field_spectrum, "_eigenvalues", tripwire)
+    return Tripwire
