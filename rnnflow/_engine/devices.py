@@ -82,6 +82,14 @@ def use_cpu_cores(n: int | None = None) -> int:
     return n
 
 
+def count_in_environment() -> bool:
+    """Whether the environment sets the number of JAX CPU devices (`JAX_NUM_CPU_DEVICES`,
+    or XLA's `--xla_force_host_platform_device_count`): the user's count, to keep."""
+    return "JAX_NUM_CPU_DEVICES" in os.environ or (
+        "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    )
+
+
 def default_cpu_devices() -> None:
     """One JAX CPU device per core, unless the user has chosen a count or JAX has started.
 
@@ -90,9 +98,7 @@ def default_cpu_devices() -> None:
     keep; so are the devices of a JAX that has already started (then nothing changes).
     `JAX_NUM_CPU_DEVICES=1` keeps JAX's one CPU device.
     """
-    if "JAX_NUM_CPU_DEVICES" in os.environ:
-        return
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    if count_in_environment():
         return
     if jax.config.jax_num_cpu_devices != -1:  # set in code before the import
         return

@@ -73,6 +73,7 @@ def _cpu_devices(args) -> None:
     --one-device. A count the user's environment sets (JAX_NUM_CPU_DEVICES, or XLA_FLAGS'
     device count) is theirs to keep."""
     from .. import use_cpu_cores
+    from .._engine.devices import count_in_environment
 
     if args.one_device:
         try:
@@ -80,9 +81,7 @@ def _cpu_devices(args) -> None:
         except RuntimeError as e:
             raise ValueError(f"--one-device: {e}") from None
         return
-    if "JAX_NUM_CPU_DEVICES" in os.environ:
-        return
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    if count_in_environment():
         return
     try:
         use_cpu_cores()
@@ -248,14 +247,11 @@ def _reproduce_at_once(names, args, jobs: int):
     import concurrent.futures
     import multiprocessing
 
-    from .._engine.devices import cpu_cores
+    from .._engine.devices import count_in_environment, cpu_cores
     from ..experiments import get_experiment
 
     env = {}
-    chosen = "JAX_NUM_CPU_DEVICES" in os.environ or (
-        "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-    )
-    if not chosen:  # the user's own count is kept in each process
+    if not count_in_environment():  # the user's own count is kept in each process
         env["JAX_NUM_CPU_DEVICES"] = str(1 if args.one_device else max(1, cpu_cores() // jobs))
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the processes start with it (spawned, they inherit it)
@@ -266,7 +262,7 @@ def _reproduce_at_once(names, args, jobs: int):
         ) as pool:
             # The longest first, so that the last to finish are short ones.
             by_cost = sorted(names, key=lambda n: -get_experiment(n).small_seconds)
-            futures = {pool.submit(_worker, args, name): name for name in by_cost}
+            futures = [pool.submit(_worker, args, name) for name in by_cost]
             try:
                 for done in concurrent.futures.as_completed(futures):
                     name, secs, headline = done.result()
