@@ -11,7 +11,8 @@ Woodbury identity,
 
 $$W^{-1} v = v - c\,J^\top (I_m + c\,JJ^\top)^{-1} J v, \qquad c = 2γh,$$
 
-an $m \times m$ Cholesky solve instead of an $n \times n$ one.
+an $m \times m$ Cholesky solve instead of an $n \times n$ one. With more residuals than
+parameters (many training sequences) the $n \times n$ matrix is factored instead.
 """
 
 from collections.abc import Callable
@@ -83,7 +84,7 @@ class LeastSquaresRosenbrock(diffrax.AbstractAdaptiveSolver):
     costs no accuracy, only stability. Both are L-stable and interpolate saves between
     steps by cubic Hermite polynomials. A step takes one residual Jacobian, and per stage
     one vector-field evaluation (the last at $θ_{n+1}$, which the next step reuses) and one
-    $m \times m$ solve.
+    solve of size $\min(m, n)$.
 
     When to use it: for long horizons, where the flow spends most of its time near
     convergence and an explicit solver's step is bounded by stability. To t1 = 2000
@@ -158,9 +159,13 @@ _UNROLLED_MAX = 8
 
 
 def _gauss_newton_solver(jac, c):
-    """v ↦ (I + c JᵀJ)⁻¹ v for `jac` J of shape `(m, n)`, by the Woodbury identity:
-    v - c Jᵀ (I + c JJᵀ)⁻¹ J v."""
-    m = jac.shape[0]
+    """v ↦ (I + c JᵀJ)⁻¹ v for `jac` J of shape `(m, n)`: by the Woodbury identity,
+    v - c Jᵀ (I + c JJᵀ)⁻¹ J v, when there are fewer residuals than parameters, and by
+    factoring the n × n matrix itself otherwise (many sequences, few parameters)."""
+    m, n = jac.shape
+    if m > n and n > _UNROLLED_MAX:
+        factor = jax.scipy.linalg.cho_factor(jnp.eye(n, dtype=jac.dtype) + c * (jac.T @ jac))
+        return lambda v: jax.scipy.linalg.cho_solve(factor, v)
     if m > _UNROLLED_MAX:
         factor = jax.scipy.linalg.cho_factor(jnp.eye(m, dtype=jac.dtype) + c * (jac @ jac.T))
 
