@@ -266,11 +266,12 @@ def test_least_squares_rosenbrock_order(tableau, order, dts):
     assert errors[-1] > 1e-9
 
 
-@pytest.mark.parametrize("m", [1, 5, 8, 12])
+@pytest.mark.parametrize("m", [1, 5, 8, 12, 33])
 def test_gauss_newton_solve_matches_a_dense_solve(m):
-    # (I + cJᵀJ)⁻¹v by Woodbury: unrolled Cholesky up to m = 8 residuals, LAPACK above.
+    # (I + cJᵀJ)⁻¹v by Woodbury: unrolled Cholesky up to m = 8 residuals, LAPACK above;
+    # with more residuals than the n = 20 parameters (m = 33), the n × n system itself.
     # Against a direct solve of the n × n system; J of O(1) entries and c = 3 make the
-    # system far from the identity (condition numbers 41 to 172).
+    # system far from the identity (condition numbers 41 to 172 up to m = 12).
     from rnnflow._engine.methods.rosenbrock import _gauss_newton_solver
 
     n, c = 20, 3.0
@@ -282,6 +283,45 @@ def test_gauss_newton_solve_matches_a_dense_solve(m):
     # Batched as train_seeds runs it.
     batched = jax.vmap(solve)(jnp.stack([jac, 2 * jac]), jnp.stack([v, v]))
     np.testing.assert_allclose(batched[0], expected, rtol=1e-11, atol=1e-13)
+
+
+class _LinearLeastSquares(eqx.Module):
+    """L(w) = ‖Xw − y‖², offering its residuals."""
+
+    x: jax.Array
+    y: jax.Array
+
+    def residuals(self, params):
+        return self.x @ params["w"] - self.y
+
+    def __call__(self, params):
+        return jnp.sum(self.residuals(params) ** 2)
+
+
+def test_least_squares_rosenbrock_with_more_residuals_than_parameters():
+    # 24 residuals, 10 parameters (the solves are 10 × 10): the flow w' = −2Xᵀ(Xw − y) is
+    # w(t) = w* + exp(−2XᵀX t)(w0 − w*), w* the least-squares solution. The rates (the
+    # eigenvalues of 2XᵀX) span 0.61-8.7, so by t = 3 the slowest mode has fallen to a
+    # sixth and the fastest by 10⁻¹¹. (The solve itself is checked against a dense one
+    # above; a W-method keeps its accuracy for any W, so this checks the plumbing.)
+    m, n = 24, 10
+    x = jax.random.normal(jax.random.key(0), (m, n)) / np.sqrt(m) + jnp.eye(m, n)
+    y = jax.random.normal(jax.random.key(1), (m,))
+    w0 = jax.random.normal(jax.random.key(2), (n,))
+    loss = _LinearLeastSquares(x, y)
+    method = rf.GradientFlow(
+        t1=3.0,
+        solver=rf.LeastSquaresRosenbrock(),
+        stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-12),
+    )
+    traj = rf.train(loss, {"w": w0}, method, save=rf.Save(ts=[0.0, 1.0, 3.0], params=True))
+    xn, w0n = np.asarray(x), np.asarray(w0)
+    w_star = np.linalg.lstsq(xn, np.asarray(y), rcond=None)[0]
+    rates, vectors = np.linalg.eigh(2 * xn.T @ xn)
+    for t, w in zip((0.0, 1.0, 3.0), np.asarray(traj.params["w"]), strict=True):
+        exact = w_star + vectors @ (np.exp(-rates * t) * (vectors.T @ (w0n - w_star)))
+        np.testing.assert_allclose(w, exact, atol=1e-7)
+    assert np.linalg.norm(np.asarray(traj.params["w"])[-1] - w0n) > 0.5  # it moved
 
 
 @pytest.mark.parametrize(

@@ -163,7 +163,7 @@ def _gauss_newton_solver(jac, c):
     v - c Jᵀ (I + c JJᵀ)⁻¹ J v, when there are fewer residuals than parameters, and by
     factoring the n × n matrix itself otherwise (many sequences, few parameters)."""
     m, n = jac.shape
-    if m > n and n > _UNROLLED_MAX:
+    if m > _UNROLLED_MAX and n < m:  # the smaller system is the n × n one itself
         factor = jax.scipy.linalg.cho_factor(jnp.eye(n, dtype=jac.dtype) + c * (jac.T @ jac))
         return lambda v: jax.scipy.linalg.cho_solve(factor, v)
     if m > _UNROLLED_MAX:
