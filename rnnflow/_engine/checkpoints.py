@@ -50,11 +50,16 @@ def computation_hash(fn, *args) -> str:
     """A hash of what `fn(*args)` computes: its jaxpr (printed without memory addresses)
     and the values of the constants it closes over. The same in every process that runs
     the same code on arguments of the same shapes."""
-    closed = jax.make_jaxpr(fn)(*args)
+    return hash_and_shape(fn, *args)[0]
+
+
+def hash_and_shape(fn, *args) -> tuple[str, object]:
+    """`computation_hash(fn, *args)` and `jax.eval_shape(fn, *args)`, from one trace."""
+    closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
     text = re.sub(r" at 0x[0-9a-fA-F]+", "", str(closed.jaxpr))
     h = hashlib.sha256(text.encode())
     _hash_arrays(h, [c for c in closed.consts if eqx.is_array(c) or np.isscalar(c)])
-    return h.hexdigest()
+    return h.hexdigest(), shape
 
 
 _RUN = "checkpoint.json"

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._engine import blocks as _blocks
-from .._engine.checkpoints import computation_hash
+from .._engine.checkpoints import hash_and_shape
 from .._engine.objective import check_finite, split_real
 from .._engine.train import check_call, run
 from .plan import _lane, _setup_fn, _values
@@ -42,8 +42,9 @@ def _prepare(sweep, plan, seed_keys):
         def one(p, loss_fn=loss_fn, method=method, fixed=fixed):
             return run(loss_fn, method.quiet(), p, fixed, sweep.save, sweep.stop)
 
-        shapes.append(jax.eval_shape(one, trainable))
-        hashes.append(computation_hash(one, trainable))
+        computation, shape = hash_and_shape(one, trainable)
+        shapes.append(shape)
+        hashes.append(computation)
     return shapes, hashes, times, setups
 
 
