@@ -72,7 +72,8 @@ class EdgeOfStabilityConfig(ExperimentConfig):
                 raise ValueError(f"`{t1}` must be at least 10 steps of the largest of `{name}`.")
 
 
-SMALL = EdgeOfStabilityConfig(seeds=4, t1=20.0, rnn_lrs=(0.046,), rnn_t1=10.0)
+# Two step sizes: each compiles a program for its descent and one for its modified flow.
+SMALL = EdgeOfStabilityConfig(seeds=4, lrs=(0.12, 0.14), t1=20.0, rnn_lrs=(0.046,), rnn_t1=10.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,5 +275,5 @@ EXPERIMENT = Experiment(
     sweeps=sweeps,
     analyse=analyse,
     plot=_plot.plot,
-    small_seconds=43,
+    small_seconds=37,
 )
