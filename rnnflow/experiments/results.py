@@ -5,7 +5,7 @@
     NAME.zarr      the store of each of the experiment's sweeps (see rnnflow.run_sweep):
                    labelled arrays over (axes..., seed, time, ...), resumable
     figure.png     the experiment's figure
-    summary.json   identity, the nested summary, versions, backend, wall time; written
+    summary.json   identity, the nested summary, versions, backend, devices, wall time; written
                    last, so its presence means the run is complete
     .lock          the pid and host of the run writing the folder, while it writes
 

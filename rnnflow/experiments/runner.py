@@ -91,6 +91,7 @@ def run_experiment(
         extra = {
             "backend": jax.default_backend(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "devices": f"{len(jax.local_devices())} JAX {jax.default_backend()} device(s)",
             "wall_time_s": round(time.perf_counter() - start, 1),
             "versions": {
                 name: importlib.metadata.version(name) for name in ("rnnflow", "jax", "jaxlib")
