@@ -10,8 +10,9 @@ process, on the same device and from the same initial parameters:
 - `generic`: rnnflow's generic path (`kernel="generic"`: autodiff, vmapped seed by seed),
   for the diagonal student, where the default is the fused closed-form step; and on an
   accelerator `pallas`, the fused step as one Pallas kernel (`kernel="pallas"`);
-- `wide`: for the dense student on a CPU, up to 1024 seeds side by side (`lanes`), against
-  the default's narrower blocks, whose matrices stay in cache.
+- `wide`: for the dense student on a CPU, up to 1024 seeds side by side on each device
+  (`lanes`: every seed in one block, unpadded), against the default's narrower blocks,
+  whose matrices stay in cache.
 
 rnnflow's default and `torch-batched` are timed `--repeats` times each (default 5), taking
 turns so that drift in the machine's speed hits both alike, and compared by their median
@@ -274,7 +275,8 @@ def main():
                     np.testing.assert_allclose(final_loss(t), ours, rtol=2e-3)
                     kernels[kernel] = s_k
             elif jax.default_backend() == "cpu" and not args.quick:  # narrower by default
-                t, s_k = rnnflow_run(model, loss, params, steps, lanes=min(s, 1024))
+                per_device = -(-s // len(jax.devices()))  # `lanes` counts one device's
+                t, s_k = rnnflow_run(model, loss, params, steps, lanes=min(per_device, 1024))
                 np.testing.assert_allclose(final_loss(t), ours, rtol=2e-3)
                 kernels["wide"] = s_k
             n_loop = min(s, 3)
