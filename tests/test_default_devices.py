@@ -44,3 +44,22 @@ def test_import_makes_one_device_per_core():
 )
 def test_a_chosen_count_is_kept(code, env, expected):
     assert _devices(code, **env) == expected
+
+
+@pytest.mark.skipif(cpu_cores() < 2, reason="one core: one device is every core")
+@pytest.mark.parametrize("env, warned", [({}, True), ({"JAX_NUM_CPU_DEVICES": "1"}, False)])
+def test_a_started_jax_with_fewer_devices_than_cores_is_named(env, warned):
+    # JAX started by a computation before the import keeps its one CPU device; the user is
+    # told how to get every core, unless they chose one device.
+    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    code = "import jax\njax.numpy.ones(1)\nimport rnnflow\n"
+    out = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        env={**clean, "JAX_PLATFORMS": "cpu", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ("JAX started before rnnflow was imported" in out.stderr) == warned, out.stderr
+    if warned:
+        assert f"JAX_NUM_CPU_DEVICES={cpu_cores()}" in out.stderr

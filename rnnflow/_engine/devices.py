@@ -5,6 +5,7 @@ backends); and a program compiled for one device loaded onto another (`loaded_on
 
 import dataclasses
 import os
+import warnings
 import weakref
 
 import jax
@@ -95,17 +96,28 @@ def default_cpu_devices() -> None:
 
     Called by `import rnnflow`. A count set in the environment (`JAX_NUM_CPU_DEVICES`, or
     XLA's `--xla_force_host_platform_device_count`) or by `jax.config` is the user's to
-    keep; so are the devices of a JAX that has already started (then nothing changes).
+    keep; so are the devices of a JAX that has already started (then nothing changes but
+    a warning, when it computes on fewer CPU devices than there are cores).
     `JAX_NUM_CPU_DEVICES=1` keeps JAX's one CPU device.
     """
     if count_in_environment():
         return
     if jax.config.jax_num_cpu_devices != -1:  # set in code before the import
         return
+    cores = cpu_cores()
     try:
-        jax.config.update("jax_num_cpu_devices", cpu_cores())
+        jax.config.update("jax_num_cpu_devices", cores)
     except RuntimeError:  # JAX's backends have started: its devices stay as they are
-        pass
+        if jax.default_backend() == "cpu" and len(jax.devices()) < cores:
+            warnings.warn(
+                f"JAX started before rnnflow was imported, with {len(jax.devices())} CPU "
+                f"device(s) for {cores} cores: train_seeds and run_sweep will use only "
+                "that many. Import rnnflow before any JAX computation (a PRNG key and "
+                f"jax.devices() count too), or set JAX_NUM_CPU_DEVICES={cores}, to use "
+                "every core; JAX_NUM_CPU_DEVICES=1 silences this.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 # The first device's executable -> {device: the same executable loaded there, or None}.
