@@ -48,3 +48,19 @@ def no_compile(monkeypatch):
     monkeypatch.setattr(rnnflow._engine.blocks, "_block_jit", tripwire)
     monkeypatch.setattr(rnnflow._lens.field_spectrum, "_eigenvalues", tripwire)
     return Tripwire
+
+
+@pytest.fixture
+def placed_on(monkeypatch):
+    """The set of devices that blocks' shares of seeds are placed on (by `train_seeds` and
+    `run_sweep`), recorded from here on; clear it before the call to look at."""
+    from rnnflow._engine import blocks
+
+    used, placed = set(), blocks._placed
+
+    def record(args, device):
+        used.add(device)
+        return placed(args, device)
+
+    monkeypatch.setattr(blocks, "_placed", record)
+    return used

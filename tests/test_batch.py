@@ -311,34 +311,20 @@ def test_default_lanes_fit_transition_matrices_in_a_cpu_cache():
 EIGH_SAVE = rf.Save(num=3, metrics={"eig": lambda t, p: jnp.linalg.eigh(jnp.diag(p.a))[0]})
 
 
-def _recording_devices(monkeypatch):
-    """The devices each block's shares are placed on, as `train_seeds` runs."""
-    from rnnflow._engine import blocks
-
-    used, placed = set(), blocks._placed
-
-    def record(args, device):
-        used.add(device)
-        return placed(args, device)
-
-    monkeypatch.setattr(blocks, "_placed", record)
-    return used
-
-
-def test_lapack_in_a_metric_runs_on_one_cpu_device_with_a_warning(monkeypatch):
+def test_lapack_in_a_metric_runs_on_one_cpu_device_with_a_warning(placed_on):
     params = _seeds(8)
     one = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=EIGH_SAVE, devices=jax.devices()[:1])
-    used = _recording_devices(monkeypatch)
+    placed_on.clear()
     with pytest.warns(RuntimeWarning, match="one CPU device instead of 4"):
         traj = rf.train_seeds(LOSS.bind(MODEL), params, GD, save=EIGH_SAVE)
-    assert used == {jax.devices()[0]}
+    assert placed_on == {jax.devices()[0]}
     _assert_same(traj, one, exact=True)
     # Without LAPACK the seeds are spread over the four devices, and nothing is said.
-    used.clear()
+    placed_on.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         rf.train_seeds(LOSS.bind(MODEL), params, GD, save=SAVE)
-    assert used == set(jax.devices())
+    assert placed_on == set(jax.devices())
 
 
 # Ten seeds per device, with a LAPACK metric on 20 x 20 matrices: with four CPU devices

@@ -220,7 +220,9 @@ def test_a_sweep_calling_lapack_runs_on_one_cpu_device_with_a_warning(tmp_path):
         rf.run_sweep(sweep, tmp_path / "plain.zarr", progress=False)
 
 
-def test_a_program_that_cannot_be_loaded_elsewhere_is_compiled_for_each_device(monkeypatch):
+def test_a_program_that_cannot_be_loaded_elsewhere_is_compiled_for_each_device(
+    monkeypatch, placed_on
+):
     """Each device runs the first device's executable, loaded without compiling again; where
     that fails (another JAX's internals), each device compiles the same program itself."""
     from rnnflow._engine import devices
@@ -234,11 +236,8 @@ def test_a_program_that_cannot_be_loaded_elsewhere_is_compiled_for_each_device(m
     method = rf.GradientDescent(0.05, 13)
     one = rf.train_seeds(loss, params, method, lanes=2, devices=jax.devices()[:1])
     monkeypatch.setattr(devices, "_load", refuse)
-    from rnnflow._engine import blocks
-
-    used, placed = set(), blocks._placed
-    monkeypatch.setattr(blocks, "_placed", lambda args, d: used.add(d) or placed(args, d))
+    placed_on.clear()
     four = rf.train_seeds(loss, params, method, lanes=2)  # 8 lanes: 2 on each of 4 devices
-    assert used == set(jax.devices())
+    assert placed_on == set(jax.devices())
     for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(four), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

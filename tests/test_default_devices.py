@@ -11,15 +11,21 @@ import pytest
 from rnnflow._engine.devices import cpu_cores
 
 
-def _devices(code: str, **env) -> int:
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python on the CPU, with no device count in the environment
+    but `env`'s, warnings shown."""
     clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    out = subprocess.run(
-        [sys.executable, "-c", code + "\nprint(len(jax.devices('cpu')))"],
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
         env={**clean, "JAX_PLATFORMS": "cpu", **env},
         capture_output=True,
         text=True,
         check=True,
     )
+
+
+def _devices(code: str, **env) -> int:
+    out = _python(code + "\nprint(len(jax.devices('cpu')))", **env)
     return int(out.stdout.split()[-1])
 
 
@@ -51,15 +57,7 @@ def test_a_chosen_count_is_kept(code, env, expected):
 def test_a_started_jax_with_fewer_devices_than_cores_is_named(env, warned):
     # JAX started by a computation before the import keeps its one CPU device; the user is
     # told how to get every core, unless they chose one device.
-    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    code = "import jax\njax.numpy.ones(1)\nimport rnnflow\n"
-    out = subprocess.run(
-        [sys.executable, "-W", "default", "-c", code],
-        env={**clean, "JAX_PLATFORMS": "cpu", **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = _python("import jax\njax.numpy.ones(1)\nimport rnnflow\n", **env)
     assert ("JAX started before rnnflow was imported" in out.stderr) == warned, out.stderr
     if warned:
         assert f"JAX_NUM_CPU_DEVICES={cpu_cores()}" in out.stderr
