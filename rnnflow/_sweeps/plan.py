@@ -8,7 +8,9 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from .._engine.blocks import take_rows
 from .._engine.devices import cpu_cores
 
 
@@ -91,4 +93,14 @@ def _setup_fn(sweep, looped):
 
 
 def _lane(tree, i):
-    return jax.tree.map(lambda x: x[i] if eqx.is_array(x) else x, tree)
+    """Lane `i` of `tree`'s arrays, as JAX arrays. Of an array in a CPU's memory, taken as a
+    NumPy view and put back: indexing a JAX array compiles a program for each shape, and a
+    sweep's setup has many."""
+
+    def take(x):
+        if not eqx.is_array(x):
+            return x
+        row = take_rows(x, i, i + 1)
+        return jnp.asarray(row[0]) if isinstance(row, np.ndarray) else row[0]
+
+    return jax.tree.map(take, tree)
