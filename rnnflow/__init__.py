@@ -1,5 +1,10 @@
 from ._engine.batch import train_seeds as train_seeds
 from ._engine.devices import use_cpu_cores as use_cpu_cores
+from ._engine.linalg import cholesky as cholesky
+from ._engine.linalg import cholesky_solve as cholesky_solve
+from ._engine.linalg import singular_values as singular_values
+from ._engine.linalg import symmetric_eigenvalues as symmetric_eigenvalues
+from ._engine.linalg import triangular_factor as triangular_factor
 from ._engine.methods import AbstractMethod as AbstractMethod
 from ._engine.methods import GradientDescent as GradientDescent
 from ._engine.methods import GradientFlow as GradientFlow

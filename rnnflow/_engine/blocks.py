@@ -204,7 +204,8 @@ def _lapack_safe(devices, lower, caller: str, stacklevel: int):
     warnings.warn(
         f"{caller} runs on one CPU device instead of {len(devices)}: the step or a save "
         "metric calls LAPACK (e.g. jnp.linalg.eigh), which can deadlock when several CPU "
-        "devices run at once (jaxlib 0.10.2).",
+        "devices run at once (jaxlib 0.10.2). rnnflow.symmetric_eigenvalues, "
+        "singular_values and triangular_factor compute without LAPACK.",
         RuntimeWarning,
         stacklevel=stacklevel,
     )

@@ -25,6 +25,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PyTree
 
 from .._engine.checks import check_positive_int
+from .._engine.linalg import symmetric_eigenvalues
 from .._engine.objective import Metric, split_real
 from .._engine.real_view import to_complex
 
@@ -97,8 +98,9 @@ def _lanczos(hvp, n: int, m: int, dtype) -> Float[Array, " m"]:
     off = betas[:-1]
     t = jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
     finite = jnp.all(jnp.isfinite(t))
-    # A non-finite Hessian (a diverged seed) gives NaN, without handing it to LAPACK.
-    values = jnp.linalg.eigvalsh(jnp.where(finite, t, jnp.zeros_like(t)))
+    # A non-finite Hessian (a diverged seed) gives NaN. Jacobi rotations, not LAPACK: as a
+    # save metric it then leaves every CPU device in use.
+    values = symmetric_eigenvalues(jnp.where(finite, t, jnp.zeros_like(t)))
     return jnp.where(finite, values, jnp.nan)
 
 

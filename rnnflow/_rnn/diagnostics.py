@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._engine.checks import check_positive_int, check_real
+from .._engine.linalg import singular_values
 from .models import AbstractLinearRNN, DenseRNN, RNNParams
 from .teachers import Teacher
 
@@ -50,7 +51,8 @@ def hankel_singular_values(
     blocks = h[idx]  # (size, size, out, in)
     hankel = blocks.transpose(0, 2, 1, 3).reshape(size * h.shape[1], size * h.shape[2])
     hankel, finite = _finite_or_zero(hankel)
-    return jnp.where(finite, jnp.linalg.svd(hankel, compute_uv=False), jnp.nan)
+    # Jacobi rotations, not LAPACK: a save metric then leaves every CPU device in use.
+    return jnp.where(finite, singular_values(hankel), jnp.nan)
 
 
 def effective_dim(

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ..checks import check_choice
+from ..linalg import cholesky, cholesky_solve
 from .rosenbrock_tableaus import _TABLEAUS
 
 
@@ -163,14 +164,16 @@ def _gauss_newton_solver(jac, c):
     v - c Jᵀ (I + c JJᵀ)⁻¹ J v, when there are fewer residuals than parameters, and by
     factoring the n × n matrix itself otherwise (many sequences, few parameters)."""
     m, n = jac.shape
+    # Larger systems: a Cholesky factorization in plain JAX operations (no LAPACK, so that
+    # a block of seeds runs on every CPU device).
     if m > _UNROLLED_MAX and n < m:  # the smaller system is the n × n one itself
-        factor = jax.scipy.linalg.cho_factor(jnp.eye(n, dtype=jac.dtype) + c * (jac.T @ jac))
-        return lambda v: jax.scipy.linalg.cho_solve(factor, v)
+        low = cholesky(jnp.eye(n, dtype=jac.dtype) + c * (jac.T @ jac))
+        return lambda v: cholesky_solve(low, v)
     if m > _UNROLLED_MAX:
-        factor = jax.scipy.linalg.cho_factor(jnp.eye(m, dtype=jac.dtype) + c * (jac @ jac.T))
+        low = cholesky(jnp.eye(m, dtype=jac.dtype) + c * (jac @ jac.T))
 
         def solve(v):
-            return v - c * (jac.T @ jax.scipy.linalg.cho_solve(factor, jac @ v))
+            return v - c * (jac.T @ cholesky_solve(low, jac @ v))
 
         return solve
     # Row by row and entry by entry, so that no small matrix is ever sliced: XLA would
