@@ -4,6 +4,7 @@ from ._engine.linalg import cholesky as cholesky
 from ._engine.linalg import cholesky_solve as cholesky_solve
 from ._engine.linalg import singular_values as singular_values
 from ._engine.linalg import symmetric_eigenvalues as symmetric_eigenvalues
+from ._engine.linalg import symmetric_eigh as symmetric_eigh
 from ._engine.linalg import triangular_factor as triangular_factor
 from ._engine.methods import AbstractMethod as AbstractMethod
 from ._engine.methods import GradientDescent as GradientDescent

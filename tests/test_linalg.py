@@ -62,7 +62,8 @@ def test_singular_values_are_lapacks(m, n):
     got = np.asarray(rf.singular_values(jnp.asarray(a)))
     want = np.linalg.svd(a, compute_uv=False)
     assert got.shape == (min(m, n),)
-    np.testing.assert_allclose(got, want, rtol=1e-13)
+    # Backward stable: errors of rounding × the largest (LAPACK's own are of that size).
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13 * want[0])
 
 
 def test_small_singular_values_keep_their_relative_accuracy():
@@ -170,3 +171,27 @@ def test_the_stiff_solver_calls_no_lapack():
     method = rf.GradientFlow(5.0, solver=rf.LeastSquaresRosenbrock())
     run = jax.jit(jax.vmap(lambda p: rf.train(loss, p, method).final))
     assert "lapack" not in run.lower(params).as_text()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 12])
+def test_symmetric_eigh_decomposes(n):
+    a = _symmetric(n)
+    values, vectors = (np.asarray(x) for x in rf.symmetric_eigh(jnp.asarray(a)))
+    np.testing.assert_allclose(values, np.linalg.eigvalsh(a), atol=1e-13)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(n), atol=1e-13)
+    np.testing.assert_allclose(vectors @ np.diag(values) @ vectors.T, a, atol=1e-13)
+    # Each eigenvector is LAPACK's up to its sign (the eigenvalues here are distinct).
+    want = np.linalg.eigh(a)[1]
+    np.testing.assert_allclose(np.abs(vectors.T @ want), np.eye(n), atol=1e-10)
+
+
+def test_a_symmetric_students_learned_measure_is_lapacks():
+    model = rf.SymmetricRNN(6)
+    params = model.init(key=jax.random.key(3), scale=0.5)
+    lam, w = rf.learned_measure(model, params)
+    a = np.asarray(model.transition(params))
+    want_lam, v = np.linalg.eigh(a)
+    b, c = np.asarray(params.b)[:, 0], np.asarray(params.c)[0]
+    np.testing.assert_allclose(lam, want_lam, atol=1e-13)
+    np.testing.assert_allclose(w, (c @ v) * (v.T @ b), atol=1e-13)
+    assert "lapack" not in jax.jit(lambda p: rf.learned_measure(model, p)).lower(params).as_text()

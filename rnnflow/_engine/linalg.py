@@ -60,7 +60,7 @@ def _rotation(app, aqq, apq):
     return c, t * c
 
 
-def _sweeps(one_round, x, n: int, tol):
+def _sweeps(one_round, x, n: int, tol, dtype):
     """Rounds of `one_round(x) -> (x, coupling)` (the pairs' largest coupling, in [0, 1],
     before their rotation), `n - 1` to a sweep, until a sweep finds none above `tol`."""
 
@@ -73,7 +73,7 @@ def _sweeps(one_round, x, n: int, tol):
         _, worst, k = carry
         return (worst > tol) & (k < _MAX_SWEEPS)
 
-    start = (x, jnp.asarray(jnp.inf, x.dtype), jnp.asarray(0))
+    start = (x, jnp.asarray(jnp.inf, dtype), jnp.asarray(0))
     return jax.lax.while_loop(running, sweep, start)[0]
 
 
@@ -86,13 +86,31 @@ def symmetric_eigenvalues(a):
     symmetric_eigenvalues(jnp.array([[2.0, 1.0], [1.0, 2.0]]))  # [1., 3.]
     ```
     """
+    return _jacobi(a, vectors=False)[0]
+
+
+def symmetric_eigh(a):
+    """The eigenvalues (ascending) and orthonormal eigenvectors (columns) of the symmetric
+    matrix `a`, as `jnp.linalg.eigh` gives them, by Jacobi rotations (no LAPACK). Each
+    vector's sign, and the basis of a repeated eigenvalue's space, are as the rotations
+    leave them.
+
+    ```python
+    values, vectors = symmetric_eigh(jnp.array([[2.0, 1.0], [1.0, 2.0]]))
+    vectors @ jnp.diag(values) @ vectors.T  # the matrix again
+    ```
+    """
+    return _jacobi(a, vectors=True)
+
+
+def _jacobi(a, vectors: bool):
     a = jnp.asarray(a)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"`a` must be a square matrix; got shape {a.shape}.")
     n = a.shape[0]
     if n == 1:
-        return a[0]
-    a = (a + a.T) / 2  # as jnp.linalg.eigvalsh takes it (exact for a symmetric `a`)
+        return a[0], jnp.ones_like(a) if vectors else None
+    a = (a + a.T) / 2  # as jnp.linalg.eigh takes it (exact for a symmetric `a`)
     a = jnp.pad(a, [(0, n % 2), (0, n % 2)])
     h = a.shape[0] // 2
     eps = jnp.finfo(a.dtype).eps
@@ -100,25 +118,30 @@ def symmetric_eigenvalues(a):
     # against less than the rounding of the whole matrix (a zero eigenvalue's diagonal).
     floor = eps * jnp.sqrt(jnp.sum(a * a))
 
-    def one_round(a):
+    def rotate_columns(x, c, s):  # X ← X J for the pairs (columns i and h + i)
+        top, bottom, c, s = x[:, :h], x[:, h:], c[None, :], s[None, :]
+        return jnp.concatenate([c * top - s * bottom, s * top + c * bottom], 1)
+
+    def one_round(state):
+        a, v = state
         d = jnp.diagonal(a)
         app, aqq, apq = d[:h], d[h:], jnp.diagonal(a[:h, h:])
         scale = jnp.maximum(jnp.sqrt(jnp.abs(app * aqq)), floor)
         coupling = jnp.max(jnp.abs(apq) / jnp.where(scale > 0, scale, 1))
         c, s = _rotation(app, aqq, apq)
         # A ← Jᵀ A J: the columns of each pair, then its rows (the pairs are disjoint).
-        top, bottom, cc, sc = a[:, :h], a[:, h:], c[None, :], s[None, :]
-        a = jnp.concatenate([cc * top - sc * bottom, sc * top + cc * bottom], 1)
-        top, bottom = a[:h], a[h:]
-        a = jnp.concatenate(
-            [c[:, None] * top - s[:, None] * bottom, s[:, None] * top + c[:, None] * bottom], 0
-        )
-        return _circle(_circle(a, 0), 1), coupling
+        a = rotate_columns(rotate_columns(a, c, s).T, c, s).T
+        if v is not None:
+            v = _circle(rotate_columns(v, c, s), 1)
+        return (_circle(_circle(a, 0), 1), v), coupling
 
-    a = _sweeps(one_round, a, a.shape[0], n * eps)
+    v = jnp.eye(a.shape[0], dtype=a.dtype) if vectors else None
+    a, v = _sweeps(one_round, (a, v), a.shape[0], n * eps, a.dtype)
     # Whole sweeps bring every index home (the circle's period is a sweep): the padding's
     # zero is last.
-    return jnp.sort(jnp.diagonal(a)[:n])
+    values = jnp.diagonal(a)[:n]
+    order = jnp.argsort(values)
+    return values[order], None if v is None else v[:n, :n][:, order]
 
 
 def singular_values(a):
@@ -154,7 +177,7 @@ def singular_values(a):
         return _circle(a, 1), coupling
 
     eps = jnp.finfo(a.dtype).eps
-    a = _sweeps(one_round, a, a.shape[1], jnp.sqrt(a.shape[0]) * eps)
+    a = _sweeps(one_round, a, a.shape[1], jnp.sqrt(a.shape[0]) * eps, a.dtype)
     return -jnp.sort(-jnp.sqrt(jnp.sum(a[:, :n] * a[:, :n], 0)))  # the padding's column is last
 
 

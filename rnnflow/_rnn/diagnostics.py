@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._engine.checks import check_positive_int, check_real
-from .._engine.linalg import singular_values
+from .._engine.linalg import singular_values, symmetric_eigh
 from .models import AbstractLinearRNN, DenseRNN, RNNParams
 from .teachers import Teacher
 
@@ -79,7 +79,8 @@ def learned_measure(model: AbstractLinearRNN, params: RNNParams) -> tuple[Array,
 
     For one input and output the weights are scalars, shape `(d,)`; in general
     `(d, out_dim, in_dim)`. Diagonal and symmetric $A$ give real values (symmetric through
-    `eigh`, so vmappable on any backend). Dense $A$ gives complex values through `eig`,
+    [`rnnflow.symmetric_eigh`][], Jacobi rotations: vmappable on any backend, and no LAPACK
+    to keep a block of seeds on one CPU device). Dense $A$ gives complex values through `eig`,
     which JAX computes on the CPU only.
     """
     if not isinstance(model, AbstractLinearRNN):
@@ -94,7 +95,7 @@ def learned_measure(model: AbstractLinearRNN, params: RNNParams) -> tuple[Array,
             lam, right = jnp.linalg.eig(a)
             left_t = jnp.linalg.inv(right)
         else:
-            lam, right = jnp.linalg.eigh(a)
+            lam, right = symmetric_eigh(a)  # no LAPACK: a save metric keeps every device
             left_t = right.T
         w = jnp.einsum("oa,aj,jb,bi->joi", params.c, right, left_t, params.b)
     if model.in_dim == model.out_dim == 1:
