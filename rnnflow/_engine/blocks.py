@@ -205,7 +205,8 @@ def _lapack_safe(devices, lower, caller: str, stacklevel: int):
         f"{caller} runs on one CPU device instead of {len(devices)}: the step or a save "
         "metric calls LAPACK (e.g. jnp.linalg.eigh), which can deadlock when several CPU "
         "devices run at once (jaxlib 0.10.2). rnnflow.symmetric_eigenvalues, "
-        "singular_values and triangular_factor compute without LAPACK.",
+        "symmetric_eigh, singular_values, triangular_factor and cholesky compute without "
+        "LAPACK.",
         RuntimeWarning,
         stacklevel=stacklevel,
     )
