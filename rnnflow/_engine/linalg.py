@@ -60,6 +60,21 @@ def _rotation(app, aqq, apq):
     return c, t * c
 
 
+def _rotate_pairs(x, c, s):
+    """X ← X J: columns `i` and `h + i` of `x` (h = half its columns) rotated by
+    (`c[i]`, `s[i]`), every pair at once (the pairs are disjoint)."""
+    h = x.shape[1] // 2
+    top, bottom, c, s = x[:, :h], x[:, h:], c[None, :], s[None, :]
+    return jnp.concatenate([c * top - s * bottom, s * top + c * bottom], 1)
+
+
+def _square(a):
+    a = jnp.asarray(a)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"`a` must be a square matrix; got shape {a.shape}.")
+    return a
+
+
 def _sweeps(one_round, x, n: int, tol, dtype):
     """Rounds of `one_round(x) -> (x, coupling)` (the pairs' largest coupling, in [0, 1],
     before their rotation), `n - 1` to a sweep, until a sweep finds none above `tol`."""
@@ -104,9 +119,7 @@ def symmetric_eigh(a):
 
 
 def _jacobi(a, vectors: bool):
-    a = jnp.asarray(a)
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"`a` must be a square matrix; got shape {a.shape}.")
+    a = _square(a)
     n = a.shape[0]
     if n == 1:
         return a[0], jnp.ones_like(a) if vectors else None
@@ -118,10 +131,6 @@ def _jacobi(a, vectors: bool):
     # against less than the rounding of the whole matrix (a zero eigenvalue's diagonal).
     floor = eps * jnp.sqrt(jnp.sum(a * a))
 
-    def rotate_columns(x, c, s):  # X ← X J for the pairs (columns i and h + i)
-        top, bottom, c, s = x[:, :h], x[:, h:], c[None, :], s[None, :]
-        return jnp.concatenate([c * top - s * bottom, s * top + c * bottom], 1)
-
     def one_round(state):
         a, v = state
         d = jnp.diagonal(a)
@@ -130,9 +139,9 @@ def _jacobi(a, vectors: bool):
         coupling = jnp.max(jnp.abs(apq) / jnp.where(scale > 0, scale, 1))
         c, s = _rotation(app, aqq, apq)
         # A ← Jᵀ A J: the columns of each pair, then its rows (the pairs are disjoint).
-        a = rotate_columns(rotate_columns(a, c, s).T, c, s).T
+        a = _rotate_pairs(_rotate_pairs(a, c, s).T, c, s).T
         if v is not None:
-            v = _circle(rotate_columns(v, c, s), 1)
+            v = _circle(_rotate_pairs(v, c, s), 1)
         return (_circle(_circle(a, 0), 1), v), coupling
 
     v = jnp.eye(a.shape[0], dtype=a.dtype) if vectors else None
@@ -172,9 +181,7 @@ def singular_values(a):
         scale = jnp.sqrt(alpha * beta)
         coupling = jnp.max(jnp.abs(gamma) / jnp.where(scale > 0, scale, 1))
         c, s = _rotation(alpha, beta, gamma)
-        c, s = c[None, :], s[None, :]
-        a = jnp.concatenate([c * top - s * bottom, s * top + c * bottom], 1)
-        return _circle(a, 1), coupling
+        return _circle(_rotate_pairs(a, c, s), 1), coupling
 
     eps = jnp.finfo(a.dtype).eps
     a = _sweeps(one_round, a, a.shape[1], jnp.sqrt(a.shape[0]) * eps, a.dtype)
@@ -218,9 +225,7 @@ def cholesky(a):
     low = cholesky(jnp.array([[4.0, 2.0], [2.0, 5.0]]))  # [[2, 0], [1, 2]]
     ```
     """
-    a = jnp.asarray(a)
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"`a` must be a square matrix; got shape {a.shape}.")
+    a = _square(a)
     rows = jnp.arange(a.shape[0])
 
     def column(j, low):
