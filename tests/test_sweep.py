@@ -145,6 +145,26 @@ def test_results_open_lazily(tmp_path):
     assert ds.loss.isel(time=-1).median("seed").dims == ("model", "init_scale", "lr")
 
 
+@pytest.mark.parametrize("listing", [reversed, sorted])
+def test_dimension_order_does_not_follow_the_file_system(tmp_path, monkeypatch, listing):
+    # zarr lists a store's folder in the file system's order, which differs between
+    # machines; the dimensions follow the sweep's axes, then seed, time and key_data.
+    import zarr.storage
+
+    rf.run_sweep(_sweep(), tmp_path / "s.zarr", progress=False)
+    real = zarr.storage.LocalStore.list_dir
+
+    async def listed(self, prefix):
+        for key in listing([k async for k in real(self, prefix)]):
+            yield key
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "list_dir", listed)
+    ds = rf.open_results(tmp_path / "s.zarr")
+    assert list(ds.sizes) == ["model", "init_scale", "lr", "seed", "time", "key_data"]
+    assert list(ds.coords)[:5] == ["model", "init_scale", "lr", "seed", "time"]
+    assert list(ds.data_vars) == sorted(ds.data_vars)
+
+
 _SCRIPT = textwrap.dedent(
     """
     import sys

@@ -148,10 +148,29 @@ def open_results(path: str | os.PathLike, *, verify: bool = True):
         )
     try:
         with zarr_quiet():
-            return xr.open_zarr(
+            ds = xr.open_zarr(
                 str(store.path), chunks=None, consolidated=False, mask_and_scale=False
             )
     except Exception as e:  # noqa: BLE001 - metadata that zarr cannot parse
         raise DamagedStoreError(
             f"{store.path} cannot be opened ({type(e).__name__}: {e}); its metadata is damaged."
         ) from None
+    return in_order(ds)
+
+
+def in_order(ds):
+    """`ds` with its coordinates in the order of the sweep's axes, `seed`, `time` and
+    `seed_key` (then any others by name), and its data variables by name.
+
+    zarr lists a folder in the order the file system gives, which differs from one machine
+    to the next, and the dimensions of a Dataset follow the order of its variables. Rebuilt
+    this way, the same store reads with the same dimension order everywhere. The axes'
+    order is that of the `result` variable (the store's identity keeps them by name).
+    """
+    import xarray as xr
+
+    axes = list(ds["result"].dims) if "result" in ds else []
+    first = axes + ["time", "seed_key"]
+    names = [n for n in first if n in ds.coords] + sorted(n for n in ds.coords if n not in first)
+    out = xr.Dataset(coords={n: ds[n].variable for n in names}, attrs=ds.attrs)
+    return out.assign({n: ds[n].variable for n in sorted(ds.data_vars)})
