@@ -84,10 +84,14 @@ class _BlockOnDevices:
     def lower(
         self, loss_fn, method, trainable, fixed, save, stop, devices, per_lane=False, keys=None
     ):
-        """The program each device runs, lowered for the first device's share."""
+        """The program each device runs, lowered for the first device's share, placed on
+        this process's first device as a call places it, so that the call reuses this
+        lowering instead of lowering the program again."""
         args = _share(
             (loss_fn, method, trainable, fixed, save, stop, keys), per_lane, 0, len(devices)
         )
+        here = [d for d in devices if d.process_index == jax.process_index()]
+        args = _placed(args, here[0]) if here else args
         return _one_device.lower(*args[:-1], per_lane=per_lane, keys=args[-1])
 
 
