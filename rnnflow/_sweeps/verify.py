@@ -96,7 +96,9 @@ def damaged_coords(store: Store, names) -> dict[str, str]:
 
 def open_results(path: str | os.PathLike, *, verify: bool = True):
     """The results of a sweep (see [`rnnflow.run_sweep`][]) as an `xarray.Dataset`, read
-    lazily: values are loaded when used, so a store larger than memory opens at once.
+    lazily: values are loaded when used, so a store larger than memory opens at once. Its
+    dimensions come in the sweep's order, then `seed`, `time` (and `key_data` of the seeds'
+    keys), and its data variables by name, on every machine.
 
     **Arguments:**
 
