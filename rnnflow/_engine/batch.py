@@ -100,13 +100,14 @@ def train_seeds(
     - `devices`: the devices to spread the seed axis over (default: `jax.devices()`, all
       of them); each runs the one-device program on its share of a block's lanes.
       Multi-host: call `jax.distributed.initialize()` first, then pass `jax.devices()`.
-      On a CPU, JAX makes one device of all its cores unless told otherwise before it
-      starts: [`rnnflow.use_cpu_cores`][] (or `JAX_NUM_CPU_DEVICES`, or the `rnnflow`
-      command, which does it by default) makes one per core, and the seeds then run on
-      all of them at once: with one per core on two cores, gradient descent ran 2.0-2.3×
-      and a Tsit5 flow 1.9× faster. If the step or a save metric calls LAPACK (e.g.
-      `jnp.linalg.eigh`), which with jaxlib 0.10.2 can deadlock when several CPU devices
-      run at once, the seeds run on the first device alone, with a warning.
+      On a CPU, JAX by itself makes one device of all its cores; `import rnnflow` makes
+      one per core instead, when JAX has not started and no count was chosen (see
+      [`rnnflow.use_cpu_cores`][] for another count, or `JAX_NUM_CPU_DEVICES`), and the
+      seeds then run on all of them at once: with one per core on two cores, gradient
+      descent ran 2.0-2.3× and a Tsit5 flow 1.9× faster. If the step or a save metric
+      calls LAPACK (e.g. `jnp.linalg.eigh`; rnnflow's own metrics do not), which with
+      jaxlib 0.10.2 can deadlock when several CPU devices run at once, the seeds run on
+      the first device alone, with a warning.
     - `progress`: print a line as each chunk finishes, and show a gradient flow's progress
       within a chunk (a `diffrax.TextProgressMeter`, if it has no meter).
     - `keys`: one PRNG key per seed (`jax.random.split(key, seeds)`), for runs that draw
