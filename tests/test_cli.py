@@ -283,6 +283,7 @@ GOOD = '[axes]\n"init.scale" = [0.1]\n[method]\nt1 = 1.0\n'
         ("seeds = 2\n[method]\nt1 = 1.0\n", "[axes] section must name at least one"),
         (GOOD, "`seeds` (seeds per point) is missing"),
         ("seeds = 2\n" + GOOD.replace("[0.1]", "0.1"), "`init.scale` must be a non-empty list"),
+        ("seeds = 2\n" + GOOD.replace("[0.1]", "[0.1, 0.1]"), "`init.scale` repeats a value"),
         ("seeds = 2\n" + GOOD + '[save]\nmetrics = ["los"]\n', "`los` in save.metrics"),
         ("seeds = 2\n" + GOOD + '[rule]\nfactory = "no_such_module:f"\n', "`rule.factory` = "),
         ("seeds = 2\n" + GOOD + '[rule]\nfactory = "json"\n', "`rule.factory` must be"),
@@ -295,6 +296,17 @@ def test_bad_sweep_file_is_one_line_before_any_work(text, message, tmp_path, cap
     err = _err(capsys)
     assert message in err and str(path) in err
     assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_out_under_a_file_is_one_line_naming_out(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP_TOML)
+    (tmp_path / "notes.txt").write_text("mine")
+    out = tmp_path / "notes.txt" / "s.zarr"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 2
+    err = _err(capsys)
+    assert "--out" in err and "notes.txt is a file, not a folder" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_module_entry_point_help():

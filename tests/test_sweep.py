@@ -91,6 +91,14 @@ def test_a_finished_store_opens_without_computing_and_other_sweeps_are_refused(t
     with pytest.raises(FileExistsError, match="is a file"):
         rf.run_sweep(_sweep(), tmp_path / "file", progress=False)
 
+    # Under a file: said before the setup runs, and the file is kept.
+    def unreached(point, key):
+        raise AssertionError("the setup ran")
+
+    with pytest.raises(FileExistsError, match=r"file is a file: the store .* cannot be made"):
+        rf.run_sweep(_sweep(setup=unreached), tmp_path / "file" / "s.zarr")
+    assert (tmp_path / "file").read_text() == "x"
+
 
 class _Killed(Exception):
     pass
@@ -256,6 +264,23 @@ def test_a_refused_store_names_what_differs_with_both_values(tmp_path):
     other = _sweep(axes={**AXES, "model": ["diagonal"], "lr": [0.02, 0.04]})
     with pytest.raises(FileExistsError, match=r"axes: .*0\.04.* in this sweep, .*0\.05.* in"):
         rf.run_sweep(other, path, progress=False)
+
+
+def test_a_refused_store_says_where_the_training_differs(tmp_path):
+    # Before: the two lists of hashes, cut at 120 characters.
+    def longer(point, key):
+        loss_fn, params, _ = setup(point, key)
+        steps = 400 if point["model"] == "dense" else 300
+        return loss_fn, params, rf.GradientDescent(point["lr"], steps)
+
+    path = tmp_path / "s.zarr"
+    rf.run_sweep(_sweep(), path, progress=False)
+    with pytest.raises(FileExistsError) as e:
+        rf.run_sweep(_sweep(setup=longer), path, progress=False)
+    message = str(e.value)
+    assert "the training differs from the store's" in message
+    assert "at 1 of 2 looped combinations, first at model = dense" in message
+    assert not any(c in message for c in "[]")  # no hashes
 
 
 def test_the_default_unit_of_work_is_a_small_part_of_the_sweep(tmp_path):

@@ -3,6 +3,7 @@ sweep, so that the same sweep resumes and any other is refused), its layout of
 coordinates and chunked variables, and its attributes (config, versions, backend, keys)."""
 
 import importlib.metadata
+import itertools
 import json
 import platform
 import warnings
@@ -53,7 +54,9 @@ def differences(stored: dict, wanted: dict) -> str:
         return text if len(text) <= 120 else text[:117] + "..."
 
     parts = [
-        f"{_NAMES.get(k, k)}: {show(wanted.get(k))} in this sweep, {show(stored.get(k))} "
+        _training(stored, wanted)
+        if k == "computations"
+        else f"{_NAMES.get(k, k)}: {show(wanted.get(k))} in this sweep, {show(stored.get(k))} "
         "in the store"
         for k in sorted(set(stored) | set(wanted))
         if json.dumps(stored.get(k), sort_keys=True) != json.dumps(wanted.get(k), sort_keys=True)
@@ -61,15 +64,42 @@ def differences(stored: dict, wanted: dict) -> str:
     return "; ".join(parts)
 
 
+def _training(stored: dict, wanted: dict) -> str:
+    """That the training differs (its hashes are not worth showing), and where: the first
+    combination of the looped axes whose training differs, and how many do."""
+    said = (
+        "the training differs from the store's (a setting of the loss, model, method, saves "
+        "or stops, compared by a hash of its trace)"
+    )
+    old, new = stored.get("computations") or [], wanted.get("computations") or []
+    looped = [a for a in wanted.get("axes", {}) if a not in wanted.get("vmapped", [])]
+    combos = list(itertools.product(*(wanted["axes"][a] for a in looped)))
+    if not looped or len(old) != len(new) or len(new) != len(combos):
+        return said
+    differ = [c for c, a, b in zip(combos, old, new, strict=True) if a != b]
+    first = ", ".join(f"{a} = {v}" for a, v in zip(looped, differ[0], strict=True))
+    return f"{said} at {len(differ)} of {len(combos)} looped combinations, first at {first}"
+
+
 def jsonable(v):
     return v.item() if isinstance(v, np.generic) else v
+
+
+def check_place(out) -> None:
+    """Refuse a store path that is a file, or lies under one (before anything is traced)."""
+    if out.path.exists():
+        if not out.path.is_dir():
+            raise FileExistsError(f"{out.path} is a file, not a results store.")
+        return
+    parent = next(p for p in out.path.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise FileExistsError(f"{parent} is a file: the store {out.path} cannot be made there.")
 
 
 def check(out, identity) -> None:
     """Refuse, changing nothing, a store of another sweep, a file, a folder that is not a
     store, or a store another run is writing."""
-    if out.path.exists() and not out.path.is_dir():
-        raise FileExistsError(f"{out.path} is a file, not a results store.")
+    check_place(out)
     owner = out.lock.owner()
     if owner is not None:
         raise FileExistsError(out.lock.refusal(owner))

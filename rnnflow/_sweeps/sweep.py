@@ -185,6 +185,7 @@ def run_sweep(
         lanes = check_positive_int("lanes", lanes)
     devices = tuple(jax.local_devices() if devices is None else devices)
     out = Store(store)
+    layout.check_place(out)  # a file in the way is said before anything is traced
     plan = _plan(sweep, lanes, len(devices), cpu=devices[0].platform == "cpu")
     seed_keys = jax.random.split(sweep.key, sweep.seeds)
     shapes, hashes, times, setups = _prepare(sweep, plan, seed_keys)

@@ -149,6 +149,8 @@ def read(path: str | os.PathLike) -> dict:
         section, field = key.split(".")
         kind = SCHEMA[section][field][0]
         out["axes"][key] = [_typed(path, f"axes.{key}", v, kind, key) for v in values]
+        if len(set(out["axes"][key])) != len(values):
+            raise SweepFileError(f"{path}: axis `{key}` repeats a value: {values}.")
     if not out["axes"]:
         raise SweepFileError(f"{path}: an [axes] section must name at least one field to sweep.")
     _check(path, out)
