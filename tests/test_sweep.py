@@ -281,6 +281,10 @@ def test_a_refused_store_says_where_the_training_differs(tmp_path):
     assert "the training differs from the store's" in message
     assert "at 1 of 2 looped combinations, first at model = dense" in message
     assert not any(c in message for c in "[]")  # no hashes
+    # The vmapped axes in another order are another layout of points: refused, saying so.
+    swapped = {"model": AXES["model"], "lr": AXES["lr"], "init_scale": AXES["init_scale"]}
+    with pytest.raises(FileExistsError, match="the same axes in another order"):
+        rf.run_sweep(_sweep(axes=swapped), path, progress=False)
 
 
 def test_the_default_unit_of_work_is_a_small_part_of_the_sweep(tmp_path):

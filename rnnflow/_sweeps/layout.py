@@ -53,15 +53,20 @@ def differences(stored: dict, wanted: dict) -> str:
         text = json.dumps(v)
         return text if len(text) <= 120 else text[:117] + "..."
 
-    parts = [
-        _training(stored, wanted)
-        if k == "computations"
-        else f"{_NAMES.get(k, k)}: {show(wanted.get(k))} in this sweep, {show(stored.get(k))} "
-        "in the store"
+    def part(k):
+        if k == "computations":
+            return _training(stored, wanted)
+        said = f"{_NAMES.get(k, k)}: {show(wanted.get(k))} in this sweep, {show(stored.get(k))} "
+        said += "in the store"
+        if k == "vmapped" and sorted(stored.get(k) or []) == sorted(wanted.get(k) or []):
+            said += " (the same axes in another order: give them in the store's order)"
+        return said
+
+    return "; ".join(
+        part(k)
         for k in sorted(set(stored) | set(wanted))
         if json.dumps(stored.get(k), sort_keys=True) != json.dumps(wanted.get(k), sort_keys=True)
-    ]
-    return "; ".join(parts)
+    )
 
 
 def _training(stored: dict, wanted: dict) -> str:
