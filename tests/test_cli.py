@@ -134,6 +134,7 @@ def test_another_config_is_refused_and_nothing_changes(tiny_run, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == saved
 
 
+@pytest.mark.slow  # two runs of the command in processes of their own: about 12 s
 def test_float32_results_are_not_taken_for_float64(tmp_path):
     # The fault as a user meets it: a complete float32 run, then --float64 into the same
     # folder. A fresh process, as jax's precision is set once per process.

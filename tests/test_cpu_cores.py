@@ -32,14 +32,13 @@ import rnnflow as rf
 
 n = rf.use_cpu_cores(int(sys.argv[1])) if sys.argv[1] != "env" else None
 assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
-quick = sys.argv[4] == "quick"  # the dense student at 13 seeds only
 out = {}
 teacher = rf.modes_teacher([0.8, -0.5], [1.0, 0.5])
 models = [("diag", rf.DiagonalRNN(4, scan="sequential")), ("dense", rf.DenseRNN(3))]
-for name, model in models[1:] if quick else models:
+for name, model in models:
     loss = rf.ImpulseLoss(teacher, 4).bind(model)
     save = rf.Save(num=3, params=True, metrics={"loss": lambda t, p, loss=loss: loss(p)})
-    for seeds in (13,) if quick else (7, 13):
+    for seeds in (7, 13):
         params = rf.init_seeds(model, jax.random.split(jax.random.key(1), seeds), scale=0.3)
         for m, method in [("gd", rf.GradientDescent(0.05, 40)), ("gf", rf.GradientFlow(t1=2.0))]:
             traj = rf.train_seeds(loss, params, method, save=save)
@@ -97,11 +96,11 @@ def _env(**extra):
     return {**env, **extra}
 
 
-def _run(tmp_path, n: str, expect: int, quick: bool = False, **env):
+def _run(tmp_path, n: str, expect: int, **env):
     """The run's arrays, and how many times it compiled a block program."""
     path = tmp_path / f"run-{n}-{expect}"
     out = subprocess.run(
-        [sys.executable, "-c", _RUN, n, str(expect), str(path), "quick" if quick else "all"],
+        [sys.executable, "-c", _RUN, n, str(expect), str(path)],
         env=_env(JAX_LOG_COMPILES="1", **env),
         capture_output=True,
         text=True,
@@ -120,21 +119,21 @@ def _assert_bitwise(a, b):
 CORES = len(os.sched_getaffinity(0))
 
 
+# Slow (about 35 s even for the dense student alone). The default run checks the same
+# bitwise equality on this process's four devices: train_seeds (test_batch.py) and its
+# save metrics (test_linalg.py).
+@pytest.mark.slow
 @pytest.mark.skipif(CORES < 2, reason="one device per core needs two cores")
-@pytest.mark.parametrize(
-    "quick", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["dense", "all"]
-)
-def test_two_cpu_devices_give_bitwise_the_results_of_one(tmp_path, quick):
-    """The default run checks the dense student at 13 seeds (odd shares on two devices),
-    Adam on an LRU-style model and the sweep; the slow one adds the diagonal student and 7
-    seeds."""
-    one, compiled_one = _run(tmp_path, "1", 1, quick)
+def test_two_cpu_devices_give_bitwise_the_results_of_one(tmp_path):
+    """The diagonal and dense students at 7 and 13 seeds (odd shares on two devices), Adam
+    on an LRU-style model, and a sweep."""
+    one, compiled_one = _run(tmp_path, "1", 1)
     # The environment variable:
-    two, compiled_two = _run(tmp_path, "env", 2, quick, JAX_NUM_CPU_DEVICES="2")
+    two, compiled_two = _run(tmp_path, "env", 2, JAX_NUM_CPU_DEVICES="2")
     _assert_bitwise(one, two)
     assert compiled_two == compiled_one  # one compilation per block program, not per device
     # The seeds differ (a mix-up would be seen), and the flow is not gradient descent.
-    for name in ("dense/13",) if quick else ("diag/7", "dense/13"):
+    for name in ("diag/7", "dense/13"):
         assert np.all(np.ptp(one[f"{name}/gd/loss"][:, -1]) > 1e-4)
         assert not np.allclose(one[f"{name}/gd/loss"], one[f"{name}/gf/loss"])
     assert np.all(one["adam/loss"][:, -1] < one["adam/loss"][:, 0])

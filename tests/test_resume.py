@@ -275,6 +275,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # three processes that start JAX: about 15 s
 def test_sigkill_then_rerun_gives_identical_results(tmp_path):
     # Float32, like a real sweep; this process runs float64, so the reference runs in a
     # subprocess too.

@@ -204,6 +204,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two processes that start JAX: about 20 s
 def test_two_processes_write_the_store_one_process_writes(tmp_path):
     script = tmp_path / "sweep.py"
     script.write_text(_SCRIPT)
