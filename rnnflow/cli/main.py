@@ -289,9 +289,6 @@ def _sweep(args, progress) -> int:
     out = args.out or args.file.with_suffix(".zarr")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a results store.")
-    parent = next(p for p in out.absolute().parents if p.exists())
-    if not parent.is_dir():
-        raise ValueError(f"--out {out}: {parent} is a file, not a folder.")
     _setup(args)
     from .. import run_sweep
 
