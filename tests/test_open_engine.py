@@ -258,6 +258,60 @@ def test_grad_through_early_stopping_is_that_of_the_steps_taken():
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-13)
 
 
+def test_saving_at_the_end_only_takes_the_same_steps_and_derivative():
+    # Saves at the start and end (or the end) run one loop written out; more saves run a
+    # loop per segment. The steps, the stopping step and the derivatives are the same.
+    model = rf.DenseRNN(4)
+    loss_fn = rf.ImpulseLoss(TEACHER, 5).bind(model)
+    p0 = model.init(key=jax.random.key(2), scale=0.5)
+    stop = rf.Stop(loss_below=0.05)  # reached after about 1000 of the 2000 steps
+
+    def run(lr, save):
+        return rf.train(loss_fn, p0, rf.GradientDescent(lr, 2000), save=save, stop=stop)
+
+    few, many = rf.Save(num=2), rf.Save(num=101)
+    ends, steps = run(0.05, few), run(0.05, many)
+    assert 0 < int(ends.num_steps) < 2000 and int(ends.result) == rf.Result.converged
+    assert _equal(ends.final, steps.final) and _equal(ends.num_steps, steps.num_steps)
+    assert _equal(run(0.05, rf.Save(ts=(100.0,))).final, steps.final)
+    assert _equal(ends.metrics["loss"][-1], steps.metrics["loss"][-1])
+
+    # The hypergradient: the stopping step fixed, as for the hand-written loop of as many.
+    taken = int(ends.num_steps)
+
+    def final(lr, save):
+        return jnp.sum(run(lr, save).final.a)
+
+    def hand(lr):
+        return jnp.sum(_hand_gd(loss_fn, p0, lr, taken).a)
+
+    want = jax.grad(hand)(0.05)
+    for save in (few, many):
+        np.testing.assert_allclose(jax.grad(final)(0.05, save), want, rtol=1e-10)
+
+    # Without a loss to stop at, the loop runs to the end (a seed that diverges stops).
+    def to_end(s, save, lr=0.05):
+        p = jax.tree.map(lambda x: s * x, p0)
+        return rf.train(loss_fn, p, rf.GradientDescent(lr, 200), save=save)
+
+    assert _equal(to_end(1.0, few).final, to_end(1.0, many).final)
+    blown = to_end(1.0, few, lr=5.0)
+    assert int(blown.result) == rf.Result.diverged and int(blown.num_steps) < 200
+    assert _equal(blown.final, to_end(1.0, many, lr=5.0).final)
+    for f in (
+        lambda s: to_end(s, few).metrics["loss"][-1],
+        lambda s: jnp.sum(to_end(s, few).final.a),
+    ):
+        np.testing.assert_allclose(jax.grad(f)(1.0), _central(f, 1.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.grad(lambda s: jnp.sum(to_end(s, few).final.a))(1.0),
+        jax.grad(
+            lambda s: jnp.sum(_hand_gd(loss_fn, jax.tree.map(lambda x: s * x, p0), 0.05, 200).a)
+        )(1.0),
+        rtol=1e-12,
+    )
+
+
 @pytest.mark.slow
 def test_forward_mode_through_gradient_descent_and_the_flow():
     model = rf.DenseRNN(3)

@@ -31,8 +31,10 @@ LOOPS = {
 _KEEP_ALL_STATES_BYTES = 2**18
 
 
-def while_loop(adjoint, max_steps: int):
-    """`loop(cond, body, init)` of at most `max_steps` iterations, of the kind `adjoint` asks."""
+def while_loop(adjoint, max_steps: int, *, full: bool = False):
+    """`loop(cond, body, init)` of at most `max_steps` iterations, of the kind `adjoint` asks.
+    `full`: every call is meant to run all `max_steps` (a seed may still stop, rarely: on
+    diverging), so that a loop kept whole for reverse mode may run as a scan."""
     kind = LOOPS[type(adjoint)]
     checkpoints = getattr(adjoint, "checkpoints", None)
 
@@ -41,9 +43,25 @@ def while_loop(adjoint, max_steps: int):
         if n is None and kind == "checkpointed":
             state = sum(jnp.size(x) * jnp.result_type(x).itemsize for x in jax.tree.leaves(init))
             n = max_steps if max_steps * state <= _KEEP_ALL_STATES_BYTES else None
+            if n is not None and full:
+                return _scan_loop(cond, body, init, max_steps)
         return eqxi.while_loop(cond, body, init, max_steps=max_steps, kind=kind, checkpoints=n)
 
     return loop
+
+
+def _scan_loop(cond, body, init, length):
+    """The loop as a `lax.scan` of `length` iterations that stop changing the state once
+    `cond` fails: JAX differentiates it as it does a hand-written loop, keeping every state
+    (each step recomputed from its state on the way back), with less to trace and compile
+    than a checkpointed while loop."""
+
+    @jax.checkpoint
+    def step(state, _):
+        go = cond(state)
+        return jax.tree.map(lambda new, old: jnp.where(go, new, old), body(state), state), None
+
+    return jax.lax.scan(step, init, length=length)[0]
 
 
 def optimizer_steps(objective: Objective, params, *, lr, optimizer, running, loop, fast, key):

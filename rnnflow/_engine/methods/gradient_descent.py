@@ -157,7 +157,6 @@ class GradientDescent(DescentTimeAxis):
         num_saves = len(counts)
         counts = xp.append(counts, self.num_steps - steps[-1])
         max_count = int(np.max(counts)) if xp is np else self.num_steps
-        counts = jnp.asarray(counts, dtype=jnp.int32)
         below = -np.inf if stop.loss_below is None else stop.loss_below
 
         def time(n):
@@ -180,7 +179,12 @@ class GradientDescent(DescentTimeAxis):
             and not isinstance(self.adjoint, diffrax.DirectAdjoint)
             and not has_parts(params)  # `descend` takes the loss's own, complex, leaves
         )
-        loop = while_loop(self.adjoint, max_count)
+        # Saves at the start and the end, or the end only: one loop, written out (no scan
+        # around it, whose derivative doubles the loops to trace and compile), and without
+        # a loss to stop at it runs to the end (unless a seed diverges).
+        unrolled = xp is np and np.count_nonzero(counts) <= 1
+        full = unrolled and stop.loss_below is None
+        loop = while_loop(self.adjoint, max_count, full=full)
         if fused:
             advance, init = fused_steps(
                 objective,
@@ -203,13 +207,24 @@ class GradientDescent(DescentTimeAxis):
                 key=key,
             )
 
+        def measure(state):
+            params, _, n, _ = state
+            return metrics(time(n), objective.params(params)), params if save.params else None
+
         def segment(state, count):
             state = advance(state, count)
-            params, _, n, _ = state
-            out = metrics(time(n), objective.params(params))
-            return state, (out, params if save.params else None)
+            return state, measure(state)
 
-        state, saved = jax.lax.scan(segment, init, counts)
+        if unrolled:
+            state, saved = init, []
+            for i, count in enumerate(counts):
+                if count:
+                    state = advance(state, jnp.asarray(count, jnp.int32))
+                if i < num_saves:
+                    saved.append(measure(state))
+            saved = jax.tree.map(lambda *x: jnp.stack(x), *saved)
+        else:
+            state, saved = jax.lax.scan(segment, init, jnp.asarray(counts, dtype=jnp.int32))
         final, value, n, _ = state
         # One gradient per step, and, for a seed that stopped, one at the state it
         # stopped in; the fused loop also evaluates one at the state its last step lands in.
