@@ -41,8 +41,9 @@ _MESSAGES = {
         "Try a smaller learning rate or initialization scale."
     ),
     Result.max_steps_reached: (
-        "The ODE solver reached `max_steps` before the end time. Increase `max_steps`, loosen "
-        "the tolerances, or use an implicit solver (e.g. diffrax.Kvaerno5) for stiff phases."
+        "Reached `max_steps` before the end time. An ODE solver: increase `max_steps`, loosen "
+        "the tolerances, or use an implicit solver (e.g. diffrax.Kvaerno5) for stiff phases. "
+        "Gradient descent to `t1` at a traced rate: `max_steps` must be at least t1/lr."
     ),
     Result.stalled: (
         "Stalled: the ODE solver's step size became too small to reach the end time within "

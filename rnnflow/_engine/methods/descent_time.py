@@ -13,10 +13,22 @@ from .base import AbstractMethod
 
 class DescentTimeAxis(AbstractMethod):
     """The time axis of a method of discrete steps with fields `lr` (a rate or a schedule
-    `step -> rate`), `num_steps` and `time_scale`."""
+    `step -> rate`), `num_steps`, `time_scale` and `to_time` (`None`, or the time the run
+    is asked to reach: then `num_steps` bounds the steps of a traced rate)."""
 
     def _traced(self) -> bool:
         return isinstance(self.lr, jax.core.Tracer)
+
+    def steps(self):
+        """The steps the run takes: `num_steps`, or, for a run to a time `t1` at a rate
+        given as an array (vmapped), the nearest whole number to $t_1/η$ (traced under
+        the vmap, an `int` for one concrete rate)."""
+        if self.to_time is None or not isinstance(self.lr, jax.Array):
+            return self.num_steps
+        if self._traced():
+            return jnp.rint(self.to_time / self._dt).astype(jnp.int32)
+        dt = self._dt  # in its own precision, as the traced rate computes it
+        return int(np.rint(np.asarray(self.to_time, dt.dtype) / dt))
 
     def _rates(self):
         """For a schedule: the rate at every step (float64 where concrete); else `None`."""
@@ -37,8 +49,13 @@ class DescentTimeAxis(AbstractMethod):
 
     @property
     def _dt(self):
-        """The time one step at the constant rate `lr` takes: η/(1-β), or η."""
-        return self.lr if self.time_scale == 1 else self.lr * self.time_scale
+        """The time one step at the constant rate `lr` takes: η/(1-β), or η. A rate given as
+        a concrete array (one lane of a vmapped sweep) as a NumPy number of its precision,
+        so that the time axis is computed now, even within a trace."""
+        lr = self.lr
+        if isinstance(lr, jax.Array) and not self._traced():
+            lr = np.asarray(lr)
+        return lr if self.time_scale == 1 else lr * self.time_scale
 
     def flow_times(self):
         """For a schedule: the time after $n = 0, …,$ `num_steps` steps, $\\sum_{j<n} η_j$
@@ -62,23 +79,31 @@ class DescentTimeAxis(AbstractMethod):
     @property
     def t1(self):
         times = self.flow_times()
-        return self._dt * self.num_steps if times is None else times[-1]
+        return self._dt * self.steps() if times is None else times[-1]
 
     def save_steps(self, save: Save):
         """The step indices saved at: every `every` steps, or the step whose flow time is
         nearest each save time (`num` times spaced over the run are spaced in steps, at a
         constant rate)."""
+        end = self.steps()
         if save.every is not None:
-            steps = np.arange(0, self.num_steps + 1, save.every)
-            return steps if steps[-1] == self.num_steps else np.append(steps, self.num_steps)
+            if isinstance(end, jax.Array):
+                raise ValueError(
+                    "`Save(every=...)` needs a number of steps known when the run compiles; "
+                    "a run to `t1` at a traced rate saves at times (`Save(ts)` or `num`)."
+                )
+            steps = np.arange(0, end + 1, save.every)
+            return steps if steps[-1] == end else np.append(steps, end)
         times = self.flow_times()
         if times is not None:
             xp = jnp if isinstance(times, jax.Array) else np
             want = save.times(times[-1])
             hi = xp.clip(xp.searchsorted(times, want), 1, self.num_steps)
             return xp.where(want - times[hi - 1] <= times[hi] - want, hi - 1, hi)
-        if save.ts is None:  # independent of the rate: the same steps for every rate
-            return np.rint(save.times(float(self.num_steps))).astype(np.int64)
+        if save.ts is None:  # spread over the steps (for a fixed count, at every rate)
+            if isinstance(end, jax.Array):
+                return jnp.rint(save.times(end.astype(jnp.result_type(float)))).astype(jnp.int32)
+            return np.rint(save.times(float(end))).astype(np.int64)
         ts = np.asarray(save.times(self.t1))
         if self._traced():
             return jnp.rint(ts / self._dt).astype(jnp.int32)

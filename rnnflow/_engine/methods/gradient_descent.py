@@ -33,6 +33,13 @@ class GradientDescent(DescentTimeAxis):
       flow time is $\\sum_{j<n} η_j$ ($nη$ at a constant rate), so that gradient descent
       is the explicit Euler discretisation of the gradient flow, with a decaying rate too.
     - `num_steps`: how many steps to take; the run ends at `t1`, the time of them all.
+    - `t1`, in place of `num_steps`: run to this time, in the nearest whole number of steps
+      to $t_1/η$ (a constant rate; with momentum, $t_1(1-β)/η$). With a traced rate (a
+      `jax.vmap` over step sizes, or a sweep's vmapped `lr` axis) each rate takes its own
+      number of steps, as a run at that rate alone would, and `max_steps` must bound them
+      all (the loop's length is fixed when it compiles): one program then runs every rate.
+      A rate that would need more steps ends at `max_steps` with `Result.max_steps_reached`
+      (a sweep says so before it compiles).
     - `optimizer`: an optax factory that takes the rate, called with `lr`
       (`optax.adam`, `functools.partial(optax.sgd, momentum=0.9)`), or an
       `optax.GradientTransformation` whose rate is `lr` (injected with
@@ -63,6 +70,9 @@ class GradientDescent(DescentTimeAxis):
     ```python
     method = GradientDescent(lr=0.01, num_steps=10_000)
     method = GradientDescent(lr=0.01, num_steps=10_000, optimizer=optax.adam)
+    method = GradientDescent(lr=0.01, t1=100.0)  # 10 000 steps
+    # in a sweep's setup, every rate of a vmapped `lr` axis in one program:
+    method = GradientDescent(point["lr"], t1=100.0, max_steps=round(100.0 / min(lrs)))
     method = GradientDescent(optax.cosine_decay_schedule(0.1, 10_000), num_steps=10_000)
     method.t1  # the time the run ends at: Σ η_j
     ```
@@ -74,6 +84,7 @@ class GradientDescent(DescentTimeAxis):
 
     lr: float | jax.Array | Callable
     num_steps: int = eqx.field(static=True)
+    to_time: float | None = eqx.field(static=True)
     optimizer: optax.GradientTransformation | Callable | None = eqx.field(static=True)
     kernel: str = eqx.field(static=True)
     adjoint: diffrax.AbstractAdjoint
@@ -83,9 +94,11 @@ class GradientDescent(DescentTimeAxis):
     def __init__(
         self,
         lr,
-        num_steps: int,
+        num_steps: int | None = None,
         optimizer: optax.GradientTransformation | Callable | None = None,
         *,
+        t1: float | None = None,
+        max_steps: int | None = None,
         kernel: str = "auto",
         adjoint: diffrax.AbstractAdjoint | None = None,
     ):
@@ -95,9 +108,45 @@ class GradientDescent(DescentTimeAxis):
             check_real("lr", lr, positive=True)
             # A concrete rate is a Python float: static under jit, as before arrays were allowed.
             self.lr = lr if isinstance(lr, jax.core.Tracer) else float(lr)
+        check_optimizer(optimizer)
+        if (num_steps is None) == (t1 is None):
+            raise TypeError(
+                "give GradientDescent either `num_steps` or `t1` (the time to run to), not "
+                f"{'both' if t1 is not None else 'neither'}."
+            )
+        self.to_time = None
+        if t1 is not None:
+            if callable(lr):
+                raise ValueError(
+                    "`t1` sets the number of steps from a constant rate: with a schedule as "
+                    "`lr`, give `num_steps`."
+                )
+            check_real("t1", t1, positive=True)
+            self.to_time = float(t1)
+            if max_steps is not None:
+                max_steps = check_positive_int("max_steps", max_steps)
+            if self._traced():
+                if max_steps is None:
+                    raise ValueError(
+                        "`t1` with a traced `lr` (under jax.vmap, or a sweep's vmapped axis) "
+                        "needs `max_steps`, at least t1/lr for the smallest rate: the loop's "
+                        "length is fixed when it compiles, and each rate stops at its own "
+                        "number of steps."
+                    )
+                num_steps = max_steps
+            else:
+                # The time axis of a constant rate does not depend on the number of steps.
+                scale = time_axis(optimizer, self.lr, lambda k: np.full(len(k), lr), 64)[1]
+                num_steps = round(self.to_time / (self.lr * scale))
+                if num_steps < 1:
+                    raise ValueError(f"`lr` = {lr} exceeds `t1` = {t1}: not one step.")
+                if max_steps is not None and num_steps > max_steps:
+                    raise ValueError(
+                        f"`t1` = {t1} at `lr` = {lr} takes {num_steps} steps, above "
+                        f"`max_steps` = {max_steps}."
+                    )
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.kernel = check_choice("kernel", kernel, ("auto", "pallas", "generic"))
-        check_optimizer(optimizer)
         self.optimizer = optimizer
         adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
         if type(adjoint) not in LOOPS:
@@ -130,6 +179,17 @@ class GradientDescent(DescentTimeAxis):
     def check(self, loss_fn, stop) -> None:
         if not callable(self.lr):
             check_real("lr", self.lr, positive=True)  # a rate made traced, now known
+        if self.to_time is not None and isinstance(self.lr, jax.Array) and not self._traced():
+            steps = self.steps()
+            if not 1 <= steps <= self.num_steps:
+                raise ValueError(
+                    f"`t1` = {self.to_time:g} at `lr` = {float(self.lr):g} takes {steps} steps"
+                    + (
+                        f", above `max_steps` = {self.num_steps}."
+                        if steps
+                        else ": `lr` exceeds `t1` (not one step)."
+                    )
+                )
         if self.kernel != "pallas":
             return
         if self.optimizer is not None or callable(self.lr):
@@ -155,7 +215,8 @@ class GradientDescent(DescentTimeAxis):
         # rest of the run up to t1, whose metrics are dropped: a run always ends at t1.
         counts = xp.diff(steps, prepend=0)
         num_saves = len(counts)
-        counts = xp.append(counts, self.num_steps - steps[-1])
+        end = self.steps()  # traced for a run to t1 at a traced rate; ≤ num_steps
+        counts = xp.append(counts, end - steps[-1])
         max_count = int(np.max(counts)) if xp is np else self.num_steps
         below = -np.inf if stop.loss_below is None else stop.loss_below
 
@@ -234,6 +295,9 @@ class GradientDescent(DescentTimeAxis):
             num_grad_evals = n + stopped(state)
         diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
         result = jnp.where(value < below, Result.converged, Result.finished)
+        if isinstance(end, jax.Array):  # more steps to t1 than the loop's bound allowed
+            short = (n < end) & (result == Result.finished)
+            result = jnp.where(short, Result.max_steps_reached, result)
         result = jnp.where(diverged, Result.diverged, result)
         saved, saved_params = jax.tree.map(lambda x: x[:num_saves], saved)
         return Trajectory(

@@ -1,7 +1,6 @@
 """[`rnnflow.ModifiedFlow`][]: the gradient flow of the modified loss that gradient descent
 follows to second order."""
 
-import equinox as eqx
 import jax
 
 from ..checks import check_real
@@ -20,19 +19,25 @@ class ModifiedFlow(GradientFlow):
     Each vector-field evaluation needs a Jacobian-vector product (for a loss, a
     Hessian-vector product).
 
-    **Arguments:** `lr` (η), then those of [`rnnflow.GradientFlow`][].
+    **Arguments:** `lr` (η: a positive number, or a traced array, to `jax.vmap` over step
+    sizes or differentiate), then those of [`rnnflow.GradientFlow`][].
 
     ```python
     method = ModifiedFlow(lr=0.05, t1=10.0)
     ```
     """
 
-    lr: float = eqx.field(static=True)
+    lr: float | jax.Array
 
-    def __init__(self, lr: float, t1: float, **kwargs):
+    def __init__(self, lr, t1: float, **kwargs):
         check_real("lr", lr, positive=True)
-        self.lr = float(lr)
+        # A concrete rate is a Python float: static under jit, as for gradient descent.
+        self.lr = lr if isinstance(lr, jax.core.Tracer) else float(lr)
         super().__init__(t1, **kwargs)
+
+    def check(self, loss_fn, stop) -> None:
+        check_real("lr", self.lr, positive=True)  # a rate made traced, now known
+        super().check(loss_fn, stop)
 
     def vector_field(self, value_and_grad):
         """$-\nabla \tilde L = -(\nabla L + \frac{η}{2} H \nabla L)$, with the
