@@ -19,7 +19,7 @@ itself; the engine looks for them by name and never by type:
 - `check(params)`: raise a `TypeError`/`ValueError` naming what is wrong with `params`;
   `train` calls it before compiling.
 - `direction(params) -> F`: makes it a rule (see `rule.py` and [`rnnflow.Rule`][]): the
-  methods move along $F(θ)$ instead of $-\nabla L$, and `loss_fn(params)` is only what the
+  methods move along $F(θ)$ instead of $-\\nabla L$, and `loss_fn(params)` is only what the
   run is judged by.
 
 An object that is callable but not a loss, and easily passed as one (a model), may say so:

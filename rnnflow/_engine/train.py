@@ -103,7 +103,7 @@ def train(
       parameters), which the methods use where they can: see the "Bring your own model"
       page of the docs. Or an update rule, [`rnnflow.Rule`][]`(field, loss=None)` (or
       anything that offers `direction(params)`): the methods then move along its field
-      $F(θ)$ in place of $-\nabla L$ (see "Learning rules beyond the gradient").
+      $F(θ)$ in place of $-\\nabla L$ (see "Learning rules beyond the gradient").
     - `params`: the initial parameters, any pytree (dict, tuple, `eqx.Module`, ...). Its
       floating-point arrays (JAX or NumPy, real or complex) are trained; other leaves
       (Python numbers, an MLP's activation function) stay as they are. A complex leaf is

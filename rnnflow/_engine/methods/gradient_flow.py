@@ -167,7 +167,7 @@ class GradientFlow(AbstractMethod):
         return save.times(self.t1)
 
     def vector_field(self, value_and_grad):
-        """The right-hand side as a function of the parameters: here $-\nabla L$."""
+        """The right-hand side as a function of the parameters: here $-\\nabla L$."""
         return lambda params: jax.tree.map(jnp.negative, value_and_grad(params)[1])
 
     def check(self, loss_fn, stop) -> None:

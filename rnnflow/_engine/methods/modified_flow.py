@@ -40,9 +40,9 @@ class ModifiedFlow(GradientFlow):
         super().check(loss_fn, stop)
 
     def vector_field(self, value_and_grad):
-        """$-\nabla \tilde L = -(\nabla L + \frac{η}{2} H \nabla L)$, with the
-        Hessian-vector product $H \nabla L$ by forward-mode differentiation of the gradient.
-        A rule's "gradient" is $g = -F$, so the same lines give $F - \frac{η}{2} DF\\,F$
+        """$-\\nabla \\tilde L = -(\\nabla L + \\frac{η}{2} H \\nabla L)$, with the
+        Hessian-vector product $H \\nabla L$ by forward-mode differentiation of the gradient.
+        A rule's "gradient" is $g = -F$, so the same lines give $F - \\frac{η}{2} DF\\,F$
         ($Dg\\,g = DF\\,F$): the general field's modified flow."""
 
         def grad(params):
