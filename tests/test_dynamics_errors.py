@@ -62,6 +62,12 @@ CONSTRUCTORS = [
         "`num_steps` must be a positive integer",
     ),
     (lambda: rf.GradientDescent(lr=0.1, num_steps=-5), ValueError, "`num_steps`"),
+    (lambda: rf.GradientDescent(lr=0.1), TypeError, "either `num_steps` or `t1`"),
+    (lambda: rf.GradientDescent(0.1, 10, t1=1.0), TypeError, "not both"),
+    (lambda: rf.GradientDescent(0.1, 10, max_steps=5), TypeError, "`max_steps` bounds a run"),
+    (lambda: rf.GradientDescent(0.1, t1=-1.0), ValueError, "`t1` must be positive"),
+    (lambda: rf.GradientDescent(2.0, t1=1.0), ValueError, "not one step"),
+    (lambda: rf.GradientDescent(0.1, t1=1.0, max_steps=5), ValueError, "above `max_steps` = 5"),
     (
         lambda: rf.GradientDescent(lr=0.1, num_steps=1.5),
         TypeError,

@@ -127,13 +127,17 @@ def test_too_few_max_steps_is_max_steps_reached_under_vmap_and_refused_in_a_swee
     loss_fn, params = _problem()
     p0 = jax.tree.map(lambda x: x[0], params)
 
-    def short(lr):
-        method = rf.GradientDescent(lr, t1=5.0, max_steps=200, kernel="generic")
-        return rf.train(loss_fn, p0, method, save=rf.Save(num=3))
+    # `max_steps` bounds the whole run, however many saves cut it into segments.
+    for save in (rf.Save(num=3), rf.Save(num=101)):
 
-    out = jax.vmap(short)(jnp.asarray(LRS))
-    np.testing.assert_array_equal(out.result, [0, 0, rf.Result.max_steps_reached])
-    np.testing.assert_array_equal(out.num_steps, [125, 250, 400])
+        def short(lr, save=save):
+            method = rf.GradientDescent(lr, t1=5.0, max_steps=200, kernel="generic")
+            return rf.train(loss_fn, p0, method, save=save)
+
+        out = jax.vmap(short)(jnp.asarray(LRS))
+        np.testing.assert_array_equal(out.result, [0] + [rf.Result.max_steps_reached] * 2)
+        np.testing.assert_array_equal(out.num_steps, [125, 200, 200])
+        np.testing.assert_allclose(out.t_stop, [5.0, 4.0, 2.0], rtol=1e-12)
 
     def setup(point, key):
         method = rf.GradientDescent(point["lr"], t1=5.0, max_steps=200)
@@ -201,6 +205,10 @@ def test_bad_combinations_are_refused_with_what_to_give():
         rf.GradientDescent(0.1)
     with pytest.raises(TypeError, match="not both"):
         rf.GradientDescent(0.1, 10, t1=1.0)
+    with pytest.raises(TypeError, match="give one of them"):
+        rf.GradientDescent(0.1, 10, max_steps=5)
+    with pytest.raises(TypeError, match="`t1` must be a number"):
+        jax.vmap(lambda t: rf.GradientDescent(0.1, t1=t, max_steps=50).num_steps)(jnp.ones(2))
     with pytest.raises(ValueError, match="with a schedule"):
         rf.GradientDescent(optax.constant_schedule(0.1), t1=1.0)
     with pytest.raises(ValueError, match="needs `max_steps`"):

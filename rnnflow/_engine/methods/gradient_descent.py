@@ -38,8 +38,11 @@ class GradientDescent(DescentTimeAxis):
       `jax.vmap` over step sizes, or a sweep's vmapped `lr` axis) each rate takes its own
       number of steps, as a run at that rate alone would, and `max_steps` must bound them
       all (the loop's length is fixed when it compiles): one program then runs every rate.
-      A rate that would need more steps ends at `max_steps` with `Result.max_steps_reached`
-      (a sweep says so before it compiles).
+      A rate that would need more steps ends after `max_steps` steps with
+      `Result.max_steps_reached` (a sweep says so before it compiles). `t1` is a number;
+      $t_1/η$ is rounded in the rate's precision (float32 by default), for a number as for
+      a traced rate, so that both take the same steps (near a tie, such as 0.3/0.12, this
+      can differ from Python's `round(t1 / lr)`).
     - `optimizer`: an optax factory that takes the rate, called with `lr`
       (`optax.adam`, `functools.partial(optax.sgd, momentum=0.9)`), or an
       `optax.GradientTransformation` whose rate is `lr` (injected with
@@ -115,11 +118,21 @@ class GradientDescent(DescentTimeAxis):
                 f"{'both' if t1 is not None else 'neither'}."
             )
         self.to_time = None
+        if t1 is None and max_steps is not None:
+            raise TypeError(
+                "`max_steps` bounds a run to `t1` at a traced rate; with `num_steps`, the "
+                "run takes exactly that many: give one of them."
+            )
         if t1 is not None:
             if callable(lr):
                 raise ValueError(
                     "`t1` sets the number of steps from a constant rate: with a schedule as "
                     "`lr`, give `num_steps`."
+                )
+            if isinstance(t1, jax.core.Tracer):
+                raise TypeError(
+                    "`t1` must be a number: the run's end is fixed when it compiles (vmap "
+                    "over `lr` to run several rates to one time)."
                 )
             check_real("t1", t1, positive=True)
             self.to_time = float(t1)
@@ -129,15 +142,17 @@ class GradientDescent(DescentTimeAxis):
                 if max_steps is None:
                     raise ValueError(
                         "`t1` with a traced `lr` (under jax.vmap, or a sweep's vmapped axis) "
-                        "needs `max_steps`, at least t1/lr for the smallest rate: the loop's "
-                        "length is fixed when it compiles, and each rate stops at its own "
-                        "number of steps."
+                        "needs `max_steps`, at least the steps of the smallest rate (t1/lr, "
+                        "or t1(1-β)/lr with momentum β): the loop's length is fixed when it "
+                        "compiles, and each rate stops at its own number of steps."
                     )
                 num_steps = max_steps
             else:
-                # The time axis of a constant rate does not depend on the number of steps.
+                # The time axis of a constant rate does not depend on the number of steps;
+                # the count is rounded in the rate's precision, as a traced rate's is.
                 scale = time_axis(optimizer, self.lr, lambda k: np.full(len(k), lr), 64)[1]
-                num_steps = round(self.to_time / (self.lr * scale))
+                dt = np.asarray(self.lr * scale, jnp.result_type(float))
+                num_steps = int(np.rint(np.asarray(self.to_time, dt.dtype) / dt))
                 if num_steps < 1:
                     raise ValueError(f"`lr` = {lr} exceeds `t1` = {t1}: not one step.")
                 if max_steps is not None and num_steps > max_steps:
@@ -215,7 +230,10 @@ class GradientDescent(DescentTimeAxis):
         # rest of the run up to t1, whose metrics are dropped: a run always ends at t1.
         counts = xp.diff(steps, prepend=0)
         num_saves = len(counts)
-        end = self.steps()  # traced for a run to t1 at a traced rate; ≤ num_steps
+        end = want = self.steps()  # traced for a run to t1 at a traced rate
+        if isinstance(end, jax.Array):  # at most `num_steps` in all, its bound
+            end, steps = jnp.minimum(want, self.num_steps), jnp.minimum(steps, self.num_steps)
+            counts = jnp.diff(steps, prepend=0)
         counts = xp.append(counts, end - steps[-1])
         max_count = int(np.max(counts)) if xp is np else self.num_steps
         below = -np.inf if stop.loss_below is None else stop.loss_below
@@ -295,8 +313,8 @@ class GradientDescent(DescentTimeAxis):
             num_grad_evals = n + stopped(state)
         diverged = ~jnp.isfinite(value) | (value > stop.loss_above)
         result = jnp.where(value < below, Result.converged, Result.finished)
-        if isinstance(end, jax.Array):  # more steps to t1 than the loop's bound allowed
-            short = (n < end) & (result == Result.finished)
+        if isinstance(want, jax.Array):  # more steps to t1 than the bound allowed
+            short = (n < want) & (result == Result.finished)
             result = jnp.where(short, Result.max_steps_reached, result)
         result = jnp.where(diverged, Result.diverged, result)
         saved, saved_params = jax.tree.map(lambda x: x[:num_saves], saved)
