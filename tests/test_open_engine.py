@@ -258,6 +258,7 @@ def test_grad_through_early_stopping_is_that_of_the_steps_taken():
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_saving_at_the_end_only_takes_the_same_steps_and_derivative():
     # Saves at the start and end (or the end) run one loop written out; more saves run a
     # loop per segment. The steps, the stopping step and the derivatives are the same.

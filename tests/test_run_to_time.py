@@ -53,7 +53,7 @@ def test_a_constant_rate_to_t1_is_round_t1_over_lr_steps():
 @pytest.mark.parametrize(
     "kernel, save",
     [
-        ("generic", rf.Save(num=5)),
+        pytest.param("generic", rf.Save(num=5), marks=pytest.mark.slow),
         pytest.param("auto", SAVE, marks=pytest.mark.slow),  # small_step's default run has it
         pytest.param("generic", SAVE, marks=pytest.mark.slow),
         pytest.param("auto", rf.Save(num=5), marks=pytest.mark.slow),
@@ -172,6 +172,7 @@ def test_a_sweep_runs_every_rate_in_one_program_as_a_loop_over_them(tmp_path):
     np.testing.assert_array_equal(a.num_steps.values[:, 0], [125, 250, 500])
 
 
+@pytest.mark.slow
 def test_the_modified_flow_vmaps_over_its_rate():
     loss_fn, params = _problem()
     p0 = jax.tree.map(lambda x: x[0], params)
