@@ -11,6 +11,22 @@ from ..trajectory import Save
 from .base import AbstractMethod
 
 
+def nearest_steps(t1: float, dt: np.ndarray) -> int:
+    """The whole number of steps nearest $t_1/dt$, divided in `dt`'s precision, as a traced
+    rate of that precision divides."""
+    return int(np.rint(np.asarray(t1, dt.dtype) / dt))
+
+
+def check_steps_to(t1: float, lr: float, steps: int, max_steps: int | None) -> None:
+    """Raise a `ValueError` if a run to `t1` at `lr` takes no step, or more than `max_steps`."""
+    if steps < 1:
+        raise ValueError(f"`lr` = {lr:g} exceeds `t1` = {t1:g}: not one step.")
+    if max_steps is not None and steps > max_steps:
+        raise ValueError(
+            f"`t1` = {t1:g} at `lr` = {lr:g} takes {steps} steps, above `max_steps` = {max_steps}."
+        )
+
+
 class DescentTimeAxis(AbstractMethod):
     """The time axis of a method of discrete steps with fields `lr` (a rate or a schedule
     `step -> rate`), `num_steps`, `time_scale` and `to_time` (`None`, or the time the run
@@ -27,8 +43,7 @@ class DescentTimeAxis(AbstractMethod):
             return self.num_steps
         if self._traced():
             return jnp.rint(self.to_time / self._dt).astype(jnp.int32)
-        dt = self._dt  # in its own precision, as the traced rate computes it
-        return int(np.rint(np.asarray(self.to_time, dt.dtype) / dt))
+        return nearest_steps(self.to_time, self._dt)
 
     def _rates(self):
         """For a schedule: the rate at every step (float64 where concrete); else `None`."""

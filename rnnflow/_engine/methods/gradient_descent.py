@@ -15,7 +15,7 @@ from ..objective import Objective, offered
 from ..real_view import has_parts
 from ..trajectory import Result, Trajectory
 from .descent_steps import LOOPS, final_value, fused_steps, optimizer_steps, stopped, while_loop
-from .descent_time import DescentTimeAxis
+from .descent_time import DescentTimeAxis, check_steps_to, nearest_steps
 from .optimizer_rate import check_optimizer, time_axis
 
 
@@ -152,14 +152,8 @@ class GradientDescent(DescentTimeAxis):
                 # the count is rounded in the rate's precision, as a traced rate's is.
                 scale = time_axis(optimizer, self.lr, lambda k: np.full(len(k), lr), 64)[1]
                 dt = np.asarray(self.lr * scale, jnp.result_type(float))
-                num_steps = int(np.rint(np.asarray(self.to_time, dt.dtype) / dt))
-                if num_steps < 1:
-                    raise ValueError(f"`lr` = {lr} exceeds `t1` = {t1}: not one step.")
-                if max_steps is not None and num_steps > max_steps:
-                    raise ValueError(
-                        f"`t1` = {t1} at `lr` = {lr} takes {num_steps} steps, above "
-                        f"`max_steps` = {max_steps}."
-                    )
+                num_steps = nearest_steps(self.to_time, dt)
+                check_steps_to(self.to_time, self.lr, num_steps, max_steps)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.kernel = check_choice("kernel", kernel, ("auto", "pallas", "generic"))
         self.optimizer = optimizer
@@ -195,16 +189,7 @@ class GradientDescent(DescentTimeAxis):
         if not callable(self.lr):
             check_real("lr", self.lr, positive=True)  # a rate made traced, now known
         if self.to_time is not None and isinstance(self.lr, jax.Array) and not self._traced():
-            steps = self.steps()
-            if not 1 <= steps <= self.num_steps:
-                raise ValueError(
-                    f"`t1` = {self.to_time:g} at `lr` = {float(self.lr):g} takes {steps} steps"
-                    + (
-                        f", above `max_steps` = {self.num_steps}."
-                        if steps
-                        else ": `lr` exceeds `t1` (not one step)."
-                    )
-                )
+            check_steps_to(self.to_time, float(self.lr), self.steps(), self.num_steps)
         if self.kernel != "pallas":
             return
         if self.optimizer is not None or callable(self.lr):
@@ -224,16 +209,15 @@ class GradientDescent(DescentTimeAxis):
 
     def run(self, objective: Objective, params, *, save, stop, metrics, key=None) -> Trajectory:
         steps = self.save_steps(save)
+        end = want = self.steps()  # traced for a run to t1 at a traced rate
+        if isinstance(want, jax.Array):  # at most `num_steps` in all, its bound
+            end, steps = jnp.minimum(want, self.num_steps), jnp.minimum(steps, self.num_steps)
         flow_times = self.flow_times()
         xp = jnp if isinstance(steps, jax.Array) else np
         # Steps to take before each save (the first save is after steps[0] steps), then the
         # rest of the run up to t1, whose metrics are dropped: a run always ends at t1.
         counts = xp.diff(steps, prepend=0)
         num_saves = len(counts)
-        end = want = self.steps()  # traced for a run to t1 at a traced rate
-        if isinstance(end, jax.Array):  # at most `num_steps` in all, its bound
-            end, steps = jnp.minimum(want, self.num_steps), jnp.minimum(steps, self.num_steps)
-            counts = jnp.diff(steps, prepend=0)
         counts = xp.append(counts, end - steps[-1])
         max_count = int(np.max(counts)) if xp is np else self.num_steps
         below = -np.inf if stop.loss_below is None else stop.loss_below
