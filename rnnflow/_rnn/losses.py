@@ -26,7 +26,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._engine.checks import check_choice, check_positive_int
 from .._engine.objective import check_finite
-from . import fused
+from . import fused, through_time
 from .bound import BoundLoss
 from .extrapolation import extrapolation_error as extrapolation_error  # its former home
 from .models import AbstractRNN, DiagonalRNN, RNNParams
@@ -172,6 +172,16 @@ class SequenceLoss(AbstractLoss):
         check_positive_int("num_sequences", num_sequences)
         shape = (num_sequences, train_len, teacher.model.in_dim)
         return cls(teacher, jax.random.normal(key, shape), supervise=supervise)
+
+    def bind(self, model: AbstractRNN):
+        """As [`rnnflow.AbstractLoss.bind`][]. For a [`rnnflow.TanhRNN`][] or
+        [`rnnflow.DenseRNN`][] student (train length ≤ 32) the bound loss also offers its
+        gradient by backpropagation through time written out, over all sequences at once,
+        which gradient descent then uses (see `rnnflow._rnn.through_time`)."""
+        bound = super().bind(model)
+        if through_time.applies(self, model):
+            return through_time.DenseSequenceLoss(self, model)
+        return bound
 
     def __call__(self, model: AbstractRNN, params: RNNParams) -> Float[Array, ""]:
         return jnp.sum(self.residuals(model, params) ** 2)
