@@ -132,3 +132,21 @@ def test_derivatives_through_training_are_those_of_autodiff():
     )
     tangent = jax.jvp(lambda lr: final_loss(lr, "auto"), (0.05,), (1.0,))[1]
     np.testing.assert_allclose(tangent, jax.grad(final_loss)(0.05, "generic"), rtol=1e-10)
+
+
+def test_lanes_fit_a_step_of_many_values_in_cache():
+    """A student whose gradient makes over a megabyte per seed (the nonlinear experiment's
+    tanh student on 256 sequences) runs in blocks of fewer seeds on a CPU; models of small
+    steps keep the default."""
+    from rnnflow._engine import blocks
+
+    xs = jnp.ones((256, 5, 1), jnp.float32)
+    big = rf.SequenceLoss(_teacher(1, 1), xs, supervise="all").bind(rf.TanhRNN(20))
+    params = rf.TanhRNN(20).init(key=jax.random.key(0), scale=0.1, dtype=jnp.float32)
+    step = blocks.gradient_bytes(big.value_and_grad, params)
+    # The 5 states and 5 deltas of 20 × 256 float32 values alone are 200 kB.
+    assert step > 2e5
+    assert blocks.cache_lanes(step) == blocks._CPU_STEP_BYTES // step < blocks._MIN_LANES
+    small = rf.ImpulseLoss(_teacher(1, 1), 5).bind(rf.DenseRNN(8))
+    p = rf.DenseRNN(8).init(key=jax.random.key(0), scale=0.1)
+    assert blocks.cache_lanes(blocks.gradient_bytes(jax.value_and_grad(small), p)) > 1024

@@ -18,7 +18,7 @@ from .checkpoints import Checkpoints, array_hash, computation_hash
 from .checks import check_positive_int
 from .devices import cpu_cores
 from .methods import AbstractMethod
-from .objective import check_finite, check_leaves, offered, split, split_real
+from .objective import Objective, check_finite, check_leaves, offered, split, split_real
 from .real_view import to_complex
 from .train import check_call, check_kinds, run, with_fixed
 from .trajectory import Save, Stop, Trajectory
@@ -92,7 +92,9 @@ def train_seeds(
       blocks of equal width of at most 65536 on an accelerator; on a CPU a core's share
       (whatever the number of devices, up to one per core), in blocks of at most 1024, or
       as many as keep 256 KiB of per-seed matrices (a dense RNN: 64 seeds of d = 32 in
-      float32), which the CPU's cache then holds.
+      float32), which the CPU's cache then holds; where one seed's loss and gradient make
+      over half a megabyte of values (read from their jaxpr, traced for the first seed), as
+      many as keep 32 MiB of them.
     - `chunk_size`: seeds per chunk. Chunks are computed one after another; each finished
       chunk is moved to host memory (and written to `checkpoint`), so device memory holds
       one chunk's results. Rounded up to a multiple of `lanes` × the number of devices.
@@ -176,14 +178,18 @@ def train_seeds(
         chunk_size = check_positive_int("chunk_size", chunk_size)
     args = (loss_fn, method, trainable, fixed, save, stop, keys)
 
+    @functools.cache
     def default_lanes(devices):
+        step = 0
+        if devices[0].platform == "cpu":
+            step = _blocks.gradient_bytes(Objective(loss_fn, fixed).value_and_grad, first_seed)
         # On a CPU a core's share of the seeds, whatever the number of devices (up to one
         # per core): each device then runs the block one device would run, in the same
         # lanes, so results are bitwise the same on one CPU device or one per core.
         share = len(devices)
         if devices[0].platform == "cpu":
             share = max(share, cpu_cores())
-        return _default_lanes(trainable, math.ceil(num_seeds / share), devices[0].platform)
+        return _default_lanes(trainable, math.ceil(num_seeds / share), devices[0].platform, step)
 
     if devices[0].platform == "cpu" and len(devices) > 1:
         devices = _without_lapack_deadlock(args, devices, lanes or default_lanes(devices))
