@@ -7,6 +7,8 @@ training with autodiff takes (`kernel="generic"`), and derivatives through train
 those of the autodiff path. Float64, so that rounding is far below what a wrong term makes.
 """
 
+import json
+
 import equinox as eqx
 import jax
 import jax.flatten_util
@@ -134,19 +136,42 @@ def test_derivatives_through_training_are_those_of_autodiff():
     np.testing.assert_allclose(tangent, jax.grad(final_loss)(0.05, "generic"), rtol=1e-10)
 
 
-def test_lanes_fit_a_step_of_many_values_in_cache():
+def test_lanes_fit_a_step_of_many_values_in_cache(tmp_path):
     """A student whose gradient makes over a megabyte per seed (the nonlinear experiment's
     tanh student on 256 sequences) runs in blocks of fewer seeds on a CPU; models of small
     steps keep the default."""
     from rnnflow._engine import blocks
+    from rnnflow._engine.objective import Objective, split_real
+
+    def gradient_bytes(loss_fn, params):
+        trainable, fixed = split_real(params)
+        return blocks.gradient_bytes(Objective(loss_fn, fixed), trainable)
 
     xs = jnp.ones((256, 5, 1), jnp.float32)
     big = rf.SequenceLoss(_teacher(1, 1), xs, supervise="all").bind(rf.TanhRNN(20))
     params = rf.TanhRNN(20).init(key=jax.random.key(0), scale=0.1, dtype=jnp.float32)
-    step = blocks.gradient_bytes(big.value_and_grad, params)
+    step = gradient_bytes(big, params)
     # The 5 states and 5 deltas of 20 × 256 float32 values alone are 200 kB.
     assert step > 2e5
     assert blocks.cache_lanes(step) == blocks._CPU_STEP_BYTES // step < blocks._MIN_LANES
     small = rf.ImpulseLoss(_teacher(1, 1), 5).bind(rf.DenseRNN(8))
     p = rf.DenseRNN(8).init(key=jax.random.key(0), scale=0.1)
-    assert blocks.cache_lanes(blocks.gradient_bytes(jax.value_and_grad(small), p)) > 1024
+    assert blocks.cache_lanes(gradient_bytes(small, p)) > 1024
+    # In a sweep, as in train_seeds: calls of at most that many lanes a device.
+    sweep = rf.Sweep(
+        {"init_scale": [0.1, 0.2]},
+        40,
+        lambda point, key: (
+            big,
+            rf.TanhRNN(20).init(key=key, scale=point["init_scale"], dtype=jnp.float32),
+            rf.GradientDescent(0.01, 2),
+        ),
+        jax.random.key(0),
+        rf.Save(num=2),
+    )
+    # One device: the default, a core's share of 64 lanes, is above the cache's limit.
+    ds = rf.run_sweep(sweep, tmp_path / "s.zarr", devices=jax.devices()[:1], progress=False)
+    assert ds.sizes["seed"] == 40
+    units = (tmp_path / "s.zarr" / ".rnnflow").glob("unit-*")
+    lanes = {json.loads(u.read_text())["lanes"] for u in units}
+    assert lanes == {blocks.cache_lanes(step)}

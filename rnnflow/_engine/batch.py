@@ -182,7 +182,7 @@ def train_seeds(
     def default_lanes(devices):
         step = 0
         if devices[0].platform == "cpu":
-            step = _blocks.gradient_bytes(Objective(loss_fn, fixed).value_and_grad, first_seed)
+            step = _blocks.gradient_bytes(Objective(loss_fn, fixed), first_seed)
         # On a CPU a core's share of the seeds, whatever the number of devices (up to one
         # per core): each device then runs the block one device would run, in the same
         # lanes, so results are bitwise the same on one CPU device or one per core.

@@ -183,14 +183,32 @@ def step_bytes(fn, *args) -> int:
     return total(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
-def gradient_bytes(gradient, *args) -> int:
-    """`step_bytes` of `gradient(*args)` (one seed's loss and gradient), or 0 where it cannot
-    be traced (a method may never ask for the gradient; it says what is wrong, not this
-    estimate)."""
+# `gradient_bytes` by signature: the structure, the arrays' shapes, the other leaves.
+_GRADIENT_BYTES: dict = {}
+
+
+def gradient_bytes(objective, trainable) -> int:
+    """`step_bytes` of one seed's loss and gradient (`objective.value_and_grad(trainable)`),
+    or 0 where they cannot be traced (a method may never ask for the gradient; it says what
+    is wrong, not this estimate). Kept by the shapes of the arrays and the other leaves, so
+    that a call with new numbers of the same shapes traces nothing."""
+    leaves, treedef = jax.tree.flatten((objective, trainable))
+    signature = (treedef, *((x.shape, x.dtype) if eqx.is_array(x) else x for x in leaves))
     try:
-        return step_bytes(gradient, *args)
+        return _GRADIENT_BYTES[signature]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable leaf: not kept
+        signature = None
+    try:
+        size = step_bytes(objective.value_and_grad, trainable)
     except (TypeError, ValueError):
-        return 0
+        size = 0
+    if signature is not None:
+        if len(_GRADIENT_BYTES) > 256:
+            _GRADIENT_BYTES.clear()
+        _GRADIENT_BYTES[signature] = size
+    return size
 
 
 def cache_lanes(step: int) -> int:

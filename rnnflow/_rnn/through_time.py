@@ -15,9 +15,9 @@ with $\phi'(z_t) = 1 - s_t^2$ for tanh and $1$ for the linear student.
 
 All $N$ sequences go at once: each state is a $d \times N$ matrix, the sequences along its
 minor axis, so every product above is one matrix product per step and none of the states
-is transposed or stacked. Autodiff of the per-sequence model (the states `(N, d)`, stacked
-over time) spends much of a step copying them into the layouts of its products; this
-form ran the nonlinear experiment's steps about 4× faster (`benchmarks/README.md`). The
+is transposed or stacked. Autodiff of the per-sequence model (a `lax.scan` over time of
+states `(N, d)`) spent about half of a step copying, slicing and transposing them; this
+form ran the nonlinear experiment's descent 3.9× faster (`benchmarks/README.md`). The
 steps are unrolled, so, as for the diagonal student's closed form, only training lengths
 up to `MAX_TRAIN_LEN` take this path. It equals autodiff to rounding (tested), and is
 differentiable like any JAX function (a hypergradient through training goes through it).

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._engine import blocks as _blocks
 from .._engine.checkpoints import hash_and_shape
-from .._engine.objective import check_finite, split_real
+from .._engine.objective import Objective, check_finite, split_real
 from .._engine.train import check_call, run
 from .plan import _lane, _setup_fn, _values
 
@@ -19,7 +19,8 @@ def _prepare(sweep, plan, seed_keys):
     training: every point is set up with the first seed's key (all points of a combination
     of the looped axes at once), checked as `train` checks and asked its save times; one
     lane per combination is traced for the shapes of its trajectory and a hash of its
-    computation. Returns those, and the setup function of each combination."""
+    computation. Returns those, the setup function of each combination, and the bytes of
+    values that the first point's gradient makes for one seed (`gradient_bytes`)."""
     shapes, hashes, times, setups = [], [], [], []
     # As many lanes as a unit has, so that the setup's operations (random draws above all,
     # slow to compile) compile for one number of lanes, here and in `_compute`.
@@ -38,6 +39,8 @@ def _prepare(sweep, plan, seed_keys):
                 first = _lane(problems, 0)
         loss_fn, params, method = first
         trainable, fixed = split_real(params)
+        if c == 0:
+            step = _blocks.gradient_bytes(Objective(loss_fn, fixed), trainable)
 
         def one(p, loss_fn=loss_fn, method=method, fixed=fixed):
             return run(loss_fn, method.quiet(), p, fixed, sweep.save, sweep.stop)
@@ -45,7 +48,7 @@ def _prepare(sweep, plan, seed_keys):
         computation, shape = hash_and_shape(one, trainable)
         shapes.append(shape)
         hashes.append(computation)
-    return shapes, hashes, times, setups
+    return shapes, hashes, times, setups, step
 
 
 def _compute(out, sweep, plan, seed_keys, setups, devices, progress):

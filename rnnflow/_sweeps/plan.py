@@ -10,9 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._engine.blocks import cache_lanes, gradient_bytes, take_rows
+from .._engine.blocks import cache_lanes, take_rows
 from .._engine.devices import cpu_cores
-from .._engine.objective import Objective, split_real
 
 
 def _unit_seeds(seeds: int) -> int:
@@ -52,16 +51,11 @@ def _default_lanes(runs: int) -> int:
     return min(runs, 1024, max(64, math.ceil(runs / 16)))
 
 
-def _gradient_bytes(sweep) -> int:
-    """`gradient_bytes` of one seed at the sweep's first point (its setup included), traced
-    without compiling."""
-
-    def gradient(key):
-        loss_fn, params, _ = sweep.setup({a: v[0] for a, v in sweep.axes.items()}, key)
-        trainable, fixed = split_real(params)
-        return Objective(loss_fn, fixed).value_and_grad(trainable)
-
-    return gradient_bytes(gradient, sweep.key)
+def fit_to_cache(plan: _Plan, step: int, num_devices: int) -> _Plan:
+    """`plan` with at most `cache_lanes(step)` lanes a device, for a step that makes `step`
+    bytes per seed: on a CPU the default lanes of a step of many values (see `blocks.py`)."""
+    per_device = min(plan.width // num_devices, cache_lanes(step))
+    return dataclasses.replace(plan, width=per_device * num_devices)
 
 
 def _plan(sweep, lanes: int | None, num_devices: int, cpu: bool = False) -> _Plan:
@@ -74,8 +68,6 @@ def _plan(sweep, lanes: int | None, num_devices: int, cpu: bool = False) -> _Pla
     # same lanes, so the store is bitwise the same on one CPU device or one per core.
     share = max(cpu_cores(), num_devices) if cpu and lanes is None else num_devices
     per_device = math.ceil((lanes or _default_lanes(len(points) * sweep.seeds)) / share)
-    if cpu and lanes is None:  # a step of many values per seed runs from cache (blocks.py)
-        per_device = min(per_device, cache_lanes(_gradient_bytes(sweep)))
     # A call's lanes are split over the devices, `per_device` on each.
     width = per_device * num_devices
     return _Plan(looped, vmapped, combos, points, _unit_seeds(sweep.seeds), width)

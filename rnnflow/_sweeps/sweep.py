@@ -32,7 +32,7 @@ from .._engine.checks import check_positive_int
 from .._engine.trajectory import Save, Stop
 from . import layout as layout
 from .compute import _compute, _prepare
-from .plan import _plan
+from .plan import _plan, fit_to_cache
 from .store import Store
 from .verify import open_results
 
@@ -186,9 +186,12 @@ def run_sweep(
     devices = tuple(jax.local_devices() if devices is None else devices)
     out = Store(store)
     layout.check_place(out)  # a file in the way is said before anything is traced
-    plan = _plan(sweep, lanes, len(devices), cpu=devices[0].platform == "cpu")
+    cpu = devices[0].platform == "cpu"
+    plan = _plan(sweep, lanes, len(devices), cpu=cpu)
     seed_keys = jax.random.split(sweep.key, sweep.seeds)
-    shapes, hashes, times, setups = _prepare(sweep, plan, seed_keys)
+    shapes, hashes, times, setups, step = _prepare(sweep, plan, seed_keys)
+    if cpu and lanes is None:  # a step of many values per seed runs from cache
+        plan = fit_to_cache(plan, step, len(devices))
     identity = layout.identity(sweep, plan, hashes)
     if jax.process_index() != 0:
         if json.dumps(out.wait_created(), sort_keys=True) != json.dumps(identity, sort_keys=True):
