@@ -161,7 +161,7 @@ _MIN_LANES = 64
 # A step whose gradient makes many values per seed (a sequence loss over many sequences:
 # the tanh student of the nonlinear experiment makes 1.2 MB per seed) runs from cache only
 # while a block's values fit in about the last-level cache: 32 MiB of them (27 seeds there)
-# ran gradient descent 1.3x faster than 128 seeds side by side (2-core AMD EPYC, 32 MiB
+# ran gradient descent 1.28x faster than 128 seeds side by side (2-core AMD EPYC, 32 MiB
 # of L3). Steps that make less than this / 64 per seed keep the rules above.
 _CPU_STEP_BYTES = 2**25
 
