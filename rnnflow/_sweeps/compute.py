@@ -19,8 +19,8 @@ def _prepare(sweep, plan, seed_keys):
     training: every point is set up with the first seed's key (all points of a combination
     of the looped axes at once), checked as `train` checks and asked its save times; one
     lane per combination is traced for the shapes of its trajectory and a hash of its
-    computation. Returns those, the setup function of each combination, and the bytes of
-    values that the first point's gradient makes for one seed (`gradient_bytes`)."""
+    computation. Returns those, the setup function of each combination, and the first
+    point's objective and trainable leaves for one seed (what the lanes are sized by)."""
     shapes, hashes, times, setups = [], [], [], []
     # As many lanes as a unit has, so that the setup's operations (random draws above all,
     # slow to compile) compile for one number of lanes, here and in `_compute`.
@@ -40,7 +40,7 @@ def _prepare(sweep, plan, seed_keys):
         loss_fn, params, method = first
         trainable, fixed = split_real(params)
         if c == 0:
-            step = _blocks.gradient_bytes(Objective(loss_fn, fixed), trainable)
+            first_problem = Objective(loss_fn, fixed), trainable
 
         def one(p, loss_fn=loss_fn, method=method, fixed=fixed):
             return run(loss_fn, method.quiet(), p, fixed, sweep.save, sweep.stop)
@@ -48,7 +48,7 @@ def _prepare(sweep, plan, seed_keys):
         computation, shape = hash_and_shape(one, trainable)
         shapes.append(shape)
         hashes.append(computation)
-    return shapes, hashes, times, setups, step
+    return shapes, hashes, times, setups, first_problem
 
 
 def _compute(out, sweep, plan, seed_keys, setups, devices, progress):

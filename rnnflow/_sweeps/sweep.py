@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._engine.blocks import gradient_bytes
 from .._engine.checks import check_positive_int
 from .._engine.trajectory import Save, Stop
 from . import layout as layout
@@ -189,9 +190,9 @@ def run_sweep(
     cpu = devices[0].platform == "cpu"
     plan = _plan(sweep, lanes, len(devices), cpu=cpu)
     seed_keys = jax.random.split(sweep.key, sweep.seeds)
-    shapes, hashes, times, setups, step = _prepare(sweep, plan, seed_keys)
+    shapes, hashes, times, setups, first_problem = _prepare(sweep, plan, seed_keys)
     if cpu and lanes is None:  # a step of many values per seed runs from cache
-        plan = fit_to_cache(plan, step, len(devices))
+        plan = fit_to_cache(plan, gradient_bytes(*first_problem), len(devices))
     identity = layout.identity(sweep, plan, hashes)
     if jax.process_index() != 0:
         if json.dumps(out.wait_created(), sort_keys=True) != json.dumps(identity, sort_keys=True):
