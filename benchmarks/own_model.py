@@ -47,7 +47,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import rnnflow as rf
 
-LR, STEPS, T1 = 0.02, 2000, 40.0
+LR, T1 = 0.02, 40.0
 
 
 # -- models -----------------------------------------------------------------------------
@@ -110,10 +110,10 @@ MODELS = {
 # -- hand-written baselines ---------------------------------------------------------------
 
 
-def gd_baseline(loss_fn, saves):
-    """Final params' loss and the loss at `saves` evenly spaced step counts (0 and STEPS
+def gd_baseline(loss_fn, saves, steps):
+    """Final params' loss and the loss at `saves` evenly spaced step counts (0 and `steps`
     included): an outer scan over save points, an inner one over the steps between."""
-    every = STEPS // (saves - 1)
+    every = steps // (saves - 1)
 
     def one(p):
         params, static = eqx.partition(p, eqx.is_array)
@@ -203,15 +203,15 @@ def hyper_runs(loss_fn, params):
     }
 
 
-def bench(model, method, seeds, repeats, saves):
+def bench(model, method, seeds, repeats, saves, steps):
     init, loss_fn = MODELS[model]
     params = eqx.filter_vmap(init)(jax.random.split(jax.random.key(0), seeds))
     save = rf.Save(num=saves)
     if method == "hyper":
         return _time(hyper_runs(loss_fn, params), repeats, tol=1e-4, final=lambda x: x)
     if method == "gd":
-        rf_method = rf.GradientDescent(LR, STEPS)
-        baseline = gd_baseline(loss_fn, saves)
+        rf_method = rf.GradientDescent(LR, steps)
+        baseline = gd_baseline(loss_fn, saves, steps)
     else:
         # The baseline's tolerances (rnnflow's float32 default is looser: rtol 1e-4).
         rf_method = rf.GradientFlow(T1, stepsize_controller=diffrax.PIDController(1e-6, 1e-9))
@@ -248,7 +248,6 @@ def _time(runs, repeats, tol, final):
 
 
 def main():
-    global STEPS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[256, 1024])
     p.add_argument("--models", nargs="+", default=["lru", "mlp"], choices=list(MODELS))
@@ -260,18 +259,17 @@ def main():
     p.add_argument("--saves", type=int, default=11)
     p.add_argument("--steps", type=int, default=2000, help="gradient descent's steps")
     args = p.parse_args()
-    STEPS = args.steps
     n = rf.use_cpu_cores(args.cpu_devices)  # before any JAX computation
     print(
         f"{platform.processor() or platform.machine()}, {n} JAX CPU devices, "
-        f"jax {jax.__version__}; GD {STEPS} steps, Tsit5 flow to t = {T1}; "
+        f"jax {jax.__version__}; GD {args.steps} steps, Tsit5 flow to t = {T1}; "
         f"compile / run seconds; ratio = baseline / rnnflow (> 1: rnnflow faster)"
     )
     print(f"{'model':<8} {'method':<6} {'seeds':>5}  {'run':<13} {'compile':>8} {'run':>8}  ratios")
     for model in args.models:
         for method in args.methods:
             for seeds in args.seeds:
-                rows = bench(model, method, seeds, args.repeats, args.saves)
+                rows = bench(model, method, seeds, args.repeats, args.saves, args.steps)
                 c0, r0 = rows["rnnflow"]
                 for name, (c, r) in rows.items():
                     ratio = "" if name == "rnnflow" else f"compile {c / c0:.2f}, run {r / r0:.2f}"
